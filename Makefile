@@ -1,0 +1,52 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Each one creates the virtual
+# environment and installs what is missing (Python packages from constraints.txt, Redis and
+# PostgreSQL from Debian packages, the Kafka jars from Maven Central) before doing its job.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv stack-install demo test unit integration check fmt lint types schemas clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+stack-install: venv
+	$(BIN)/delaycast stack install
+
+demo: stack-install
+	$(BIN)/python -m streams.demo
+
+test: stack-install
+	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: stack-install
+	$(BIN)/pytest tests/integration
+
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+lint: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+types: venv
+	$(BIN)/mypy
+
+check: lint types test
+
+schemas: venv
+	$(BIN)/python -m schemas.export
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

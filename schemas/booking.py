@@ -1,0 +1,38 @@
+"""BookingRequested: a transport booking as published on the ``bookings`` topic."""
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas._base import Event
+
+BOOKING_SCHEMA_VERSION = 1
+
+
+class VehicleType(StrEnum):
+    STANDARD = "standard"
+    WHEELCHAIR = "wheelchair"
+    STRETCHER = "stretcher"
+
+
+class PatientPriority(StrEnum):
+    ROUTINE = "routine"
+    URGENT = "urgent"
+    EMERGENCY = "emergency"
+
+
+class BookingRequested(Event):
+    """A booking for a pickup; keyed on Kafka by ``booking_id``."""
+
+    schema_version: Literal[1] = BOOKING_SCHEMA_VERSION
+    booking_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    scheduled_pickup_at: AwareDatetime = Field(description="ISO 8601 with a UTC offset.")
+    created_at: AwareDatetime = Field(description="When the booking was made, with offset.")
+    pickup_lat: float = Field(ge=-90, le=90)
+    pickup_lon: float = Field(ge=-180, le=180)
+    dropoff_lat: float = Field(ge=-90, le=90)
+    dropoff_lon: float = Field(ge=-180, le=180)
+    vehicle_type: VehicleType
+    patient_priority: PatientPriority | None = None
+    operator_id: str | None = Field(default=None, max_length=64)

@@ -1,0 +1,66 @@
+"""Prediction: the predicted pickup delay of one booking, on ``predictions``."""
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas._base import Event
+from schemas.weather import Weather
+
+PREDICTION_SCHEMA_VERSION = 1
+
+
+class Arm(StrEnum):
+    ML = "ml"
+    HEURISTIC = "heuristic"
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class FallbackReason(StrEnum):
+    """Why a booking assigned to the ML arm was served by the heuristic."""
+
+    NO_MODEL = "no_model"
+    BAD_ARTIFACT = "bad_artifact"
+    MODEL_ERROR = "model_error"
+    MISSING_FEATURE = "missing_feature"
+
+
+class FlagSource(StrEnum):
+    """Where the routing flags used for this prediction came from."""
+
+    REDIS = "redis"
+    LAST_SEEN = "last_seen"  # Redis unreachable: the last values read from it
+    SETTINGS = "settings"  # Redis unreachable since start: the settings' initial values
+
+
+class Prediction(Event):
+    schema_version: Literal[1] = PREDICTION_SCHEMA_VERSION
+    booking_id: str
+    predicted_delay_minutes: float
+    confidence: float = Field(ge=0, le=1)
+    risk_level: RiskLevel
+    arm: Arm = Field(description="The arm the flag assigned (intention to treat).")
+    served_by: Arm = Field(description="The predictor that produced the number.")
+    bucket: float = Field(ge=0, lt=100)
+    model_version: str = Field(description="The ML model or heuristic version that served it.")
+    fallback_reason: FallbackReason | None = None
+    fallback_detail: str | None = Field(default=None, max_length=500)
+    ml_enabled: bool
+    ml_traffic_percentage: float = Field(ge=0, le=100)
+    flag_source: FlagSource
+    features: dict[str, float] = Field(description="The feature values used, weather included.")
+    weather: Weather
+    scheduled_pickup_at: AwareDatetime
+    booking_created_at: AwareDatetime
+    predicted_at: AwareDatetime
+    processing_ms: float = Field(ge=0, description="From the batch's arrival to its prediction.")
+    latency_ms: float | None = Field(
+        default=None, description="From the booking's Kafka timestamp to its prediction."
+    )
+    replay: bool = False

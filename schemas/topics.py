@@ -1,0 +1,33 @@
+"""The topic catalogue: every topic, what it carries and how it is keyed."""
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from schemas.actual import ActualDelay
+from schemas.booking import BookingRequested
+from schemas.dead_letter import DeadLetter
+from schemas.prediction import Prediction
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    value: type[BaseModel] | None
+    description: str
+    co_partitioned: bool = True
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("bookings", BookingRequested, "Bookings from dispatch, keyed by booking_id."),
+    TopicSpec("predictions", Prediction, "One prediction per booking, keyed by booking_id."),
+    TopicSpec("actual-delays", ActualDelay, "Observed delays, keyed by booking_id."),
+    TopicSpec("outcomes", None, "Predictions joined with actual delays."),
+    TopicSpec("alerts", None, "Drift, thresholds and experiment results.", co_partitioned=False),
+    TopicSpec("dead-letters", DeadLetter, "Events that failed, with the reason.", False),
+)
+
+
+def topic_name(base: str, prefix: str = "") -> str:
+    """The full topic name for ``base`` with the deployment's optional prefix."""
+    return f"{prefix}{base}"

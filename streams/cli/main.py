@@ -1,0 +1,71 @@
+"""The ``delaycast`` command.
+
+Faust's own CLI has a flat command registry; delaycast needs nested groups (``stack up``,
+``flags enable``, ``produce synthetic``), so the console script is a click group whose
+``worker`` command hands over to ``app.main()``. Subcommands are imported only when called,
+so that ``delaycast flags status`` does not pay for importing Faust and scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+# name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+    "stack": "streams.cli.stack_cmd:stack",
+    "worker": "streams.cli.worker_cmd:worker",
+    "flags": "streams.cli.flags_cmd:flags",
+    "train": "streams.cli.train_cmd:train",
+    "produce": "streams.cli.produce_cmd:produce",
+    "consume": "streams.cli.consume_cmd:consume",
+    "topics": "streams.cli.topics_cmd:topics",
+}
+
+HELP = {
+    "stack": "Start, stop and inspect the local Kafka, Redis and PostgreSQL.",
+    "worker": "Run the stream worker (the Faust agents).",
+    "flags": "Show or change the ML rollout flags.",
+    "train": "Train a model and its heuristic from a history CSV.",
+    "produce": "Publish bookings (synthetic or from a file).",
+    "consume": "Print predictions as JSON lines.",
+    "topics": "Create or list delaycast's Kafka topics.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="delaycast")
+def cli() -> None:
+    """delaycast: real-time pickup-delay predictions on Kafka.
+
+    \b
+    Quick start:
+      delaycast stack up          # Kafka, Redis, PostgreSQL on loopback
+      eval "$(delaycast stack env)"
+      delaycast train --history history.csv --weather weather.csv --out .delaycast/models
+      delaycast worker
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return cli.main(args=argv, prog_name="delaycast")

@@ -1,0 +1,146 @@
+"""The one settings object of delaycast, read from the environment once.
+
+Every variable is documented in the README and in ``.env.example``. Where KAFKA_BOOTSTRAP_SERVERS,
+REDIS_URL or DATABASE_URL is not set, the endpoints of the stack started by ``delaycast stack up``
+(recorded in ``$DELAYCAST_HOME/stack/endpoints.json``) are used, then the stack's default ports.
+Only the wiring code in ``streams/`` reads settings; connectors and models take plain arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_KAFKA = "127.0.0.1:19092"
+DEFAULT_REDIS = "redis://127.0.0.1:16379/0"
+DEFAULT_DATABASE = "postgresql+psycopg2://delaycast@127.0.0.1:15432/delaycast"
+
+
+class WeatherProvider(StrEnum):
+    OPENWEATHER = "openweather"
+    RECORDED = "recorded"
+    DEFAULT = "default"
+
+
+def delaycast_home() -> Path:
+    """Where the stack, models and caches live: DELAYCAST_HOME, else ``./.delaycast``."""
+    return Path(os.environ.get("DELAYCAST_HOME", ".delaycast")).resolve()
+
+
+def stack_endpoints_file(home: Path | None = None) -> Path:
+    return (home or delaycast_home()) / "stack" / "endpoints.json"
+
+
+class _StackEndpoints(PydanticBaseSettingsSource):
+    """Endpoints of a running ``delaycast stack``; weaker than the environment."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = stack_endpoints_file()
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        keys = ("kafka_bootstrap_servers", "redis_url", "database_url")
+        return {k: data[k] for k in keys if isinstance(data.get(k), str)}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, case_sensitive=False, extra="ignore")
+
+    # Servers
+    kafka_bootstrap_servers: str = DEFAULT_KAFKA
+    redis_url: SecretStr = SecretStr(DEFAULT_REDIS)
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE)
+
+    # Topics
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+    topic_partitions: int = Field(default=4, ge=1, le=256)
+    consumer_group: str = Field(default="delaycast", min_length=1)
+
+    # Routing flags: the initial values written to Redis when it has none yet.
+    ml_enabled: bool = False
+    ml_traffic_percentage: float = Field(default=0.0, ge=0, le=100)
+    ml_hash_salt: str = Field(default="delaycast-v1", min_length=1, max_length=64)
+    flags_poll_interval_s: float = Field(default=0.2, gt=0, le=5)
+    flags_redis_key: str = "delaycast:flags"
+
+    # Models
+    model_dir: Path = Field(default_factory=lambda: delaycast_home() / "models")
+    risk_medium_minutes: float = Field(default=5.0, ge=0)
+    risk_high_minutes: float = Field(default=15.0, ge=0)
+
+    # Weather
+    weather_provider: WeatherProvider = WeatherProvider.OPENWEATHER
+    openweather_api_key: SecretStr | None = None
+    openweather_url: str = "https://api.openweathermap.org/data/2.5/weather"
+    weather_history_csv: Path | None = None
+    weather_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    weather_retries: int = Field(default=2, ge=0, le=5)
+    weather_cache_ttl_s: float = Field(default=1800.0, gt=0)
+    weather_failure_ttl_s: float = Field(default=60.0, gt=0)
+    weather_cell_deg: float = Field(default=0.05, gt=0, le=1)
+    weather_breaker_failures: int = Field(default=5, ge=1)
+    weather_breaker_reset_s: float = Field(default=30.0, gt=0)
+    weather_wait_ms: float = Field(
+        default=250.0, ge=0, le=5000, description="How long a batch waits for weather."
+    )
+
+    # Agent
+    batch_max: int = Field(default=500, ge=1, le=50_000)
+    batch_within_s: float = Field(default=0.05, gt=0, le=10)
+    worker_threads: int = Field(default=4, ge=1, le=64)
+    log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.risk_high_minutes < self.risk_medium_minutes:
+            raise ValueError("RISK_HIGH_MINUTES must be >= RISK_MEDIUM_MINUTES")
+        if self.weather_provider is WeatherProvider.RECORDED and self.weather_history_csv is None:
+            raise ValueError("WEATHER_PROVIDER=recorded needs WEATHER_HISTORY_CSV")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _StackEndpoints(settings_cls)
+
+    def topic(self, base: str) -> str:
+        return f"{self.topic_prefix}{base}"
+
+
+class SettingsError(SystemExit):
+    """Raised at start when the environment is wrong; the message names the variables."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]).upper() or "settings"
+            lines.append(f"  {name}: {err['msg']}")
+        raise SettingsError("delaycast: invalid settings:\n" + "\n".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
