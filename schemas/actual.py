@@ -1,12 +1,12 @@
 """ActualDelay: the observed pickup delay of a booking, on ``actual-delays``."""
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, Field
 
 from schemas._base import Event
 
-ACTUAL_SCHEMA_VERSION = 1
+ACTUAL_SCHEMA_VERSION: Final = 1
 
 
 class ActualDelay(Event):

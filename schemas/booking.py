@@ -1,13 +1,13 @@
 """BookingRequested: a transport booking as published on the ``bookings`` topic."""
 
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, Field
 
 from schemas._base import Event
 
-BOOKING_SCHEMA_VERSION = 1
+BOOKING_SCHEMA_VERSION: Final = 1
 
 
 class VehicleType(StrEnum):

@@ -2,13 +2,13 @@
 
 import base64
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, Field
 
 from schemas._base import Event
 
-DEAD_LETTER_SCHEMA_VERSION = 1
+DEAD_LETTER_SCHEMA_VERSION: Final = 1
 
 
 class DeadLetterKind(StrEnum):

@@ -1,14 +1,14 @@
 """Prediction: the predicted pickup delay of one booking, on ``predictions``."""
 
 from enum import StrEnum
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import AwareDatetime, Field
 
 from schemas._base import Event
 from schemas.weather import Weather
 
-PREDICTION_SCHEMA_VERSION = 1
+PREDICTION_SCHEMA_VERSION: Final = 1
 
 
 class Arm(StrEnum):
