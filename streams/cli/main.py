@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "produce": "streams.cli.produce_cmd:produce",
     "consume": "streams.cli.consume_cmd:consume",
     "topics": "streams.cli.topics_cmd:topics",
+    "synthetic": "streams.cli.synthetic_cmd:synthetic",
 }
 
 HELP = {
@@ -32,6 +33,7 @@ HELP = {
     "produce": "Publish bookings (synthetic or from a file).",
     "consume": "Print predictions as JSON lines.",
     "topics": "Create or list delaycast's Kafka topics.",
+    "synthetic": "Generate synthetic history and weather CSVs.",
 }
 
 

@@ -1,0 +1,179 @@
+"""Read and write the history CSV and the weather history CSV.
+
+Columns are :data:`schemas.datasets.HISTORY_COLUMNS` and :data:`schemas.datasets.WEATHER_COLUMNS`
+(extra columns are ignored). Every value is validated with the event contracts, and a bad row
+raises :class:`DatasetError` naming the file, the line and the field. Files are written to a
+temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from models.history import HistoryRow, StationWeather
+from schemas.actual import ActualDelay
+from schemas.booking import BookingRequested
+from schemas.datasets import HISTORY_COLUMNS, WEATHER_COLUMNS
+from schemas.weather import Weather, WeatherSource
+
+T = TypeVar("T")
+_BOOKING_COLUMNS = tuple(c for c in HISTORY_COLUMNS if c != "actual_delay_minutes")
+
+
+class DatasetError(ValueError):
+    """A dataset file cannot be used; the message names the file and the line."""
+
+
+def read_history(path: Path) -> list[HistoryRow]:
+    """Every row of a history CSV, in file order."""
+    return list(_read(Path(path), HISTORY_COLUMNS, _history_row))
+
+
+def read_weather(path: Path) -> list[StationWeather]:
+    """Every observation of a weather history CSV, in file order (source ``recorded``)."""
+    return list(_read(Path(path), WEATHER_COLUMNS, _weather_row))
+
+
+def write_history(path: Path, rows: Iterable[HistoryRow]) -> int:
+    """Write a history CSV; returns the number of rows written."""
+    return _write(
+        Path(path),
+        HISTORY_COLUMNS,
+        (
+            [
+                r.booking.booking_id,
+                r.booking.created_at.isoformat(),
+                r.booking.scheduled_pickup_at.isoformat(),
+                repr(r.booking.pickup_lat),
+                repr(r.booking.pickup_lon),
+                repr(r.booking.dropoff_lat),
+                repr(r.booking.dropoff_lon),
+                r.booking.vehicle_type.value,
+                r.booking.patient_priority.value if r.booking.patient_priority else "",
+                repr(r.actual_delay_minutes),
+            ]
+            for r in rows
+        ),
+    )
+
+
+def write_weather(path: Path, observations: Iterable[StationWeather]) -> int:
+    """Write a weather history CSV; returns the number of rows written."""
+    return _write(
+        Path(path),
+        WEATHER_COLUMNS,
+        (
+            [
+                o.weather.observed_at.isoformat(),
+                repr(o.lat),
+                repr(o.lon),
+                repr(o.weather.temperature_c),
+                repr(o.weather.precipitation_mm_h),
+                repr(o.weather.wind_m_s),
+                repr(o.weather.visibility_m),
+                repr(o.weather.humidity_pct),
+                o.weather.condition,
+            ]
+            for o in observations
+        ),
+    )
+
+
+def _history_row(row: dict[str, str]) -> HistoryRow:
+    data: dict[str, Any] = {c: row[c] for c in _BOOKING_COLUMNS}
+    data["patient_priority"] = data["patient_priority"].strip() or None
+    booking = BookingRequested.model_validate(data)
+    # The ActualDelay contract holds the valid range of a delay; validating one keeps them equal.
+    actual = ActualDelay.model_validate(
+        {
+            "booking_id": booking.booking_id,
+            "actual_delay_minutes": row["actual_delay_minutes"],
+            "observed_at": booking.scheduled_pickup_at,
+        }
+    )
+    return HistoryRow(booking=booking, actual_delay_minutes=actual.actual_delay_minutes)
+
+
+def _weather_row(row: dict[str, str]) -> StationWeather:
+    lat = _number(row["lat"], "lat")
+    lon = _number(row["lon"], "lon")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError(f"lat/lon: ({lat}, {lon}) is not a place on Earth")
+    weather = Weather.model_validate(
+        {
+            **{c: row[c] for c in WEATHER_COLUMNS if c not in ("lat", "lon", "condition")},
+            "condition": row["condition"].strip().lower(),
+            "source": WeatherSource.RECORDED,
+        }
+    )
+    return StationWeather(lat=lat, lon=lon, weather=weather)
+
+
+def _number(raw: str, name: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}: not a number (got {raw!r})") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: not a finite number (got {raw!r})")
+    return value
+
+
+def _read(path: Path, columns: Sequence[str], parse: Callable[[dict[str, str]], T]) -> Iterator[T]:
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in columns if c not in (reader.fieldnames or ())]
+        if missing:
+            raise DatasetError(
+                f"{path}, line 1: missing column(s) {', '.join(missing)}; "
+                f"expected {', '.join(columns)}"
+            )
+        try:
+            for row in reader:
+                if any(row[c] is None for c in columns):
+                    raise DatasetError(f"{path}, line {reader.line_num}: too few values")
+                try:
+                    yield parse(row)
+                except ValidationError as exc:
+                    raise DatasetError(
+                        f"{path}, line {reader.line_num}: {_describe(exc, row)}"
+                    ) from None
+                except ValueError as exc:
+                    raise DatasetError(f"{path}, line {reader.line_num}: {exc}") from None
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{path}, line {reader.line_num}: {exc}") from None
+
+
+def _describe(exc: ValidationError, row: dict[str, str]) -> str:
+    first = exc.errors()[0]
+    name = ".".join(str(p) for p in first["loc"])
+    return f"{name}: {first['msg']} (got {row.get(name)!r})"
+
+
+def _write(path: Path, columns: Sequence[str], rows: Iterable[list[str]]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    count = 0
+    try:
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow(row)
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count

@@ -1,0 +1,325 @@
+"""The artifact store: versioned model directories on disk and the CHAMPION pointer.
+
+Layout of a model directory::
+
+    <model_dir>/CHAMPION                       the champion's version name (one line)
+    <model_dir>/<version>/model.joblib         the fitted scikit-learn forest
+    <model_dir>/<version>/heuristic.json       the heuristic fitted on the same history
+    <model_dir>/<version>/metadata.json        features, window, metrics, checksum, …
+
+A version is ``rf-<created_at as YYYYMMDDTHHMMSSZ>-<first 8 hex of the model's sha256>``. An
+artifact directory is written under a temporary name and renamed into place, and CHAMPION is
+replaced atomically, so a worker polling the directory never sees half an artifact.
+
+Loading verifies the model file's sha256 against the metadata *before* unpickling it. The
+checksum catches damaged or mismatched files; it is not a signature: anyone who can write the
+directory can run code in the worker, so the directory must be writable only by operators.
+
+Each failure to load is an :class:`ArtifactError` whose ``fallback_reason`` is what the agent
+reports while it serves the heuristic instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import joblib
+import numpy as np
+import sklearn
+from sklearn.ensemble import RandomForestRegressor
+
+from models.features import FEATURE_NAMES
+from models.forest import ForestPredictor
+from models.heuristic import DEFAULT_PARAMS, HeuristicParams
+from models.training import TrainingResult
+from schemas.prediction import FallbackReason
+
+CHAMPION = "CHAMPION"
+MODEL_FILE = "model.joblib"
+HEURISTIC_FILE = "heuristic.json"
+METADATA_FILE = "metadata.json"
+METADATA_FORMAT = 1
+_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ArtifactError(Exception):
+    """The champion cannot be served; ``fallback_reason`` says how to report it."""
+
+    fallback_reason: ClassVar[FallbackReason] = FallbackReason.BAD_ARTIFACT
+
+
+class ArtifactMissing(ArtifactError):
+    """No model has been trained yet: no model directory or no CHAMPION file."""
+
+    fallback_reason = FallbackReason.NO_MODEL
+
+
+class ArtifactCorrupt(ArtifactError):
+    """The champion exists but cannot be trusted or read; the message says why."""
+
+    fallback_reason = FallbackReason.BAD_ARTIFACT
+
+
+class ArtifactFeatureMismatch(ArtifactError):
+    """The champion was trained on other features than this code computes."""
+
+    fallback_reason = FallbackReason.MISSING_FEATURE
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    version: str
+    path: Path
+    model_sha256: str
+    model_bytes: int
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    predictor: ForestPredictor
+    heuristic: HeuristicParams
+    metadata: dict[str, Any]
+    path: Path
+    warnings: tuple[str, ...] = field(default=())  # e.g. trained with another scikit-learn
+
+    @property
+    def version(self) -> str:
+        return self.predictor.version
+
+
+def model_version(created_at: datetime, model_sha256: str) -> str:
+    return f"rf-{created_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{model_sha256[:8]}"
+
+
+def save_artifact(
+    out_dir: Path,
+    result: TrainingResult,
+    *,
+    created_at: datetime | None = None,
+    make_champion: bool = True,
+) -> ArtifactInfo:
+    """Write ``result`` as a new version under ``out_dir`` and (by default) make it champion."""
+    created_at = created_at or datetime.now(UTC)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=out_dir))
+    try:
+        incoming.chmod(0o755)  # mkdtemp makes it private; workers may run as another user
+        joblib.dump(result.estimator, incoming / MODEL_FILE)
+        digest = _sha256(incoming / MODEL_FILE)
+        size = (incoming / MODEL_FILE).stat().st_size
+        version = model_version(created_at, digest)
+        _write_json(incoming / HEURISTIC_FILE, result.heuristic.to_dict())
+        _write_json(incoming / METADATA_FILE, _metadata(result, version, created_at, digest, size))
+        for path in incoming.iterdir():
+            _fsync(path)
+        final = out_dir / version
+        if final.exists():
+            # Same model bytes saved within the same second: the artifact is already there.
+            shutil.rmtree(incoming)
+        else:
+            incoming.rename(final)
+    except BaseException:
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise
+    if make_champion:
+        set_champion(out_dir, version)
+    return ArtifactInfo(version=version, path=final, model_sha256=digest, model_bytes=size)
+
+
+def set_champion(model_dir: Path, version: str) -> None:
+    """Point CHAMPION at an existing version (promotion or rollback), atomically."""
+    model_dir = Path(model_dir)
+    if not _VERSION_PATTERN.match(version) or not (model_dir / version).is_dir():
+        raise ValueError(f"no artifact {version!r} in {model_dir}")
+    tmp = model_dir / f".{CHAMPION}.{os.getpid()}.tmp"
+    tmp.write_text(version + "\n")
+    _fsync(tmp)
+    os.replace(tmp, model_dir / CHAMPION)
+
+
+def champion_version(model_dir: Path) -> str | None:
+    """The version CHAMPION names, or None when there is no model directory or no CHAMPION."""
+    try:
+        text = (Path(model_dir) / CHAMPION).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactCorrupt(f"cannot read {CHAMPION}: {exc}") from None
+    return text or None
+
+
+def load_champion(model_dir: Path) -> LoadedModel:
+    """The champion's forest, its fitted heuristic and its metadata.
+
+    Raises ArtifactMissing, ArtifactCorrupt or ArtifactFeatureMismatch (see the module docstring);
+    the model file is unpickled only after its checksum matched.
+    """
+    model_dir = Path(model_dir)
+    version = champion_version(model_dir)
+    if version is None:
+        raise ArtifactMissing(f"no {CHAMPION} in {model_dir}: no model trained yet")
+    path = _artifact_dir(model_dir, version)
+    metadata = _read_metadata(path)
+    if metadata.get("model_version") != version:
+        raise ArtifactCorrupt(
+            f"{path / METADATA_FILE} describes {metadata.get('model_version')!r}, not {version!r}"
+        )
+    _check_features(metadata.get("features"), version)
+    expected = metadata.get("model_sha256")
+    try:
+        actual = _sha256(path / MODEL_FILE)
+    except OSError as exc:
+        raise ArtifactCorrupt(f"cannot read {path / MODEL_FILE}: {exc}") from None
+    if actual != expected:
+        raise ArtifactCorrupt(
+            f"checksum mismatch for {path / MODEL_FILE}: sha256 {actual[:12]}…, "
+            f"metadata says {str(expected)[:12]}…; refusing to unpickle"
+        )
+    heuristic = _read_heuristic(path / HEURISTIC_FILE)
+    try:
+        estimator = joblib.load(path / MODEL_FILE)
+    except Exception as exc:
+        raise ArtifactCorrupt(f"cannot unpickle {path / MODEL_FILE}: {exc!r}") from None
+    if not isinstance(estimator, RandomForestRegressor):
+        raise ArtifactCorrupt(f"{path / MODEL_FILE} holds a {type(estimator).__name__}")
+    try:
+        predictor = ForestPredictor(estimator, version=version, feature_names=FEATURE_NAMES)
+    except ValueError as exc:
+        raise ArtifactCorrupt(f"{path / MODEL_FILE}: {exc}") from None
+    warnings = []
+    if metadata.get("sklearn_version") != sklearn.__version__:
+        warnings.append(
+            f"trained with scikit-learn {metadata.get('sklearn_version')}, "
+            f"running {sklearn.__version__}"
+        )
+    return LoadedModel(predictor, heuristic, metadata, path, tuple(warnings))
+
+
+def load_heuristic(model_dir: Path) -> HeuristicParams:
+    """The champion's fitted heuristic, without touching its model file.
+
+    Returns :data:`models.heuristic.DEFAULT_PARAMS` when there is no champion or it has no
+    heuristic file; raises ArtifactCorrupt when the file is there but unreadable.
+    """
+    model_dir = Path(model_dir)
+    version = champion_version(model_dir)
+    if version is None:
+        return DEFAULT_PARAMS
+    path = _artifact_dir(model_dir, version) / HEURISTIC_FILE
+    if not path.exists():
+        return DEFAULT_PARAMS
+    return _read_heuristic(path)
+
+
+def _artifact_dir(model_dir: Path, version: str) -> Path:
+    if not _VERSION_PATTERN.match(version):
+        raise ArtifactCorrupt(f"{CHAMPION} holds {version[:80]!r}, not a version name")
+    path = model_dir / version
+    if not path.is_dir():
+        raise ArtifactCorrupt(f"{CHAMPION} names {version}, but {path} does not exist")
+    return path
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    try:
+        metadata = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ArtifactCorrupt(f"cannot read {path / METADATA_FILE}: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise ArtifactCorrupt(f"{path / METADATA_FILE} is not a JSON object")
+    return metadata
+
+
+def _check_features(features: Any, version: str) -> None:
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise ArtifactCorrupt(f"metadata of {version} has no feature list")
+    if tuple(features) == FEATURE_NAMES:
+        return
+    missing = [f for f in features if f not in FEATURE_NAMES]
+    unknown = [f for f in FEATURE_NAMES if f not in features]
+    detail = (
+        f"features this code does not compute: {missing}; features the model lacks: {unknown}"
+        if missing or unknown
+        else "same features in another order"
+    )
+    raise ArtifactFeatureMismatch(f"model {version} was trained on other features ({detail})")
+
+
+def _read_heuristic(path: Path) -> HeuristicParams:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return HeuristicParams.from_dict(data)
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise ArtifactCorrupt(f"cannot read {path}: {exc}") from None
+
+
+def _metadata(
+    result: TrainingResult, version: str, created_at: datetime, digest: str, size: int
+) -> dict[str, Any]:
+    return {
+        "format": METADATA_FORMAT,
+        "model_version": version,
+        "model_type": "sklearn.ensemble.RandomForestRegressor",
+        "created_at": created_at.astimezone(UTC).isoformat(),
+        "model_file": MODEL_FILE,
+        "model_sha256": digest,
+        "model_bytes": size,
+        "sklearn_version": sklearn.__version__,
+        "numpy_version": np.__version__,
+        "joblib_version": joblib.__version__,
+        "python_version": platform.python_version(),
+        "features": list(result.feature_names),
+        "training_window": {
+            "start": result.window_start.isoformat(),
+            "end": result.window_end.isoformat(),
+            "holdout_start": result.holdout_start.isoformat(),
+            "event_time": "scheduled_pickup_at",
+        },
+        "rows": result.rows,
+        "train_rows": result.train_rows,
+        "holdout_rows": result.holdout_rows,
+        "metrics": {
+            "holdout": {
+                "model": result.model_scores.to_dict(),
+                "heuristic": result.heuristic_scores.to_dict(),
+            }
+        },
+        "heuristic_version": result.heuristic.version,
+        "hyperparameters": {
+            "holdout_fraction": result.config.holdout_fraction,
+            **asdict(result.config.forest),
+        },
+        "feature_distributions": {
+            name: dist.to_dict() for name, dist in result.feature_distributions.items()
+        },
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())

@@ -1,0 +1,121 @@
+"""The ML predictor: a bounded random forest of regression trees over :mod:`models.features`.
+
+Prediction is one call per batch. The forest's prediction is the mean of its trees' predictions
+(exactly what scikit-learn's own ``predict`` returns); the confidence of each row comes from how
+much the trees disagree on it:
+
+    spread     = standard deviation of the per-tree predictions for the row (minutes)
+    confidence = 1 / (1 + spread / 5 min)      (see models.confidence)
+
+Both come from a single pass over the trees on the whole batch, so the confidence costs nothing
+beyond the prediction itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.ensemble import RandomForestRegressor
+
+from models.confidence import confidence_from_spread
+from models.features import FEATURE_NAMES
+
+
+@dataclass(frozen=True)
+class ForestConfig:
+    """Hyper-parameters; the bounds keep a model small (tens of MB) and fast to load and run.
+
+    ``max_features`` below 1 decorrelates the trees (and speeds up fitting); ``n_jobs`` is used
+    for fitting only: a predictor always predicts on one thread.
+    """
+
+    n_estimators: int = 100
+    max_depth: int = 12
+    min_samples_leaf: int = 5
+    max_features: float = 0.6
+    random_state: int = 0
+    n_jobs: int = -1
+
+
+def fit_forest(X: np.ndarray, y: np.ndarray, config: ForestConfig) -> RandomForestRegressor:
+    """A forest fitted on features ``X`` (FEATURE_NAMES order) and delays ``y`` (minutes)."""
+    estimator = RandomForestRegressor(
+        n_estimators=config.n_estimators,
+        max_depth=config.max_depth,
+        min_samples_leaf=config.min_samples_leaf,
+        max_features=config.max_features,
+        random_state=config.random_state,
+        n_jobs=config.n_jobs,
+    )
+    estimator.fit(X, y)
+    return estimator
+
+
+class ForestPredictor:
+    """A fitted forest with the version and feature names it was trained with.
+
+    Raises ValueError at construction when the forest does not take ``len(feature_names)``
+    features, and at :meth:`predict` when ``X`` has the wrong width or a non-finite value.
+    """
+
+    def __init__(
+        self,
+        estimator: RandomForestRegressor,
+        version: str,
+        feature_names: Sequence[str] = FEATURE_NAMES,
+    ) -> None:
+        names = tuple(feature_names)
+        trees = getattr(estimator, "estimators_", None)
+        if not trees:
+            raise ValueError("the forest is not fitted")
+        if getattr(estimator, "n_features_in_", None) != len(names):
+            raise ValueError(
+                f"the forest takes {getattr(estimator, 'n_features_in_', None)} features, "
+                f"not {len(names)}"
+            )
+        # The hot path runs inside a worker that already uses its cores; joblib workers per batch
+        # would cost more than they save on ~500 rows.
+        estimator.n_jobs = 1
+        self._estimator = estimator
+        self._trees = [tree.tree_ for tree in trees]
+        self._version = version
+        self._feature_names = names
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self._feature_names
+
+    @property
+    def estimator(self) -> RandomForestRegressor:
+        return self._estimator
+
+    def tree_predictions(self, X: np.ndarray) -> np.ndarray:
+        """Predictions of every tree, shape (trees, rows)."""
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != len(self._feature_names):
+            raise ValueError(
+                f"expected (rows, {len(self._feature_names)}) features, got shape {X.shape}"
+            )
+        if not np.isfinite(X).all():
+            raise ValueError("features contain NaN or infinity")
+        # Trees compare float32 thresholds; converting once for the batch (as scikit-learn does
+        # per call) and calling each tree's compiled predict skips per-tree input validation.
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        out = np.empty((len(self._trees), X32.shape[0]), dtype=np.float64)
+        for i, tree in enumerate(self._trees):
+            out[i] = tree.predict(X32)[:, 0]
+        return out
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted delays (minutes) and confidences in [0, 1] for each row of ``X``."""
+        per_tree = self.tree_predictions(X)
+        if per_tree.shape[1] == 0:
+            return np.empty(0), np.empty(0)
+        delays = per_tree.sum(axis=0) / per_tree.shape[0]
+        return delays, confidence_from_spread(per_tree.std(axis=0))

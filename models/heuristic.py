@@ -1,0 +1,177 @@
+"""The heuristic: a few transparent rules a dispatcher can check by hand.
+
+    delay = base[vehicle type]
+          + rush_hour_min                          if a weekday rush hour (see models.features)
+          + per_km_min      × distance_km
+          + per_mm_h_min    × min(precipitation_mm_h, PRECIPITATION_CAP_MM_H)
+          + weekend_min                            if Saturday or Sunday
+          + short_lead_min                         if booked less than SHORT_LEAD_MINUTES ahead
+          + fog_min                                if visibility below FOG_VISIBILITY_M
+
+Every coefficient is in minutes (per km, per mm/h of rain, or flat). :data:`DEFAULT_PARAMS` are
+rules of thumb used when no trained artifact exists (version ``heuristic-default``);
+:func:`fit_heuristic` fits the same coefficients to history by least squares, so the fitted
+heuristic is the fair baseline the ML model must beat.
+
+The heuristic's confidence is the same for every booking: the residual standard deviation of its
+fit turned into [0, 1] by :func:`models.confidence.confidence_from_spread`.
+
+>>> import numpy as np
+>>> from models.features import FEATURE_INDEX, FEATURE_NAMES
+>>> x = np.zeros((1, len(FEATURE_NAMES)))
+>>> x[0, FEATURE_INDEX["vehicle_stretcher"]] = 1
+>>> x[0, FEATURE_INDEX["distance_km"]] = 10
+>>> x[0, FEATURE_INDEX["visibility_m"]] = 10_000
+>>> x[0, FEATURE_INDEX["lead_time_min"]] = 24 * 60
+>>> delays, confidences = predict(DEFAULT_PARAMS, x)
+>>> float(delays[0]), round(float(confidences[0]), 3), DEFAULT_PARAMS.version
+(11.5, 0.385, 'heuristic-default')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from models.confidence import confidence_from_spread
+from models.features import FEATURE_INDEX
+
+SHORT_LEAD_MINUTES = 60.0
+FOG_VISIBILITY_M = 1000.0
+# Beyond this rate more rain hardly slows traffic further; the cap keeps a cloudburst from
+# producing absurd linear predictions.
+PRECIPITATION_CAP_MM_H = 10.0
+# A rule term seen on fewer training rows than this keeps its default coefficient: least squares
+# cannot estimate what the history does not show (e.g. no fog, or no weather at all).
+MIN_ROWS_PER_TERM = 30
+
+
+@dataclass(frozen=True)
+class HeuristicParams:
+    """Coefficients of the rules, in minutes; ``residual_std_min`` sets the confidence."""
+
+    base_standard_min: float = 4.0
+    base_wheelchair_min: float = 6.0
+    base_stretcher_min: float = 9.0
+    rush_hour_min: float = 5.0
+    per_km_min: float = 0.25
+    per_mm_h_min: float = 1.5
+    weekend_min: float = -1.5
+    short_lead_min: float = 3.0
+    fog_min: float = 3.0
+    residual_std_min: float = 8.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not math.isfinite(getattr(self, f.name)):
+                raise ValueError(f"heuristic parameter {f.name} is not finite")
+        if self.residual_std_min < 0:
+            raise ValueError("residual_std_min must be >= 0")
+
+    @property
+    def coefficients(self) -> np.ndarray:
+        """The rule coefficients in :data:`TERMS` order."""
+        return np.array([getattr(self, name) for name in TERMS], dtype=np.float64)
+
+    @property
+    def version(self) -> str:
+        """``heuristic-default`` for the defaults, else ``heuristic-<sha8 of the values>``."""
+        if self == DEFAULT_PARAMS:
+            return "heuristic-default"
+        canonical = json.dumps(self.values(), sort_keys=True, separators=(",", ":"))
+        return "heuristic-" + hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+    def values(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, **self.values()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HeuristicParams:
+        """Parameters from :meth:`to_dict`; a ``version`` that does not match the values (an
+        edited or damaged file) is refused with ValueError, as are missing or unknown keys."""
+        names = {f.name for f in fields(cls)}
+        given = {k: v for k, v in data.items() if k != "version"}
+        if set(given) != names:
+            raise ValueError(
+                f"heuristic parameters: missing {sorted(names - set(given))}, "
+                f"unknown {sorted(set(given) - names)}"
+            )
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in given.values()):
+            raise ValueError("heuristic parameters must be numbers")
+        params = cls(**{k: float(v) for k, v in given.items()})
+        if "version" in data and data["version"] != params.version:
+            raise ValueError(f"version {data['version']!r} does not match the values")
+        return params
+
+
+DEFAULT_PARAMS = HeuristicParams()
+
+# Names of the coefficients, in the column order of rule_terms().
+TERMS: tuple[str, ...] = (
+    "base_standard_min",
+    "base_wheelchair_min",
+    "base_stretcher_min",
+    "rush_hour_min",
+    "per_km_min",
+    "per_mm_h_min",
+    "weekend_min",
+    "short_lead_min",
+    "fog_min",
+)
+
+
+def rule_terms(X: np.ndarray) -> np.ndarray:
+    """The design matrix of the rules: one column per coefficient in :data:`TERMS` order."""
+    col = FEATURE_INDEX
+    return np.column_stack(
+        [
+            X[:, col["vehicle_standard"]],
+            X[:, col["vehicle_wheelchair"]],
+            X[:, col["vehicle_stretcher"]],
+            X[:, col["is_rush_hour"]],
+            X[:, col["distance_km"]],
+            np.minimum(X[:, col["precipitation_mm_h"]], PRECIPITATION_CAP_MM_H),
+            X[:, col["is_weekend"]],
+            (X[:, col["lead_time_min"]] < SHORT_LEAD_MINUTES).astype(np.float64),
+            (X[:, col["visibility_m"]] < FOG_VISIBILITY_M).astype(np.float64),
+        ]
+    )
+
+
+def predict(params: HeuristicParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted delays (minutes) and confidences for a feature matrix, one per row."""
+    delays = rule_terms(X) @ params.coefficients
+    spread = np.full(len(delays), params.residual_std_min)
+    return delays, confidence_from_spread(spread)
+
+
+def fit_heuristic(
+    X: np.ndarray, y: np.ndarray, defaults: HeuristicParams = DEFAULT_PARAMS
+) -> HeuristicParams:
+    """Least-squares coefficients of the rules on history ``X`` (features) and ``y`` (minutes).
+
+    Terms seen on fewer than MIN_ROWS_PER_TERM rows keep their value from ``defaults``;
+    ``residual_std_min`` is the standard deviation of the fitted residuals.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if X.shape[0] != y.shape[0] or y.shape[0] == 0:
+        raise ValueError(f"need matching non-empty X and y, got {X.shape[0]} and {y.shape[0]}")
+    terms = rule_terms(X)
+    coefficients = defaults.coefficients
+    seen = np.count_nonzero(terms, axis=0) >= MIN_ROWS_PER_TERM
+    target = y - terms[:, ~seen] @ coefficients[~seen]
+    if seen.any():
+        solution, *_ = np.linalg.lstsq(terms[:, seen], target, rcond=None)
+        coefficients[seen] = solution
+    residuals = y - terms @ coefficients
+    dof = max(len(y) - int(seen.sum()), 1)
+    residual_std = float(np.sqrt(np.sum(residuals**2) / dof))
+    fitted = dict(zip(TERMS, coefficients.tolist(), strict=True))
+    return HeuristicParams(**fitted, residual_std_min=residual_std)

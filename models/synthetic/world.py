@@ -1,0 +1,150 @@
+"""The synthetic world of one seed: history for training, live bookings and their outcomes."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from models.features import LOCAL_TZ, feature_matrix
+from models.history import HistoryRow, StationWeather
+from models.synthetic.bookings import DAY_VOLUME, lead_minutes, local_pickups, make_bookings
+from models.synthetic.places import STATIONS, nearest_station
+from models.synthetic.truth import day_effects, local_day, observed_delays
+from models.synthetic.weather import weather_at, weather_series
+from schemas.actual import ActualDelay
+from schemas.booking import BookingRequested
+from schemas.weather import Weather
+
+# A numpy Generator, or a stdlib random.Random from which one is seeded (deterministically).
+Rng = np.random.Generator | random.Random
+
+
+def as_generator(rng: Rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng.getrandbits(64))
+
+
+@dataclass(frozen=True)
+class SyntheticHistory:
+    rows: list[HistoryRow]  # sorted by scheduled pickup
+    weather: list[StationWeather]  # hourly, every station, sorted by time
+    row_weather: list[Weather]  # the weather each row's delay was drawn with, aligned with rows
+
+
+class SyntheticWorld:
+    """The world of one seed: its weather, its ground truth, and live bookings.
+
+    The seed fixes the weather and the hidden day effects; ``rng`` (a numpy Generator or a
+    ``random.Random``) draws the bookings and the noise, so a caller controls reproducibility.
+
+    >>> from datetime import UTC
+    >>> world = SyntheticWorld(seed=7)
+    >>> rng = np.random.default_rng(1)
+    >>> now = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    >>> booking = world.booking(now, rng)
+    >>> booking.created_at == now and booking.scheduled_pickup_at > now
+    True
+    >>> weather = world.weather(booking.pickup_lat, booking.pickup_lon, booking.scheduled_pickup_at)
+    >>> -15 <= world.actual_delay(booking, weather, rng) <= 180
+    True
+    """
+
+    def __init__(self, seed: int) -> None:
+        if seed < 0:
+            raise ValueError("seed must be >= 0")
+        self.seed = seed
+
+    def weather(self, lat: float, lon: float, at: datetime) -> Weather:
+        """The weather at the station nearest to (lat, lon) during the UTC hour of ``at``."""
+        return weather_at(self.seed, lat, lon, at)
+
+    def booking(self, now: datetime, rng: Rng) -> BookingRequested:
+        """A booking created at ``now`` (aware), with a realistic lead time and pickup hour."""
+        gen = as_generator(rng)
+        lead = float(lead_minutes(gen, 1)[0])
+        if lead < 36 * 60:
+            pickup = now + timedelta(minutes=lead)
+        else:
+            day = (now.astimezone(LOCAL_TZ) + timedelta(minutes=lead)).date()
+            pickup = local_pickups(gen, day, 1)[0]
+        # Dispatch schedules on a 5-minute grid, at least ten minutes ahead.
+        pickup_s = math.ceil(max(pickup, now + timedelta(minutes=10)).timestamp() / 300) * 300
+        scheduled = datetime.fromtimestamp(pickup_s, LOCAL_TZ)
+        booking_id = f"SYN-{int(gen.integers(0, 2**48)):012x}"
+        return make_bookings([booking_id], [scheduled], [now], gen)[0]
+
+    def actual_delay(self, booking: BookingRequested, weather: Weather, rng: Rng) -> float:
+        """The delay (minutes) this world's ground truth draws for the booking in that weather."""
+        X = feature_matrix([booking], [weather])
+        day = np.array([local_day(booking.scheduled_pickup_at)])
+        return float(observed_delays(X, day_effects(self.seed, day), as_generator(rng))[0])
+
+    def actual(self, booking: BookingRequested, weather: Weather, rng: Rng) -> ActualDelay:
+        """An ``actual-delays`` event for the booking, observed at the pickup."""
+        delay = self.actual_delay(booking, weather, rng)
+        return ActualDelay(
+            booking_id=booking.booking_id,
+            actual_delay_minutes=delay,
+            observed_at=booking.scheduled_pickup_at + timedelta(minutes=delay),
+            source="synthetic",
+        )
+
+
+def generate_history(
+    start: datetime,
+    end: datetime,
+    seed: int,
+    bookings_per_day: float = 1000.0,
+    weather_until: datetime | None = None,
+) -> SyntheticHistory:
+    """Bookings with scheduled pickups in [start, end) and their actual delays, plus the hourly
+    weather of every station from ``start`` to ``weather_until`` (default ``end``).
+
+    ``bookings_per_day`` is the average over a week (weekdays busier than weekends). Each
+    booking's weather is that of its nearest station in the hour of its pickup, which is what a
+    recorded-weather lookup on the returned weather finds.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware")
+    if end <= start:
+        raise ValueError("end must be after start")
+    rng = np.random.default_rng([seed, 1])
+    weather = weather_series(seed, start, max(end, weather_until or end))
+
+    mean_volume = sum(DAY_VOLUME) / len(DAY_VOLUME)
+    pickups: list[datetime] = []
+    day = start.astimezone(LOCAL_TZ).date()
+    while day <= end.astimezone(LOCAL_TZ).date():
+        count = int(rng.poisson(bookings_per_day * DAY_VOLUME[day.weekday()] / mean_volume))
+        pickups.extend(p for p in local_pickups(rng, day, count) if start <= p < end)
+        day += timedelta(days=1)
+    pickups.sort()
+    leads = lead_minutes(rng, len(pickups)).tolist()
+    created = [p - timedelta(seconds=round(m * 60)) for p, m in zip(pickups, leads, strict=True)]
+    ids = [f"H{seed}-{i:07d}" for i in range(len(pickups))]
+    bookings = make_bookings(ids, pickups, created, rng)
+
+    by_station_hour = {
+        (s.lat, s.lon, int(s.weather.observed_at.timestamp()) // 3600): s.weather for s in weather
+    }
+    stations = nearest_station(
+        np.array([b.pickup_lat for b in bookings]), np.array([b.pickup_lon for b in bookings])
+    )
+    row_weather = [
+        by_station_hour[
+            STATIONS[s].lat, STATIONS[s].lon, int(b.scheduled_pickup_at.timestamp()) // 3600
+        ]
+        for b, s in zip(bookings, stations.tolist(), strict=True)
+    ]
+    days = np.array([local_day(b.scheduled_pickup_at) for b in bookings], dtype=np.int64)
+    distinct, index = np.unique(days, return_inverse=True)
+    delays = observed_delays(
+        feature_matrix(bookings, row_weather), day_effects(seed, distinct)[index], rng
+    )
+    rows = [HistoryRow(b, d) for b, d in zip(bookings, delays.tolist(), strict=True)]
+    return SyntheticHistory(rows=rows, weather=weather, row_weather=row_weather)

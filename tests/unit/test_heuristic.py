@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from models.features import FEATURE_INDEX, FEATURE_NAMES
+from models.heuristic import (
+    DEFAULT_PARAMS,
+    TERMS,
+    HeuristicParams,
+    fit_heuristic,
+    predict,
+)
+
+TRUE = HeuristicParams(
+    base_standard_min=3.0,
+    base_wheelchair_min=5.5,
+    base_stretcher_min=10.0,
+    rush_hour_min=6.0,
+    per_km_min=0.4,
+    per_mm_h_min=2.0,
+    weekend_min=-2.0,
+    short_lead_min=4.0,
+    fog_min=2.5,
+    residual_std_min=1.0,
+)
+
+
+def random_features(n: int, rng: np.random.Generator, fog_share: float = 0.1) -> np.ndarray:
+    X = np.zeros((n, len(FEATURE_NAMES)))
+    c = FEATURE_INDEX
+    vehicle = rng.choice(3, size=n, p=[0.65, 0.25, 0.1])
+    X[np.arange(n), c["vehicle_standard"] + vehicle] = 1
+    X[:, c["is_weekend"]] = rng.random(n) < 2 / 7
+    X[:, c["is_rush_hour"]] = (rng.random(n) < 0.3) & (X[:, c["is_weekend"]] == 0)
+    X[:, c["distance_km"]] = rng.uniform(0.5, 30, n)
+    X[:, c["precipitation_mm_h"]] = np.where(rng.random(n) < 0.2, rng.exponential(2, n), 0)
+    X[:, c["lead_time_min"]] = rng.uniform(10, 3000, n)
+    X[:, c["visibility_m"]] = np.where(rng.random(n) < fog_share, 300, 20_000)
+    return X
+
+
+def test_defaults_are_the_heuristic_default_version_with_documented_rules():
+    X = np.zeros((2, len(FEATURE_NAMES)))
+    c = FEATURE_INDEX
+    X[:, c["vehicle_wheelchair"]] = 1
+    X[:, c["lead_time_min"]] = 120
+    X[:, c["visibility_m"]] = 20_000
+    X[1, c["is_rush_hour"]] = 1
+    X[1, c["distance_km"]] = 8
+    X[1, c["precipitation_mm_h"]] = 40  # capped at 10 mm/h
+    delays, confidences = predict(DEFAULT_PARAMS, X)
+    assert DEFAULT_PARAMS.version == "heuristic-default"
+    assert delays[0] == pytest.approx(DEFAULT_PARAMS.base_wheelchair_min)
+    assert delays[1] == pytest.approx(6.0 + 5.0 + 8 * 0.25 + 10 * 1.5)
+    assert np.all((confidences > 0) & (confidences < 1))
+    assert confidences[0] == confidences[1]
+
+
+def test_fit_recovers_the_parameters_of_data_generated_by_its_own_rules():
+    rng = np.random.default_rng(11)
+    X = random_features(20_000, rng)
+    y = predict(TRUE, X)[0] + rng.normal(0, 1.0, len(X))
+    fitted = fit_heuristic(X, y)
+    for name in TERMS:
+        assert getattr(fitted, name) == pytest.approx(getattr(TRUE, name), abs=0.1), name
+    assert fitted.residual_std_min == pytest.approx(1.0, abs=0.05)
+    assert fitted.version.startswith("heuristic-") and fitted.version != "heuristic-default"
+
+
+def test_terms_the_history_never_shows_keep_their_default():
+    rng = np.random.default_rng(12)
+    X = random_features(5_000, rng, fog_share=0.0)
+    y = predict(TRUE, X)[0] + rng.normal(0, 1.0, len(X))
+    fitted = fit_heuristic(X, y)
+    assert fitted.fog_min == DEFAULT_PARAMS.fog_min
+    assert fitted.rush_hour_min == pytest.approx(TRUE.rush_hour_min, abs=0.15)
+
+
+def test_confidence_is_lower_when_the_fit_is_noisier():
+    rng = np.random.default_rng(13)
+    X = random_features(5_000, rng)
+    clean = fit_heuristic(X, predict(TRUE, X)[0] + rng.normal(0, 1, len(X)))
+    noisy = fit_heuristic(X, predict(TRUE, X)[0] + rng.normal(0, 6, len(X)))
+    assert predict(clean, X[:1])[1][0] > predict(noisy, X[:1])[1][0]
+
+
+def test_params_round_trip_and_refuse_tampering():
+    again = HeuristicParams.from_dict(TRUE.to_dict())
+    assert again == TRUE and again.version == TRUE.version
+    assert HeuristicParams.from_dict(DEFAULT_PARAMS.to_dict()).version == "heuristic-default"
+    tampered = {**TRUE.to_dict(), "rush_hour_min": 0.0}
+    with pytest.raises(ValueError, match="does not match"):
+        HeuristicParams.from_dict(tampered)
+    missing = TRUE.to_dict()
+    del missing["fog_min"]
+    with pytest.raises(ValueError, match="missing"):
+        HeuristicParams.from_dict(missing)
+    with pytest.raises(ValueError):
+        HeuristicParams(per_km_min=float("nan"))

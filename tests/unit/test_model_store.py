@@ -1,0 +1,159 @@
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import joblib
+import numpy as np
+import pytest
+
+from connectors import model_store
+from connectors.model_store import (
+    ArtifactCorrupt,
+    ArtifactFeatureMismatch,
+    ArtifactMissing,
+    load_champion,
+    load_heuristic,
+    save_artifact,
+    set_champion,
+)
+from models.features import FEATURE_NAMES, feature_matrix
+from models.forest import ForestConfig
+from models.heuristic import DEFAULT_PARAMS
+from models.synthetic import SyntheticWorld, generate_history
+from models.training import TrainingConfig, train
+from schemas import FallbackReason
+
+CREATED = datetime(2026, 11, 22, 10, 30, 5, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def result():
+    end = datetime(2026, 11, 1, tzinfo=UTC)
+    data = generate_history(end - timedelta(days=7), end, seed=2, bookings_per_day=150)
+    config = TrainingConfig(forest=ForestConfig(n_estimators=5, max_depth=5, n_jobs=1))
+    return train(data.rows, data.row_weather, config)
+
+
+@pytest.fixture
+def saved(tmp_path, result):
+    info = save_artifact(tmp_path, result, created_at=CREATED)
+    return tmp_path, info
+
+
+def sample_features(n: int = 50) -> np.ndarray:
+    world, rng = SyntheticWorld(4), np.random.default_rng(4)
+    bookings = [world.booking(CREATED, rng) for _ in range(n)]
+    weathers = [world.weather(b.pickup_lat, b.pickup_lon, b.scheduled_pickup_at) for b in bookings]
+    return feature_matrix(bookings, weathers)
+
+
+def edit_metadata(path, **changes):
+    metadata = json.loads((path / "metadata.json").read_text())
+    metadata.update(changes)
+    (path / "metadata.json").write_text(json.dumps(metadata))
+
+
+def test_artifact_round_trips_and_becomes_champion(saved, result):
+    model_dir, info = saved
+    assert re.fullmatch(r"rf-20261122T103005Z-[0-9a-f]{8}", info.version)
+    assert (model_dir / "CHAMPION").read_text().strip() == info.version
+    assert {p.name for p in info.path.iterdir()} == {
+        "model.joblib",
+        "heuristic.json",
+        "metadata.json",
+    }
+    loaded = load_champion(model_dir)
+    assert loaded.version == loaded.predictor.version == info.version
+    assert loaded.heuristic == result.heuristic
+    X = sample_features()
+    np.testing.assert_array_equal(loaded.predictor.predict(X)[0], result.estimator.predict(X))
+    meta = loaded.metadata
+    assert meta["features"] == list(FEATURE_NAMES)
+    assert meta["model_sha256"] == info.model_sha256
+    assert meta["rows"] == result.rows and meta["train_rows"] == result.train_rows
+    assert meta["metrics"]["holdout"]["model"]["mae"] == result.model_scores.mae
+    assert meta["training_window"]["start"] == result.window_start.isoformat()
+    assert meta["created_at"] == CREATED.isoformat()
+    assert set(meta["feature_distributions"]) == set(FEATURE_NAMES)
+    assert loaded.warnings == ()
+
+
+def test_no_directory_or_no_champion_is_missing(tmp_path):
+    for model_dir in (tmp_path / "absent", tmp_path):
+        with pytest.raises(ArtifactMissing) as info:
+            load_champion(model_dir)
+        assert info.value.fallback_reason is FallbackReason.NO_MODEL
+        assert load_heuristic(model_dir) is DEFAULT_PARAMS
+
+
+def test_a_checksum_mismatch_is_refused_before_unpickling(saved, monkeypatch):
+    model_dir, info = saved
+    model = info.path / "model.joblib"
+    model.write_bytes(model.read_bytes() + b"tampered")
+
+    def never(*args, **kwargs):
+        raise AssertionError("unpickled a file whose checksum did not match")
+
+    monkeypatch.setattr(joblib, "load", never)
+    with pytest.raises(ArtifactCorrupt, match="checksum mismatch") as raised:
+        load_champion(model_dir)
+    assert raised.value.fallback_reason is FallbackReason.BAD_ARTIFACT
+
+
+def test_a_feature_list_unlike_this_code_is_a_feature_mismatch(saved):
+    model_dir, info = saved
+    edit_metadata(info.path, features=[*FEATURE_NAMES[:-1], "road_works"])
+    with pytest.raises(ArtifactFeatureMismatch, match="road_works") as raised:
+        load_champion(model_dir)
+    assert raised.value.fallback_reason is FallbackReason.MISSING_FEATURE
+    edit_metadata(info.path, features=list(reversed(FEATURE_NAMES)))
+    with pytest.raises(ArtifactFeatureMismatch, match="another order"):
+        load_champion(model_dir)
+
+
+def test_unreadable_metadata_or_unpicklable_model_is_corrupt(saved):
+    model_dir, info = saved
+    (info.path / "metadata.json").write_text("{not json")
+    with pytest.raises(ArtifactCorrupt, match=r"metadata\.json"):
+        load_champion(model_dir)
+
+
+def test_garbage_with_a_matching_checksum_fails_to_unpickle(saved):
+    model_dir, info = saved
+    garbage = b"this is not a pickle"
+    (info.path / "model.joblib").write_bytes(garbage)
+    edit_metadata(info.path, model_sha256=model_store._sha256(info.path / "model.joblib"))
+    with pytest.raises(ArtifactCorrupt, match="cannot unpickle"):
+        load_champion(model_dir)
+
+
+def test_champion_naming_a_missing_version_is_corrupt(saved):
+    model_dir, _ = saved
+    (model_dir / "CHAMPION").write_text("rf-20000101T000000Z-deadbeef\n")
+    with pytest.raises(ArtifactCorrupt, match="does not exist"):
+        load_champion(model_dir)
+    (model_dir / "CHAMPION").write_text("../../etc\n")
+    with pytest.raises(ArtifactCorrupt, match="not a version name"):
+        load_champion(model_dir)
+
+
+def test_fitted_heuristic_loads_even_when_the_model_file_is_corrupt(saved, result):
+    model_dir, info = saved
+    (info.path / "model.joblib").write_bytes(b"broken")
+    assert load_heuristic(model_dir) == result.heuristic
+    (info.path / "heuristic.json").unlink()
+    assert load_heuristic(model_dir) is DEFAULT_PARAMS
+    (info.path / "heuristic.json").write_text('{"rush_hour_min": 1}')
+    with pytest.raises(ArtifactCorrupt, match=r"heuristic\.json"):
+        load_heuristic(model_dir)
+
+
+def test_set_champion_rolls_back_to_an_earlier_version(saved, result):
+    model_dir, first = saved
+    second = save_artifact(model_dir, result, created_at=CREATED + timedelta(hours=1))
+    assert load_champion(model_dir).version == second.version != first.version
+    set_champion(model_dir, first.version)
+    assert load_champion(model_dir).version == first.version
+    with pytest.raises(ValueError):
+        set_champion(model_dir, "rf-unknown")
+    assert not [p for p in model_dir.iterdir() if p.name.startswith(".")]
