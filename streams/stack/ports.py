@@ -1,0 +1,50 @@
+"""Choosing loopback ports for the stack's servers.
+
+The preferred port is used when it is free; otherwise the next free ones above it are tried, so a
+second stack (another checkout, the test stack) lands on predictable ports near the defaults.
+There is a window between the check and the server binding the port; a server that then fails to
+bind says so in its log, and ``stack up`` reports that log.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Collection
+
+HOST = "127.0.0.1"
+_SEARCH_SPAN = 200
+
+
+def is_free(port: int, host: str = HOST) -> bool:
+    """True when nothing listens on ``host:port`` and it can be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers do: connections of a stopped server lingering in TIME_WAIT must not
+        # push a restarted stack onto other ports. A listener still makes the bind fail.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return not is_listening(port, host)
+
+
+def is_listening(port: int, host: str = HOST, timeout_s: float = 0.2) -> bool:
+    """True when a TCP connection to ``host:port`` is accepted."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def pick_port(preferred: int, *, avoid: Collection[int] = ()) -> int:
+    """``preferred`` if free, else the first free port above it, else any free port."""
+    for port in range(preferred, min(preferred + _SEARCH_SPAN, 65536)):
+        if port not in avoid and is_free(port):
+            return port
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
