@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
     topic_partitions: int = Field(default=4, ge=1, le=256)
     consumer_group: str = Field(default="delaycast", min_length=1)
+    consumer_session_timeout_s: float = Field(
+        default=10.0, ge=3, le=300, description="How soon a dead worker's partitions move."
+    )
 
     # Routing flags: the initial values written to Redis when it has none yet.
     ml_enabled: bool = False

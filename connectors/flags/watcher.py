@@ -43,6 +43,7 @@ class FlagWatcher:
         self.state = initial
         self.source = SOURCE_SETTINGS
         self._ever_read = False
+        self._reachable: bool | None = None  # None until the first attempt
 
     async def refresh(self) -> None:
         """Read Redis once and update :attr:`state` and :attr:`source`."""
@@ -55,8 +56,9 @@ class FlagWatcher:
         if fresh is None:
             # No flags in Redis yet: the values in force stand until someone writes them.
             fresh = self.state
-        if self.source != SOURCE_REDIS:
+        if self._reachable is not True:
             log.info("[FeatureFlag] reading flags from Redis: %s", fresh.describe())
+        self._reachable = True
         self.source = SOURCE_REDIS
         self._ever_read = True
         if fresh != self.state:
@@ -72,8 +74,9 @@ class FlagWatcher:
                 self._on_change(old, fresh)
 
     def _mark_unreachable(self, exc: BaseException) -> None:
-        source = SOURCE_LAST_SEEN if self._ever_read else SOURCE_SETTINGS
-        if self.source != source:
+        self.source = SOURCE_LAST_SEEN if self._ever_read else SOURCE_SETTINGS
+        if self._reachable is not False:
+            self._reachable = False
             log.warning(
                 "[FeatureFlag] cannot read flags from Redis (%s: %s); keeping %s values: %s",
                 type(exc).__name__,
@@ -81,7 +84,6 @@ class FlagWatcher:
                 "the last seen" if self._ever_read else "the initial settings'",
                 self.state.describe(),
             )
-        self.source = source
 
     async def run(self) -> None:
         while True:

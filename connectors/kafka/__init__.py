@@ -1,5 +1,6 @@
-"""Kafka adapters (confluent-kafka): the batch producer, admin helpers and simple consumers."""
+"""Kafka adapters (confluent-kafka): the async batch producer and blocking helpers."""
 
+from connectors.kafka.blocking import BlockingProducer, DeliveryFailed, paced, read_topic
 from connectors.kafka.producer import BatchProducer, Record
 
-__all__ = ["BatchProducer", "Record"]
+__all__ = ["BatchProducer", "BlockingProducer", "DeliveryFailed", "Record", "paced", "read_topic"]

@@ -2,6 +2,7 @@
 service the agent uses (memory → Redis → provider, single-flight, circuit breaker)."""
 
 from connectors.weather.base import (
+    BatchWeatherProvider,
     SharedCache,
     WeatherAuthError,
     WeatherError,
@@ -20,6 +21,7 @@ from connectors.weather.redis_cache import RedisWeatherCache
 
 __all__ = [
     "MILD_WEATHER",
+    "BatchWeatherProvider",
     "BreakerState",
     "CircuitBreaker",
     "DefaultWeather",

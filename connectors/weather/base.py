@@ -6,11 +6,14 @@ as :class:`connectors.weather.cache.WeatherService` does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 from connectors.weather.keys import WeatherKey
 from schemas.weather import Weather
+
+Point = tuple[float, float, datetime]
 
 
 class WeatherError(Exception):
@@ -65,9 +68,24 @@ class WeatherProvider(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchWeatherProvider(WeatherProvider, Protocol):
+    """A provider that answers many points in one call, cheaper than one call per point."""
+
+    def fetch_each(self, points: Sequence[Point]) -> Sequence[Weather | WeatherError]:
+        """One answer per (lat, lon, at) point, in order: its weather, or the error of that
+        point alone. Raises when the whole call failed."""
+        ...
+
+
 class SharedCache(Protocol):
-    """A cache shared by every worker (Redis in production). May raise anything when down."""
+    """A cache shared by every worker (Redis in production), asked a batch of keys at a time
+    so that a batch costs one round trip. May raise anything when down."""
 
-    async def get(self, key: WeatherKey) -> Weather | None: ...
+    async def get_many(self, keys: Sequence[WeatherKey]) -> list[Weather | None]:
+        """The cached weather of each key, in order; None where absent."""
+        ...
 
-    async def set(self, key: WeatherKey, weather: Weather, ttl_s: float) -> None: ...
+    async def set_many(self, items: Sequence[tuple[WeatherKey, Weather]], ttl_s: float) -> None:
+        """Stores every item, each expiring ``ttl_s`` later."""
+        ...

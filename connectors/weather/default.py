@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from connectors.weather.base import Point, WeatherError
 from connectors.weather.keys import utc_hour
 from schemas.weather import Weather, WeatherSource
 
@@ -39,6 +41,9 @@ class DefaultWeather:
 
     def fetch(self, lat: float, lon: float, at: datetime) -> Weather:
         return mild_weather(at)
+
+    def fetch_each(self, points: Sequence[Point]) -> list[Weather | WeatherError]:
+        return [mild_weather(at) for _, _, at in points]
 
     def __repr__(self) -> str:
         return "DefaultWeather()"

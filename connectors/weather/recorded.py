@@ -15,14 +15,12 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 
-from connectors.weather.base import WeatherNotFound
+from connectors.weather.base import Point, WeatherNotFound
 from connectors.weather.keys import utc_hour
 from schemas.datasets import WEATHER_COLUMNS
 from schemas.weather import Weather, WeatherSource
 
 EARTH_RADIUS_KM = 6371.0088
-
-Point = tuple[float, float, datetime]
 _MEASUREMENTS = ("temperature_c", "precipitation_mm_h", "wind_m_s", "visibility_m", "humidity_pct")
 
 
@@ -35,8 +33,9 @@ class RecordedWeather:
 
     The nearest station that has an observation within ``tolerance`` of that hour wins; of its
     observations the closest in time is served (the earlier one on a tie, as it was known at
-    ``at``). Lookups cost O(stations · log observations) and :meth:`fetch_many` does them for
-    a whole batch at once with numpy, for training over many bookings.
+    ``at``). Lookups cost O(stations · log observations); :meth:`fetch_each` and
+    :meth:`fetch_many` do them for a whole batch at once with numpy, for the weather service
+    and for training over many bookings.
     """
 
     name = "recorded"
@@ -80,6 +79,14 @@ class RecordedWeather:
         """The observation for (lat, lon) at ``at``; raises :class:`WeatherNotFound`."""
         return self.fetch_many([(lat, lon, at)])[0]
 
+    def fetch_each(self, points: Sequence[Point]) -> list[Weather | WeatherNotFound]:
+        """One answer per (lat, lon, at) point, in order: the observation, or
+        :class:`WeatherNotFound` for a point without one within the tolerance."""
+        return [
+            self._records[index] if index >= 0 else self._not_found(point)
+            for point, index in zip(points, self._indices(points), strict=True)
+        ]
+
     def fetch_many(
         self, points: Sequence[Point], *, default: Weather | None = None
     ) -> list[Weather]:
@@ -88,25 +95,32 @@ class RecordedWeather:
         A point without an observation within the tolerance gets ``default`` (re-dated to the
         start of the point's UTC hour), or raises :class:`WeatherNotFound` when none is given.
         """
+        found: list[Weather] = []
+        for point, index in zip(points, self._indices(points), strict=True):
+            if index >= 0:
+                found.append(self._records[index])
+            elif default is not None:
+                found.append(default.model_copy(update={"observed_at": utc_hour(point[2])}))
+            else:
+                raise self._not_found(point)
+        return found
+
+    def _not_found(self, point: Point) -> WeatherNotFound:
+        lat, lon, at = point
+        return WeatherNotFound(
+            f"no recorded observation within {self._tolerance} of {at.isoformat()} "
+            f"near ({lat}, {lon})"
+        )
+
+    def _indices(self, points: Sequence[Point]) -> list[int]:
         if not points:
             return []
         count = len(points)
         lat = np.radians(np.fromiter((p[0] for p in points), np.float64, count))
         lon = np.radians(np.fromiter((p[1] for p in points), np.float64, count))
         hours = np.fromiter((_epoch_hour(p[2]) for p in points), np.int64, count)
-        matches = self._match(lat, lon, hours)
-        found: list[Weather] = []
-        for (p_lat, p_lon, at), index in zip(points, matches.tolist(), strict=True):
-            if index >= 0:
-                found.append(self._records[index])
-            elif default is not None:
-                found.append(default.model_copy(update={"observed_at": utc_hour(at)}))
-            else:
-                raise WeatherNotFound(
-                    f"no recorded observation within {self._tolerance} of {at.isoformat()} "
-                    f"near ({p_lat}, {p_lon})"
-                )
-        return found
+        indices: list[int] = self._match(lat, lon, hours).tolist()
+        return indices
 
     def _match(
         self,

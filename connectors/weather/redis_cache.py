@@ -2,13 +2,15 @@
 
 Values are :class:`Weather` as JSON under ``{prefix}:{lat},{lon}:{hour}``, e.g.
 ``delaycast:weather:44.35000,11.00000:2024-05-01T13Z``, expiring after the TTL given to
-:meth:`RedisWeatherCache.set`. Errors propagate: the caller (``WeatherService``) decides to skip
-the cache while Redis is down.
+:meth:`RedisWeatherCache.set_many`. Keys are read and written a batch at a time, each batch
+in one round trip on one pooled connection. Errors propagate: the caller (``WeatherService``)
+decides to skip the cache while Redis is down.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from pydantic import SecretStr, ValidationError
 from redis.asyncio import Redis
@@ -55,24 +57,40 @@ class RedisWeatherCache:
     def redis_key(self, key: WeatherKey) -> str:
         return f"{self._prefix}:{key}"
 
-    async def get(self, key: WeatherKey) -> Weather | None:
-        """The cached weather, or None when absent or unreadable (then the entry is dropped)."""
-        name = self.redis_key(key)
-        raw = await self._client.get(name)
-        if raw is None:
-            return None
-        try:
-            return Weather.model_validate_json(raw)
-        except ValidationError:
+    async def get_many(self, keys: Sequence[WeatherKey]) -> list[Weather | None]:
+        """The cached weather of each key, in one round trip (MGET); None where absent or
+        unreadable (unreadable entries are dropped)."""
+        if not keys:
+            return []
+        names = [self.redis_key(key) for key in keys]
+        found: list[Weather | None] = []
+        unreadable: list[str] = []
+        for name, raw in zip(names, await self._client.mget(names), strict=True):
+            try:
+                found.append(None if raw is None else Weather.model_validate_json(raw))
+            except ValidationError:
+                found.append(None)
+                unreadable.append(name)
+        if unreadable:
             # Written by an incompatible version or by hand: a miss, and not one to hit again.
-            log.warning("[Weather] dropping unreadable cache entry %s", name)
-            await self._client.delete(name)
-            return None
+            log.warning(
+                "[Weather] dropping %d unreadable cache entries, e.g. %s",
+                len(unreadable),
+                unreadable[0],
+            )
+            await self._client.delete(*unreadable)
+        return found
 
-    async def set(self, key: WeatherKey, weather: Weather, ttl_s: float) -> None:
-        await self._client.set(
-            self.redis_key(key), weather.model_dump_json(), px=max(1, round(ttl_s * 1000))
-        )
+    async def set_many(self, items: Sequence[tuple[WeatherKey, Weather]], ttl_s: float) -> None:
+        """Stores every item in one round trip (a pipeline, not a transaction: each SET stands
+        on its own)."""
+        if not items:
+            return
+        ttl_ms = max(1, round(ttl_s * 1000))
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, weather in items:
+                pipe.set(self.redis_key(key), weather.model_dump_json(), px=ttl_ms)
+            await pipe.execute()
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "produce": "streams.cli.produce_cmd:produce",
     "consume": "streams.cli.consume_cmd:consume",
     "topics": "streams.cli.topics_cmd:topics",
+    "db": "streams.cli.db_cmd:db",
     "synthetic": "streams.cli.synthetic_cmd:synthetic",
 }
 
@@ -33,6 +34,7 @@ HELP = {
     "produce": "Publish bookings (synthetic or from a file).",
     "consume": "Print predictions as JSON lines.",
     "topics": "Create or list delaycast's Kafka topics.",
+    "db": "Apply PostgreSQL migrations.",
     "synthetic": "Generate synthetic history and weather CSVs.",
 }
 

@@ -28,6 +28,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,3 +157,60 @@ def topic_prefix(stack: Endpoints, request: pytest.FixtureRequest) -> Iterator[s
     with contextlib.suppress(KafkaAdminError):
         mine = [n for n in list_topics(stack.kafka_bootstrap_servers) if n.startswith(prefix)]
         delete_topics(stack.kafka_bootstrap_servers, mine)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(session_dir: Path) -> Path:
+    """A model trained through the real CLI on a small synthetic history (shared, read-only)."""
+    data = session_dir / "model-data"
+    models = session_dir / "trained-models"
+    run = [sys.executable, "-m", "streams"]
+    subprocess.run(
+        [
+            *run,
+            "synthetic",
+            "history",
+            "--out",
+            str(data),
+            "--days",
+            "21",
+            "--bookings-per-day",
+            "300",
+            "--end",
+            "2026-11-20T00:00:00+00:00",
+            "--seed",
+            "5",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *run,
+            "train",
+            "--history",
+            str(data / "history.csv"),
+            "--weather",
+            str(data / "weather.csv"),
+            "--out",
+            str(models),
+            "--trees",
+            "30",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert (models / "CHAMPION").is_file()
+    return models
+
+
+@pytest.fixture(scope="session")
+def migrated_database(stack: Endpoints) -> str:
+    from connectors.postgres import make_engine, upgrade
+
+    engine = make_engine(stack.database_url)
+    try:
+        assert upgrade(engine) is not None
+    finally:
+        engine.dispose()
+    return stack.database_url

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import logging
+import random
 import socket
 import threading
 import time
@@ -12,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +24,12 @@ from pydantic import SecretStr
 
 from connectors.weather import (
     MILD_WEATHER,
+    RecordedWeather,
     RedisWeatherCache,
     WeatherService,
     weather_key,
 )
+from schemas.datasets import WEATHER_COLUMNS
 from schemas.weather import Weather, WeatherSource
 
 AT = datetime(2024, 5, 1, 13, 20, tzinfo=UTC)
@@ -96,8 +101,8 @@ def test_weather_round_trips_as_json_under_the_documented_key_with_a_ttl(redis_u
         key = weather_key(44.346, 10.99, AT.replace(year=1999), 0.05)
         name = "delaycast:weather:44.35000,11.00000:1999-05-01T13Z"
         try:
-            await cache.set(key, OBSERVED, ttl_s=120)
-            assert await cache.get(key) == OBSERVED
+            await cache.set_many([(key, OBSERVED)], ttl_s=120)
+            assert await cache.get_many([key]) == [OBSERVED]
             stored = await raw.get(name)
             assert stored is not None
             assert json.loads(stored) == json.loads(OBSERVED.model_dump_json())
@@ -110,31 +115,65 @@ def test_weather_round_trips_as_json_under_the_documented_key_with_a_ttl(redis_u
     asyncio.run(scenario())
 
 
+def test_a_batch_round_trips_in_order_with_misses_as_none_and_every_entry_with_the_ttl(
+    redis_url, prefix
+):
+    async def scenario() -> None:
+        cache = RedisWeatherCache.from_url(redis_url, prefix=prefix)
+        raw = aioredis.Redis.from_url(redis_url)
+        keys = [weather_key(44.0 + n * 0.05, 11.0, AT, 0.05) for n in range(300)]
+        stored = [
+            (key, OBSERVED.model_copy(update={"temperature_c": n / 10}))
+            for n, key in enumerate(keys)
+            if n % 3
+        ]
+        try:
+            assert await cache.get_many([]) == []
+            await cache.set_many([], ttl_s=60)  # nothing to send: no round trip, no error
+            await cache.set_many(stored, ttl_s=60)
+            found = await cache.get_many(keys)
+
+            assert found == [dict(stored).get(key) for key in keys]
+            assert sum(weather is not None for weather in found) == len(stored) == 200
+            ttls = [await raw.pttl(cache.redis_key(key)) for key, _ in stored]
+            assert all(58_000 <= ttl <= 60_000 for ttl in ttls)
+            assert await raw.pttl(cache.redis_key(keys[0])) == -2  # never written
+        finally:
+            await raw.aclose()
+            await cache.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_an_absent_key_is_a_miss_and_an_entry_expires_after_its_ttl(redis_url, prefix):
     async def scenario() -> None:
         cache = RedisWeatherCache.from_url(redis_url, prefix=prefix)
         key = weather_key(44.35, 11.0, AT, 0.05)
         try:
-            assert await cache.get(key) is None
-            await cache.set(key, OBSERVED, ttl_s=0.3)
-            assert await cache.get(key) == OBSERVED
+            assert await cache.get_many([key]) == [None]
+            await cache.set_many([(key, OBSERVED)], ttl_s=0.3)
+            assert await cache.get_many([key]) == [OBSERVED]
             await asyncio.sleep(0.5)
-            assert await cache.get(key) is None
+            assert await cache.get_many([key]) == [None]
         finally:
             await cache.aclose()
 
     asyncio.run(scenario())
 
 
-def test_an_unreadable_entry_is_a_miss_and_is_dropped(redis_url, prefix):
+def test_an_unreadable_entry_is_a_miss_and_is_dropped_while_its_neighbours_are_served(
+    redis_url, prefix
+):
     async def scenario() -> None:
         client = aioredis.Redis.from_url(redis_url)
         cache = RedisWeatherCache(client, prefix=prefix)
-        key = weather_key(44.35, 11.0, AT, 0.05)
+        good, bad = weather_key(44.35, 11.0, AT, 0.05), weather_key(44.45, 11.0, AT, 0.05)
         try:
-            await client.set(cache.redis_key(key), b'{"temperature_c": "warm"}', ex=60)
-            assert await cache.get(key) is None
-            assert await client.exists(cache.redis_key(key)) == 0
+            await cache.set_many([(good, OBSERVED)], ttl_s=60)
+            await client.set(cache.redis_key(bad), b'{"temperature_c": "warm"}', ex=60)
+            assert await cache.get_many([bad, good]) == [None, OBSERVED]
+            assert await client.exists(cache.redis_key(bad)) == 0
+            assert await client.exists(cache.redis_key(good)) == 1
         finally:
             await client.aclose()
 
@@ -176,7 +215,7 @@ def test_an_unreachable_redis_fails_fast_and_the_service_keeps_serving(executor,
         started = time.monotonic()
         try:
             with pytest.raises(redis.exceptions.ConnectionError):
-                await cache.get(weather_key(44.35, 11.0, AT, 0.05))
+                await cache.get_many([weather_key(44.35, 11.0, AT, 0.05)])
             assert time.monotonic() - started < 1.0
             lookups = [await service.get(44.35 + n * 0.05, 11.0, AT, wait_s=2) for n in range(3)]
             await service.wait_idle()
@@ -195,6 +234,106 @@ def test_an_unreachable_redis_fails_fast_and_the_service_keeps_serving(executor,
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1  # rate-limited: one per minute
     assert warnings[0].startswith("[Weather] shared weather cache unavailable")
+
+
+def test_a_batch_of_500_bookings_over_300_keys_is_answered_from_recorded_weather_in_time(
+    redis_url, prefix, tmp_path
+):
+    """The agent's case: wait_s=0.25, Redis's default pool of 100 connections, 4 threads."""
+    provider = RecordedWeather(recorded_history(tmp_path / "weather.csv"))
+    rng = random.Random(3)
+    keys = [(44.0 + n * 0.05, 11.0, AT + timedelta(hours=h)) for n in range(30) for h in range(10)]
+    chosen = keys + [rng.choice(keys) for _ in range(200)]
+    rng.shuffle(chosen)
+    points = [(lat + rng.uniform(-0.02, 0.02), lon, at) for lat, lon, at in chosen]
+
+    async def answer(service: WeatherService) -> tuple[list[Any], float]:
+        started = time.perf_counter()
+        lookups = await service.get_many(points, wait_s=0.25)
+        elapsed = time.perf_counter() - started
+        await service.wait_idle()
+        return lookups, elapsed
+
+    async def scenario() -> None:
+        raw = aioredis.Redis.from_url(redis_url)
+        first_cache = RedisWeatherCache.from_url(redis_url, prefix=prefix)
+        second_cache = RedisWeatherCache.from_url(redis_url, prefix=prefix)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            first = service_for(first_cache, provider, pool, ttl_s=600.0)
+            second = service_for(second_cache, provider, pool, ttl_s=600.0)
+            try:
+                cold, cold_s = await answer(first)
+                warm, warm_s = await answer(second)  # another worker: everything is in Redis
+                stored = await raw.keys(f"{prefix}:*")
+                ttl = await raw.pttl(stored[0])
+            finally:
+                await first_cache.aclose()
+                await second_cache.aclose()
+                await raw.aclose()
+        print(
+            f"\n500 points / 300 keys: cold {cold_s * 1000:.1f} ms, "
+            f"from Redis {warm_s * 1000:.1f} ms"
+        )
+
+        centres = [first.key_for(*point) for point in points]
+        expected = [provider.fetch(key.lat, key.lon, key.hour) for key in centres]
+        assert len(set(centres)) == 300
+        assert [lookup.weather for lookup in cold] == expected
+        assert [lookup.weather for lookup in warm] == expected
+        assert first.stats().as_dict() == {
+            **EMPTY_STATS,
+            "misses": 500,
+            "coalesced": 200,
+            "api_calls": 300,
+        }
+        assert second.stats().as_dict() == {
+            **EMPTY_STATS,
+            "misses": 500,
+            "coalesced": 200,
+            "shared_hits": 300,
+        }
+        assert len(stored) == 300 and 590_000 <= ttl <= 600_000
+        assert cold_s < 2.0 and warm_s < 2.0  # generous: the real bound is zero defaults
+
+    asyncio.run(scenario())
+
+
+EMPTY_STATS: dict[str, Any] = {
+    "memory_hits": 0,
+    "failure_hits": 0,
+    "misses": 0,
+    "coalesced": 0,
+    "shared_hits": 0,
+    "shared_errors": 0,
+    "api_calls": 0,
+    "api_errors": 0,
+    "not_found": 0,
+    "defaults_served": 0,
+    "breaker_state": "closed",
+}
+
+
+def recorded_history(path: Path) -> Path:
+    """Three stations along the test cells, every hour of the test day."""
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=WEATHER_COLUMNS)
+        writer.writeheader()
+        for station, lat in enumerate((44.2, 44.8, 45.3)):
+            for hour in range(24):
+                writer.writerow(
+                    {
+                        "observed_at": datetime(2024, 5, 1, hour, tzinfo=UTC).isoformat(),
+                        "lat": lat,
+                        "lon": 11.0,
+                        "temperature_c": 5 + station * 10 + hour / 10,
+                        "precipitation_mm_h": 0.0,
+                        "wind_m_s": 3.0,
+                        "visibility_m": 10_000,
+                        "humidity_pct": 70,
+                        "condition": "clear",
+                    }
+                )
+    return path
 
 
 def test_the_cache_repr_never_shows_the_redis_password():

@@ -1,12 +1,14 @@
-"""WeatherService with a fake provider, an in-memory shared cache and a hand-driven clock."""
+"""WeatherService with fake providers, an in-memory shared cache and a hand-driven clock."""
 
 from __future__ import annotations
 
 import asyncio
 import doctest
 import logging
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,8 +17,13 @@ import pytest
 
 from connectors.weather import (
     MILD_WEATHER,
+    BatchWeatherProvider,
+    DefaultWeather,
+    OpenWeatherClient,
     WeatherAuthError,
+    WeatherError,
     WeatherKey,
+    WeatherLookup,
     WeatherNotFound,
     WeatherService,
     WeatherStats,
@@ -45,7 +52,7 @@ class FakeClock:
 
 
 class FakeProvider:
-    """Answers a distinct temperature per call; can be held on a gate or made to fail."""
+    """Answers a distinct temperature per call; can be held on a gate, slowed or made to fail."""
 
     name = "fake"
 
@@ -55,51 +62,105 @@ class FakeProvider:
         self.gate = threading.Event()
         self.gate.set()
         self.error: Exception | None = None
+        self.delay_s = 0.0
+        self.most_at_once = 0
+        self._at_once = 0
         self._lock = threading.Lock()
 
     def fetch(self, lat: float, lon: float, at: datetime) -> Weather:
         with self._lock:
             self.calls.append((lat, lon, at))
             number = len(self.calls)
+            self._at_once += 1
+            self.most_at_once = max(self.most_at_once, self._at_once)
+        try:
+            assert self.gate.wait(timeout=5), "test left the provider gate closed"
+            time.sleep(self.delay_s)
+        finally:
+            with self._lock:
+                self._at_once -= 1
+        if self.error is not None:
+            raise self.error
+        return observation(number, at)
+
+
+def observation(temperature: float, at: datetime) -> Weather:
+    return Weather(
+        temperature_c=temperature,
+        precipitation_mm_h=0.5,
+        wind_m_s=2.0,
+        visibility_m=9000,
+        humidity_pct=60,
+        condition="clouds",
+        observed_at=at,
+        source=WeatherSource.OPENWEATHER,
+    )
+
+
+def weather_of(key: WeatherKey) -> Weather:
+    """What FakeBatchProvider answers for a key: its own, so a mix-up of keys shows."""
+    return observation(round((key.lat - 44.0) / CELL) + key.hour.hour / 100, key.hour)
+
+
+class FakeBatchProvider:
+    """Answers :func:`weather_of` each point in one call; can be held on a gate, fail a whole
+    call (``error``) or single points (``point_errors``, by cell)."""
+
+    name = "fake-batch"
+    current_only = False
+
+    def __init__(self) -> None:
+        self.batches: list[list[WeatherKey]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.error: Exception | None = None
+        self.point_errors: dict[tuple[float, float], WeatherError] = {}
+        self.answer_count: int | None = None
+
+    def fetch(self, lat: float, lon: float, at: datetime) -> Weather:
+        raise AssertionError("the service must use fetch_each")
+
+    def fetch_each(
+        self, points: Sequence[tuple[float, float, datetime]]
+    ) -> list[Weather | WeatherError]:
+        self.batches.append([WeatherKey(lat, lon, at) for lat, lon, at in points])
         assert self.gate.wait(timeout=5), "test left the provider gate closed"
         if self.error is not None:
             raise self.error
-        return Weather(
-            temperature_c=number,
-            precipitation_mm_h=0.5,
-            wind_m_s=2.0,
-            visibility_m=9000,
-            humidity_pct=60,
-            condition="clouds",
-            observed_at=at,
-            source=WeatherSource.OPENWEATHER,
-        )
+        answers: list[Weather | WeatherError] = [
+            self.point_errors.get((lat, lon)) or weather_of(WeatherKey(lat, lon, at))
+            for lat, lon, at in points
+        ]
+        return answers[: self.answer_count]
 
 
 class FakeShared:
     def __init__(self) -> None:
         self.values: dict[WeatherKey, Weather] = {}
         self.ttls: dict[WeatherKey, float] = {}
-        self.gets = 0
+        self.reads: list[list[WeatherKey]] = []
+        self.writes: list[list[WeatherKey]] = []
 
-    async def get(self, key: WeatherKey) -> Weather | None:
-        self.gets += 1
-        return self.values.get(key)
+    async def get_many(self, keys: Sequence[WeatherKey]) -> list[Weather | None]:
+        self.reads.append(list(keys))
+        return [self.values.get(key) for key in keys]
 
-    async def set(self, key: WeatherKey, weather: Weather, ttl_s: float) -> None:
-        self.values[key] = weather
-        self.ttls[key] = ttl_s
+    async def set_many(self, items: Sequence[tuple[WeatherKey, Weather]], ttl_s: float) -> None:
+        self.writes.append([key for key, _ in items])
+        for key, weather in items:
+            self.values[key] = weather
+            self.ttls[key] = ttl_s
 
 
 class DownShared:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def get(self, key: WeatherKey) -> Weather | None:
+    async def get_many(self, keys: Sequence[WeatherKey]) -> list[Weather | None]:
         self.calls += 1
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
 
-    async def set(self, key: WeatherKey, weather: Weather, ttl_s: float) -> None:
+    async def set_many(self, items: Sequence[tuple[WeatherKey, Weather]], ttl_s: float) -> None:
         self.calls += 1
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
 
@@ -114,6 +175,13 @@ def executor() -> Iterator[ThreadPoolExecutor]:
 @pytest.fixture
 def provider() -> Iterator[FakeProvider]:
     fake = FakeProvider()
+    yield fake
+    fake.gate.set()
+
+
+@pytest.fixture
+def batch_provider() -> Iterator[FakeBatchProvider]:
+    fake = FakeBatchProvider()
     yield fake
     fake.gate.set()
 
@@ -144,6 +212,23 @@ def stats(**counters: Any) -> WeatherStats:
 def cell(n: int) -> tuple[float, float]:
     """The centre of the n-th distinct cell."""
     return (44.0 + n * CELL, 11.0)
+
+
+def spread(*, cells: int, hours: int, points: int) -> list[tuple[float, float, datetime]]:
+    """``points`` bookings covering all ``cells`` × ``hours`` keys, scattered inside each cell
+    and hour, in random order."""
+    rng = random.Random(1)
+    keys = [(*cell(n), HOUR + timedelta(hours=h)) for n in range(cells) for h in range(hours)]
+    chosen = keys + [rng.choice(keys) for _ in range(points - len(keys))]
+    rng.shuffle(chosen)
+    return [
+        (
+            lat + rng.uniform(-0.02, 0.02),
+            lon + rng.uniform(-0.02, 0.02),
+            at + timedelta(minutes=rng.randrange(60)),
+        )
+        for lat, lon, at in chosen
+    ]
 
 
 def test_a_lookup_is_fetched_once_then_served_from_memory(provider, executor, clock):
@@ -490,6 +575,215 @@ def test_aclose_cancels_lookups_under_way(provider, executor, clock):
         assert service.stats().breaker_state == "closed"
 
     asyncio.run(scenario())
+
+
+def test_a_batch_of_500_points_over_300_keys_costs_one_shared_read_one_call_and_one_write(
+    batch_provider, executor, clock
+):
+    async def scenario() -> None:
+        points = spread(cells=30, hours=10, points=500)
+        shared = FakeShared()
+        service = make_service(batch_provider, executor, clock, shared=shared, ttl_s=900)
+        keys = [service.key_for(*point) for point in points]
+        known = sorted(set(keys), key=str)[:50]
+        for key in known:
+            shared.values[key] = MILD_WEATHER.model_copy(
+                update={"temperature_c": 21.5, "is_default": False, "observed_at": key.hour}
+            )
+        lookups = await service.get_many(points, wait_s=1)
+        await service.wait_idle()
+
+        assert len(set(keys)) == 300
+        assert [len(read) for read in shared.reads] == [300]
+        assert [len(batch) for batch in batch_provider.batches] == [250]
+        assert set(batch_provider.batches[0]) == set(keys) - set(known)
+        assert [sorted(write, key=str) for write in shared.writes] == [
+            sorted(batch_provider.batches[0], key=str)
+        ]
+        assert {shared.ttls[key] for key in batch_provider.batches[0]} == {900}
+        for key, lookup in zip(keys, lookups, strict=True):
+            expected = shared.values[key] if key in known else weather_of(key)
+            assert lookup == WeatherLookup(expected)
+        assert service.stats() == stats(misses=500, coalesced=200, shared_hits=50, api_calls=250)
+
+        assert await service.get_many(points, wait_s=1) == lookups
+        assert len(shared.reads) == len(batch_provider.batches) == 1
+        assert service.stats() == stats(
+            memory_hits=500, misses=500, coalesced=200, shared_hits=50, api_calls=250
+        )
+
+    asyncio.run(scenario())
+
+
+def test_a_point_the_batch_provider_cannot_answer_fails_alone_and_is_remembered(
+    batch_provider, executor, clock
+):
+    async def scenario() -> None:
+        service = make_service(batch_provider, executor, clock, breaker_failures=1)
+        points = [(*cell(n), AT) for n in range(6)]
+        keys = [service.key_for(*point) for point in points]
+        batch_provider.point_errors = {
+            (keys[1].lat, keys[1].lon): WeatherNotFound("no station near"),
+            (keys[4].lat, keys[4].lon): WeatherUnavailable("station offline"),
+        }
+        lookups = await service.get_many(points, wait_s=1)
+
+        notes = [None, "error:not_found", None, None, "error:unavailable", None]
+        assert [lookup.note for lookup in lookups] == notes
+        for key, lookup in zip(keys, lookups, strict=True):
+            if lookup.note is None:
+                assert lookup.weather == weather_of(key)
+            else:
+                assert lookup.weather.is_default and lookup.weather.observed_at == HOUR
+        assert service.stats() == stats(
+            misses=6, api_calls=6, api_errors=1, not_found=1, defaults_served=2
+        )  # one failed point of a call that answered: the breaker stays closed
+
+        again = await service.get_many(points, wait_s=1)
+        assert [lookup.note for lookup in again] == notes
+        assert len(batch_provider.batches) == 1
+        assert service.stats() == stats(
+            memory_hits=4,
+            failure_hits=2,
+            misses=6,
+            api_calls=6,
+            api_errors=1,
+            not_found=1,
+            defaults_served=4,
+        )
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_batch_call_fails_each_key_and_is_one_failure_for_the_breaker(
+    batch_provider, executor, clock
+):
+    async def scenario() -> None:
+        service = make_service(
+            batch_provider, executor, clock, breaker_failures=2, breaker_reset_s=30
+        )
+        batch_provider.error = WeatherUnavailable("history unreadable")
+        first = await service.get_many([(*cell(n), AT) for n in range(5)], wait_s=1)
+        assert [lookup.note for lookup in first] == ["error:unavailable"] * 5
+        assert service.stats().breaker_state == "closed"
+
+        await service.get_many([(*cell(n), AT) for n in range(5, 10)], wait_s=1)
+        refused = await service.get_many([(*cell(n), AT) for n in range(10, 13)], wait_s=1)
+        assert [lookup.note for lookup in refused] == ["breaker_open"] * 3
+        assert len(batch_provider.batches) == 2
+        assert service.stats() == stats(
+            misses=13, api_calls=10, api_errors=10, defaults_served=13, breaker_state="open"
+        )
+
+        clock.advance(30)
+        batch_provider.error = None
+        trial = await service.get_many([(*cell(n), AT) for n in range(13, 16)], wait_s=1)
+        assert [lookup.note for lookup in trial] == [None] * 3  # the whole call was the trial
+        assert len(batch_provider.batches) == 3
+        assert service.stats().breaker_state == "closed"
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_answer_of_the_wrong_length_fails_its_keys_as_internal_errors(
+    batch_provider, executor, clock
+):
+    async def scenario() -> None:
+        service = make_service(batch_provider, executor, clock)
+        batch_provider.answer_count = 2
+        lookups = await service.get_many([(*cell(n), AT) for n in range(4)], wait_s=1)
+        assert [lookup.note for lookup in lookups] == ["error:internal"] * 4
+        assert service.stats() == stats(misses=4, api_calls=4, api_errors=4, defaults_served=4)
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_joins_the_lookups_an_earlier_batch_has_under_way_instead_of_asking_again(
+    batch_provider, executor, clock
+):
+    async def scenario() -> None:
+        shared = FakeShared()
+        service = make_service(batch_provider, executor, clock, shared=shared)
+        first = [(*cell(n), AT) for n in range(10)]
+        second = [(*cell(n), AT) for n in range(5, 15)]
+        batch_provider.gate.clear()
+        late = await service.get_many(first, wait_s=0.01)
+        assert {lookup.note for lookup in late} == {"timeout"}
+
+        asyncio.get_running_loop().call_later(0.05, batch_provider.gate.set)
+        answered = await service.get_many(second, wait_s=2)
+        await service.wait_idle()
+
+        assert [lookup.weather for lookup in answered] == [
+            weather_of(service.key_for(*point)) for point in second
+        ]
+        keys = [service.key_for(*cell(n), AT) for n in range(15)]
+        assert batch_provider.batches == [keys[:10], keys[10:]]
+        assert shared.reads == [keys[:10], keys[10:]]
+        assert service.stats() == stats(misses=20, coalesced=5, api_calls=15, defaults_served=10)
+
+    asyncio.run(scenario())
+
+
+def test_a_provider_without_batches_gets_one_call_per_key_a_few_at_a_time(
+    provider, executor, clock
+):
+    async def scenario() -> None:
+        shared = FakeShared()
+        service = make_service(provider, executor, clock, shared=shared, provider_concurrency=3)
+        provider.delay_s = 0.02
+        lookups = await service.get_many(spread(cells=4, hours=5, points=40), wait_s=2)
+        await service.wait_idle()
+
+        assert {lookup.note for lookup in lookups} == {None}
+        assert len(provider.calls) == 20
+        assert provider.most_at_once == 3
+        assert [len(read) for read in shared.reads] == [20]
+        assert [len(write) for write in shared.writes] == [20]
+        assert service.stats() == stats(misses=40, coalesced=20, api_calls=20)
+
+    asyncio.run(scenario())
+
+
+def test_keys_queued_for_a_provider_slot_are_spared_once_the_breaker_opens(
+    provider, executor, clock
+):
+    async def scenario() -> None:
+        service = make_service(
+            provider, executor, clock, provider_concurrency=1, breaker_failures=2
+        )
+        provider.error = WeatherUnavailable("down")
+        lookups = await service.get_many([(*cell(n), AT) for n in range(5)], wait_s=2)
+        notes = ["error:unavailable"] * 2 + ["breaker_open"] * 3
+        assert [lookup.note for lookup in lookups] == notes
+        assert len(provider.calls) == 2
+        assert service.stats() == stats(
+            misses=5, api_calls=2, api_errors=2, defaults_served=5, breaker_state="open"
+        )
+
+    asyncio.run(scenario())
+
+
+def test_aclose_cancels_a_batch_call_under_way(batch_provider, executor, clock):
+    async def scenario() -> None:
+        service = make_service(batch_provider, executor, clock, breaker_failures=1)
+        batch_provider.gate.clear()
+        late = await service.get_many([(*cell(n), AT) for n in range(3)], wait_s=0.01)
+        assert {lookup.note for lookup in late} == {"timeout"}
+        await service.aclose()
+        batch_provider.gate.set()
+        await service.wait_idle()
+        assert service.stats() == stats(misses=3, api_calls=3, defaults_served=3)
+
+    asyncio.run(scenario())
+
+
+def test_the_default_provider_takes_batches_and_openweather_does_not():
+    assert isinstance(DefaultWeather(), BatchWeatherProvider)
+    assert DefaultWeather().fetch_each([(44.35, 11.0, AT)]) == [
+        MILD_WEATHER.model_copy(update={"observed_at": HOUR})
+    ]
+    assert not isinstance(OpenWeatherClient("not-a-key"), BatchWeatherProvider)
 
 
 @pytest.mark.parametrize("module", [keys, memory, breaker], ids=lambda m: m.__name__)

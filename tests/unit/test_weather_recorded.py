@@ -11,12 +11,13 @@ import pytest
 
 from connectors.weather import (
     MILD_WEATHER,
+    BatchWeatherProvider,
     RecordedWeather,
     WeatherHistoryError,
     WeatherNotFound,
 )
 from schemas.datasets import WEATHER_COLUMNS
-from schemas.weather import WeatherSource
+from schemas.weather import Weather, WeatherSource
 
 T0 = datetime(2024, 5, 1, 0, tzinfo=UTC)
 BOLOGNA = (44.49, 11.34)
@@ -118,6 +119,19 @@ def test_fetch_many_fills_unknown_points_with_the_default_redated(history):
     with pytest.raises(WeatherNotFound):
         provider.fetch_many([(*BOLOGNA, T0), (*BOLOGNA, far_future)])
     assert provider.fetch_many([]) == []
+
+
+def test_fetch_each_answers_each_point_alone_and_makes_a_batch_provider(history):
+    provider = RecordedWeather(history)
+    far_future = datetime(2030, 1, 1, 12, 30, tzinfo=UTC)
+    found = provider.fetch_each(
+        [(*BOLOGNA, T0), (*BOLOGNA, far_future), (*MODENA, T0 + timedelta(hours=6))]
+    )
+    assert isinstance(found[0], Weather) and found[0].temperature_c == 10.0
+    assert isinstance(found[1], WeatherNotFound) and "2030-01-01T12:30:00+00:00" in str(found[1])
+    assert isinstance(found[2], Weather) and found[2].temperature_c == 4.0
+    assert provider.fetch_each([]) == []
+    assert isinstance(provider, BatchWeatherProvider)
 
 
 def test_fetch_many_agrees_with_a_brute_force_search_and_is_fast(tmp_path):

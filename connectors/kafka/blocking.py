@@ -1,0 +1,127 @@
+"""Blocking Kafka helpers for command-line tools and tests: produce a stream, read a topic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    Producer,
+    TopicPartition,
+)
+
+from connectors.kafka.producer import DEFAULT_CONFIG
+
+
+class DeliveryFailed(RuntimeError):
+    pass
+
+
+class BlockingProducer:
+    """Produce records, counting deliveries; :meth:`flush` raises when any failed."""
+
+    def __init__(self, bootstrap_servers: str, **config: Any) -> None:
+        self._producer = Producer(
+            {**DEFAULT_CONFIG, "bootstrap.servers": bootstrap_servers, **config}
+        )
+        self.delivered = 0
+        self.failed: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.failed.append(str(err))
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None
+    ) -> None:
+        kwargs: dict[str, Any] = {"timestamp": timestamp_ms} if timestamp_ms else {}
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, on_delivery=self._on_delivery, **kwargs
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        left = self._producer.flush(timeout_s)
+        if left or self.failed:
+            raise DeliveryFailed(
+                f"{left} records still queued, {len(self.failed)} failed"
+                + (f" (first error: {self.failed[0]})" if self.failed else "")
+            )
+
+
+def paced(
+    items: Iterable[Any], rate: float, clock: Callable[[], float] = time.monotonic
+) -> Iterator[Any]:
+    """Yield ``items`` at ``rate`` per second (no pacing when rate <= 0)."""
+    if rate <= 0:
+        yield from items
+        return
+    start = clock()
+    for index, item in enumerate(items):
+        due = start + index / rate
+        delay = due - clock()
+        if delay > 0:
+            time.sleep(delay)
+        yield item
+
+
+def read_topic(
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    from_beginning: bool,
+    count: int | None,
+    timeout_s: float | None,
+    idle_timeout_s: float | None = None,
+) -> Iterator[Any]:
+    """Yield the messages of every partition of ``topic``, without joining a consumer group.
+
+    Stops after ``count`` messages, after ``timeout_s`` in all, or after ``idle_timeout_s``
+    without a message, whichever comes first.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": "delaycast-reader",  # required by the client; never committed
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        topic_meta = metadata.topics.get(topic)
+        if topic_meta is None or topic_meta.error is not None:
+            raise RuntimeError(f"topic {topic!r} does not exist")
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        consumer.assign([TopicPartition(topic, p, start) for p in topic_meta.partitions])
+        seen = 0
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        last = time.monotonic()
+        while count is None or seen < count:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return
+            if idle_timeout_s is not None and now - last >= idle_timeout_s:
+                return
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            if message.error():
+                raise RuntimeError(f"consumer error: {message.error()}")
+            last = time.monotonic()
+            seen += 1
+            yield message
+    finally:
+        consumer.close()

@@ -1,0 +1,181 @@
+"""``make demo``: the whole system on this machine, with a live line, until Ctrl-C.
+
+Starts the local stack (unless it already runs), trains a model on synthetic history when none
+exists, rolls ML out to half of the traffic, starts a worker and a synthetic producer, and prints a
+live line from the predictions topic. Ctrl-C stops what the demo started, and only that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, deque
+from pathlib import Path
+
+from streams.settings import delaycast_home
+
+RATE = float(os.environ.get("DEMO_RATE", "50"))
+PERCENTAGE = os.environ.get("DEMO_ML_PERCENTAGE", "50")
+
+
+def delaycast(*args: str, env: dict[str, str] | None = None, check: bool = True) -> int:
+    return subprocess.run([sys.executable, "-m", "streams", *args], env=env, check=check).returncode
+
+
+def spawn(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams", *args],
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches the demo only; it stops its children itself
+    )
+
+
+def stop(process: subprocess.Popen[bytes], name: str) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        print(f"  {name} did not stop in 20 s; killing it")
+        process.kill()
+        process.wait()
+
+
+def ensure_model(home: Path, env: dict[str, str]) -> None:
+    models = home / "models"
+    data = home / "demo-data"
+    if (models / "CHAMPION").is_file():
+        print(f"model: using the champion in {models}")
+        return
+    print("model: none yet; generating 90 days of synthetic history and training")
+    delaycast("synthetic", "history", "--out", str(data), "--days", "90", env=env)
+    delaycast(
+        "train",
+        "--history",
+        str(data / "history.csv"),
+        "--weather",
+        str(data / "weather.csv"),
+        "--out",
+        str(models),
+        env=env,
+    )
+
+
+def live_line(stats: Counter[str], latencies: deque[float], arms: Counter[str]) -> str:
+    total = stats["predictions"]
+    share = 100.0 * arms["ml"] / total if total else 0.0
+    ordered = sorted(latencies)
+    p50 = ordered[len(ordered) // 2] if ordered else 0.0
+    p99 = ordered[int(len(ordered) * 0.99)] if ordered else 0.0
+    return (
+        f"\rpredictions {total:>7}  ML share {share:5.1f} %  served by ML {stats['served_ml']:>7}  "
+        f"fallbacks {stats['fallbacks']:>5}  dead letters {stats['dead']:>4}  "
+        f"latency p50 {p50:6.1f} ms p99 {p99:6.1f} ms  "
+    )
+
+
+def watch(env: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+
+    from streams.settings import load_settings
+
+    settings = load_settings()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": "delaycast-demo-view",
+            "enable.auto.commit": False,
+        }
+    )
+    topics = {settings.topic("predictions"): "p", settings.topic("dead-letters"): "d"}
+    assignment = []
+    for topic in topics:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        assignment += [TopicPartition(topic, p, OFFSET_END) for p in meta.partitions]
+    consumer.assign(assignment)
+    stats: Counter[str] = Counter()
+    arms: Counter[str] = Counter()
+    latencies: deque[float] = deque(maxlen=2000)
+    last = 0.0
+    try:
+        while True:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"the {name} stopped (exit {process.returncode}); see its log"
+                    )
+            for message in consumer.consume(500, 0.2):
+                if message.error():
+                    continue
+                if topics.get(message.topic() or "") == "d":
+                    stats["dead"] += 1
+                    continue
+                p = json.loads(message.value() or b"{}")
+                stats["predictions"] += 1
+                arms[p["arm"]] += 1
+                stats["served_ml"] += p["served_by"] == "ml"
+                stats["fallbacks"] += p["fallback_reason"] is not None
+                if p.get("latency_ms") is not None:
+                    latencies.append(p["latency_ms"])
+            if time.monotonic() - last >= 1:
+                last = time.monotonic()
+                sys.stdout.write(live_line(stats, latencies, arms))
+                sys.stdout.flush()
+    finally:
+        consumer.close()
+        print()
+
+
+def main() -> None:
+    home = delaycast_home()
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    stack_file = home / "stack" / "state.json"
+    started_stack = not stack_file.is_file()
+    delaycast("stack", "up", env=env)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        ensure_model(home, env)
+        weather_csv = home / "demo-data" / "weather.csv"
+        worker_env = dict(env)
+        if weather_csv.is_file() and "WEATHER_PROVIDER" not in env:
+            worker_env |= {"WEATHER_PROVIDER": "recorded", "WEATHER_HISTORY_CSV": str(weather_csv)}
+        delaycast("flags", "enable", "--percentage", PERCENTAGE, "--actor", "demo", env=env)
+        processes["worker"] = spawn("worker", env=worker_env, log=logs / "worker.log")
+        processes["producer"] = spawn(
+            "produce",
+            "synthetic",
+            "--count",
+            "0",
+            "--rate",
+            str(RATE),
+            "--invalid-fraction",
+            "0.01",
+            env=env,
+            log=logs / "producer.log",
+        )
+        print(f"worker and producer started; logs in {logs}. Ctrl-C to stop.")
+        watch(env, processes)
+    except KeyboardInterrupt:
+        print("\nstopping...")
+    finally:
+        for name in ("producer", "worker"):
+            if name in processes:
+                stop(processes[name], name)
+        if started_stack:
+            delaycast("stack", "down", env=env, check=False)
+        else:
+            print("the stack was already running before the demo; left running")
+
+
+if __name__ == "__main__":
+    main()

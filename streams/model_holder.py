@@ -1,0 +1,91 @@
+"""The champion model and the heuristic a worker serves, reloaded when the champion changes.
+
+Loading never raises: a missing or bad artifact leaves ``model`` empty and records why, and the
+agent serves the heuristic with that reason as the fallback_reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from connectors.model_store import (
+    ArtifactCorrupt,
+    ArtifactFeatureMismatch,
+    ArtifactMissing,
+    load_champion,
+    load_heuristic,
+)
+from models.heuristic import DEFAULT_PARAMS, HeuristicParams
+from schemas import FallbackReason
+
+log = logging.getLogger("delaycast.models")
+
+
+class ModelHolder:
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        self.model: Any | None = None
+        self.metadata: dict[str, Any] = {}
+        self.heuristic: HeuristicParams = DEFAULT_PARAMS
+        self.unavailable: FallbackReason | None = FallbackReason.NO_MODEL
+        self.detail: str | None = "not loaded yet"
+        self._signature: tuple[Any, ...] | None = None
+
+    def _current_signature(self) -> tuple[Any, ...]:
+        champion = self.model_dir / "CHAMPION"
+        try:
+            stat = champion.stat()
+            name = champion.read_text().strip()
+        except OSError:
+            return ("absent",)
+        artifact = self.model_dir / name
+        parts: list[Any] = [name, stat.st_mtime_ns]
+        for filename in ("model.joblib", "metadata.json", "heuristic.json"):
+            try:
+                st = (artifact / filename).stat()
+                parts.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                parts.append(None)
+        return tuple(parts)
+
+    def reload_if_changed(self) -> bool:
+        """Load the champion when it changed since the last call (blocking; run it off the loop)."""
+        signature = self._current_signature()
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        self.heuristic = self._load_heuristic()
+        try:
+            loaded = load_champion(self.model_dir)
+        except ArtifactMissing as exc:
+            self._unavailable(FallbackReason.NO_MODEL, str(exc))
+        except ArtifactFeatureMismatch as exc:
+            self._unavailable(FallbackReason.MISSING_FEATURE, str(exc))
+        except ArtifactCorrupt as exc:
+            self._unavailable(FallbackReason.BAD_ARTIFACT, str(exc))
+        except Exception as exc:  # any other failure to load is a bad artifact, never a crash
+            self._unavailable(FallbackReason.BAD_ARTIFACT, f"{type(exc).__name__}: {exc}")
+        else:
+            self.model = loaded.predictor
+            self.metadata = dict(loaded.metadata)
+            self.unavailable = None
+            self.detail = None
+            log.info("[ML] serving model %s from %s", self.model.version, self.model_dir)
+        return True
+
+    def _load_heuristic(self) -> HeuristicParams:
+        try:
+            params = load_heuristic(self.model_dir)
+        except Exception as exc:
+            log.warning("[ML] fitted heuristic unreadable (%s); using the defaults", exc)
+            return DEFAULT_PARAMS
+        return params
+
+    def _unavailable(self, reason: FallbackReason, detail: str) -> None:
+        self.model = None
+        self.metadata = {}
+        self.unavailable = reason
+        self.detail = detail
+        log.warning("[ML] no model served (%s: %s); the heuristic answers", reason.value, detail)

@@ -1,0 +1,227 @@
+"""The batch function of the prediction path, without servers: routing, fallbacks, dead letters."""
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from connectors.flags import FlagState
+from models.routing import bucket
+from schemas import Arm, DeadLetterKind, FallbackReason, FlagSource, Weather
+from streams.decode import Inbound
+from streams.model_holder import ModelHolder
+from streams.predict_batch import BatchPredictor, RiskThresholds
+
+NOW = datetime(2026, 11, 23, 7, 45, tzinfo=UTC)
+WEATHER = Weather(
+    temperature_c=3,
+    precipitation_mm_h=2,
+    wind_m_s=4,
+    visibility_m=9000,
+    humidity_pct=85,
+    condition="rain",
+    observed_at=NOW.replace(minute=0),
+    source="recorded",
+)
+
+
+@dataclass
+class Lookup:
+    weather: Weather
+    note: str | None = None
+
+
+class FixedWeather:
+    def __init__(self, note=None):
+        self.note = note
+        self.asked = 0
+
+    async def get_many(self, points, wait_s):
+        self.asked += len(points)
+        return [Lookup(WEATHER, self.note) for _ in points]
+
+
+@dataclass
+class Flags:
+    state: FlagState
+    source: str = "redis"
+
+
+class ConstantModel:
+    version = "rf-test"
+
+    def __init__(self, value=7.0, confidence=0.8):
+        self.value, self.confidence, self.calls = value, confidence, []
+
+    def predict(self, X):
+        self.calls.append(len(X))
+        return np.full(len(X), self.value), np.full(len(X), self.confidence)
+
+
+class BrokenModel:
+    version = "rf-broken"
+
+    def predict(self, X):
+        raise RuntimeError("tree exploded")
+
+
+def booking_json(i, **changes):
+    data = {
+        "booking_id": f"B-{i}",
+        "scheduled_pickup_at": (NOW + timedelta(minutes=30)).isoformat(),
+        "created_at": NOW.isoformat(),
+        "pickup_lat": 46.2,
+        "pickup_lon": 6.14,
+        "dropoff_lat": 46.19,
+        "dropoff_lon": 6.15,
+        "vehicle_type": "standard",
+        **changes,
+    }
+    return json.dumps(data).encode()
+
+
+def records(values):
+    return [Inbound("bookings", 0, i, b"k", v, timestamp_ms=None) for i, v in enumerate(values)]
+
+
+def holder(model=None, reason=None, tmp_path=None):
+    h = ModelHolder(tmp_path)
+    h.model = model
+    h.unavailable = None if model else (reason or FallbackReason.NO_MODEL)
+    h.detail = None if model else "test"
+    return h
+
+
+def run(predictor, values):
+    return asyncio.run(predictor.run(records(values)))
+
+
+@pytest.fixture
+def executor():
+    with ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
+def make(executor, tmp_path, *, percentage, model=None, enabled=True, source="redis", weather=None):
+    flags = Flags(FlagState(enabled, percentage, "salt"), source)
+    return BatchPredictor(
+        weather=weather or FixedWeather(),
+        flags=flags,
+        models=holder(model, tmp_path=tmp_path),
+        risk=RiskThresholds(5, 15),
+        clock=lambda: NOW,
+        model_executor=executor,
+        weather_wait_s=0.1,
+    )
+
+
+def test_routes_by_bucket_and_predicts_the_ml_share_in_one_call(executor, tmp_path):
+    model = ConstantModel(value=9.5)
+    predictor = make(executor, tmp_path, percentage=40, model=model)
+    result = run(predictor, [booking_json(i) for i in range(400)])
+    expected_ml = {f"B-{i}" for i in range(400) if bucket("salt", f"B-{i}") < 40}
+    assert {p.booking_id for p in result.predictions if p.arm is Arm.ML} == expected_ml
+    assert model.calls == [len(expected_ml)]
+    for p in result.predictions:
+        assert p.bucket == bucket("salt", p.booking_id)
+        if p.arm is Arm.ML:
+            assert (p.served_by, p.predicted_delay_minutes, p.model_version) == (
+                Arm.ML,
+                9.5,
+                "rf-test",
+            )
+            assert p.risk_level.value == "medium"
+        else:
+            assert p.served_by is Arm.HEURISTIC and p.model_version.startswith("heuristic")
+        assert p.fallback_reason is None
+        assert p.flag_source is FlagSource.REDIS
+        assert p.features["precipitation_mm_h"] == 2
+        assert p.weather == WEATHER
+
+
+def test_disabled_flag_sends_everything_to_the_heuristic(executor, tmp_path):
+    model = ConstantModel()
+    result = run(
+        make(executor, tmp_path, percentage=100, model=model, enabled=False),
+        [booking_json(i) for i in range(50)],
+    )
+    assert all(p.arm is Arm.HEURISTIC for p in result.predictions)
+    assert model.calls == []
+
+
+def test_a_model_exception_falls_back_to_the_heuristic_with_the_reason(executor, tmp_path):
+    result = run(
+        make(executor, tmp_path, percentage=100, model=BrokenModel()),
+        [booking_json(i) for i in range(20)],
+    )
+    assert len(result.predictions) == 20
+    for p in result.predictions:
+        assert (p.arm, p.served_by, p.fallback_reason) == (
+            Arm.ML,
+            Arm.HEURISTIC,
+            FallbackReason.MODEL_ERROR,
+        )
+        assert "tree exploded" in p.fallback_detail
+    assert result.fallbacks == {"model_error": 20}
+
+
+def test_no_model_gives_heuristic_predictions_with_no_model_reason(executor, tmp_path):
+    result = run(make(executor, tmp_path, percentage=100), [booking_json(i) for i in range(5)])
+    assert [p.fallback_reason for p in result.predictions] == [FallbackReason.NO_MODEL] * 5
+
+
+def test_a_non_finite_model_output_is_a_model_error_for_that_row_only(executor, tmp_path):
+    class HalfNaN(ConstantModel):
+        def predict(self, X):
+            delays = np.full(len(X), 3.0)
+            delays[0] = np.nan
+            return delays, np.full(len(X), 0.5)
+
+    result = run(
+        make(executor, tmp_path, percentage=100, model=HalfNaN()),
+        [booking_json(i) for i in range(4)],
+    )
+    reasons = [p.fallback_reason for p in result.predictions]
+    assert reasons.count(FallbackReason.MODEL_ERROR) == 1
+    assert sum(p.served_by is Arm.ML for p in result.predictions) == 3
+
+
+def test_malformed_events_become_dead_letters_and_the_rest_is_predicted(executor, tmp_path):
+    values = [
+        booking_json(1),
+        b"\x00\xff not json",
+        b"[]",
+        booking_json(2, vehicle_type="bus"),
+        booking_json(3, pickup_lat=123),
+        booking_json(4, scheduled_pickup_at="2026-11-23T08:00:00"),
+        b"",
+        booking_json(5),
+    ]
+    result = run(make(executor, tmp_path, percentage=0), values)
+    assert [p.booking_id for p in result.predictions] == ["B-1", "B-5"]
+    kinds = [(d.source_offset, d.kind) for d in result.dead_letters]
+    assert kinds == [
+        (1, DeadLetterKind.DECODE),
+        (2, DeadLetterKind.VALIDATION),
+        (3, DeadLetterKind.VALIDATION),
+        (4, DeadLetterKind.VALIDATION),
+        (5, DeadLetterKind.VALIDATION),
+        (6, DeadLetterKind.DECODE),
+    ]
+    assert "vehicle_type" in result.dead_letters[2].error
+    assert "pickup_lat" in result.dead_letters[3].error
+    assert "timezone" in result.dead_letters[4].error
+    assert result.dead_letters[0].original_value == b"\x00\xff not json"
+
+
+def test_flag_source_and_weather_notes_are_reported(executor, tmp_path):
+    weather = FixedWeather(note="timeout")
+    predictor = make(executor, tmp_path, percentage=0, source="last_seen", weather=weather)
+    result = run(predictor, [booking_json(i) for i in range(3)])
+    assert {p.flag_source for p in result.predictions} == {FlagSource.LAST_SEEN}
+    assert result.weather_notes == {"timeout": 3}
+    assert weather.asked == 3
