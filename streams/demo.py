@@ -142,6 +142,7 @@ def main() -> None:
     stack_file = home / "stack" / "state.json"
     started_stack = not stack_file.is_file()
     delaycast("stack", "up", env=env)
+    delaycast("db", "upgrade", env=env)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
         ensure_model(home, env)

@@ -57,7 +57,9 @@ class _StackEndpoints(PydanticBaseSettingsSource):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, case_sensitive=False, extra="ignore")
+    model_config = SettingsConfigDict(
+        frozen=True, case_sensitive=False, extra="ignore", env_ignore_empty=True
+    )
 
     # Servers
     kafka_bootstrap_servers: str = DEFAULT_KAFKA
