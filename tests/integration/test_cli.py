@@ -13,7 +13,6 @@ import sqlalchemy as sa
 
 from connectors.flags import FlagStore
 from schemas.tables import flag_changes
-from tests.integration.test_prediction_path import booking_payloads
 from tests.integration.workers import produce
 
 
