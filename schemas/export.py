@@ -10,8 +10,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.actual import ActualDelay
+from schemas.alert import Alert
 from schemas.booking import BookingRequested
 from schemas.dead_letter import DeadLetter
+from schemas.outcome import Outcome
 from schemas.prediction import Prediction
 from schemas.weather import Weather
 
@@ -20,6 +22,8 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "prediction": Prediction,
     "actual_delay": ActualDelay,
     "dead_letter": DeadLetter,
+    "outcome": Outcome,
+    "alert": Alert,
     "weather": Weather,
 }
 

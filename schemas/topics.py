@@ -5,8 +5,10 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from schemas.actual import ActualDelay
+from schemas.alert import Alert
 from schemas.booking import BookingRequested
 from schemas.dead_letter import DeadLetter
+from schemas.outcome import Outcome
 from schemas.prediction import Prediction
 
 
@@ -22,8 +24,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("bookings", BookingRequested, "Bookings from dispatch, keyed by booking_id."),
     TopicSpec("predictions", Prediction, "One prediction per booking, keyed by booking_id."),
     TopicSpec("actual-delays", ActualDelay, "Observed delays, keyed by booking_id."),
-    TopicSpec("outcomes", None, "Predictions joined with actual delays."),
-    TopicSpec("alerts", None, "Drift, thresholds and experiment results.", co_partitioned=False),
+    TopicSpec("outcomes", Outcome, "Predictions joined with actual delays."),
+    TopicSpec("alerts", Alert, "Drift, thresholds and experiment results.", co_partitioned=False),
     TopicSpec("dead-letters", DeadLetter, "Events that failed, with the reason.", False),
 )
 

@@ -1,0 +1,37 @@
+"""Outcome: a prediction joined with the actual delay of its booking, on ``outcomes``."""
+
+from typing import Final, Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas._base import Event
+from schemas.prediction import Arm, FallbackReason
+
+OUTCOME_SCHEMA_VERSION: Final = 1
+UNDERESTIMATE_MINUTES: Final = 5.0
+
+
+class Outcome(Event):
+    """``error`` is predicted − actual: negative when the pickup was later than predicted."""
+
+    schema_version: Literal[1] = OUTCOME_SCHEMA_VERSION
+    booking_id: str
+    arm: Arm
+    served_by: Arm
+    model_version: str
+    bucket: float = Field(ge=0, lt=100)
+    ml_traffic_percentage: float = Field(ge=0, le=100)
+    fallback_reason: FallbackReason | None = None
+    predicted_delay_minutes: float
+    actual_delay_minutes: float
+    error: float
+    abs_error: float = Field(ge=0)
+    scheduled_pickup_at: AwareDatetime
+    predicted_at: AwareDatetime
+    observed_at: AwareDatetime = Field(description="The actual's event time; metrics use it.")
+    replay: bool = False
+
+    @property
+    def underestimated(self) -> bool:
+        """True when the pickup was more than 5 minutes later than predicted."""
+        return self.actual_delay_minutes - self.predicted_delay_minutes > UNDERESTIMATE_MINUTES
