@@ -10,7 +10,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -22,6 +24,7 @@ from schemas import DeadLetterKind
 from streams.app import app, settings
 from streams.clock import utc_now
 from streams.decode import Inbound, dead_letter
+from streams.join_handler import JoinHandler
 from streams.model_holder import ModelHolder
 from streams.predict_batch import BatchPredictor, BatchResult, RiskThresholds
 from streams.settings import Settings
@@ -47,6 +50,7 @@ class Runtime(Service):
         self.settings = settings
         self._ready = asyncio.Event()
         self.totals: Counter[str] = Counter()
+        self.joiner: JoinHandler | None = None
 
     async def on_start(self) -> None:
         s = self.settings
@@ -103,6 +107,19 @@ class Runtime(Service):
 
     async def wait_until_ready(self) -> None:
         await self._ready.wait()
+
+    def join_handler(self, table: MutableMapping[bytes, Any]) -> JoinHandler:
+        s = self.settings
+        self.joiner = JoinHandler(
+            table=table,
+            producer=self.producer,
+            predictions_topic=s.topic("predictions"),
+            outcomes_topic=s.topic("outcomes"),
+            dead_letters_topic=s.topic("dead-letters"),
+            horizon_s=s.join_horizon_days * 86400.0,
+            clock=utc_now,
+        )
+        return self.joiner
 
     @Service.task
     async def _watch_flags(self) -> None:

@@ -102,6 +102,24 @@ class Settings(BaseSettings):
         default=250.0, ge=0, le=5000, description="How long a batch waits for weather."
     )
 
+    # Outcome path
+    join_horizon_days: float = Field(
+        default=7.0, gt=0, le=90, description="Unmatched entries expire."
+    )
+    join_sweep_interval_s: float = Field(default=60.0, gt=0)
+    mae_alert_minutes: float = Field(
+        default=3.0, gt=0, description="Alert when an arm's MAE exceeds it."
+    )
+    alert_window: int = Field(
+        default=200, ge=20, le=100_000, description="Events per alert window."
+    )
+    ml_error_rate_alert: float = Field(default=0.2, gt=0, le=1)
+    fallback_storm_share: float = Field(default=0.5, gt=0, le=1)
+    alert_webhook_url: SecretStr | None = None
+    alert_webhook_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    ab_min_samples: int = Field(default=200, ge=10)
+    ab_interval_s: float = Field(default=60.0, gt=0)
+
     # Agent
     batch_max: int = Field(default=500, ge=1, le=50_000)
     batch_within_s: float = Field(default=0.05, gt=0, le=10)

@@ -22,6 +22,9 @@ log = logging.getLogger("delaycast.kafka")
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "acks": "all",
+    # Java-compatible key hashing: every producer of a joined topic (ours, aiokafka inside Faust,
+    # a Java driver app) must put a booking_id on the same partition number.
+    "partitioner": "murmur2_random",
     "enable.idempotence": True,
     "linger.ms": 5,
     "batch.num.messages": 10_000,

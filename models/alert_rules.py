@@ -1,0 +1,151 @@
+"""Threshold alerts over sliding windows of events: pure, event-timed, with a cooldown.
+
+- ``mae_threshold``: an arm's MAE over its last ``window`` outcomes is above ``mae_minutes``.
+- ``ml_error_rate``: among the last ``window`` bookings assigned to ML, the share the model failed
+  on (fallback_reason ``model_error``) is above ``ml_error_rate`` (20 % by default).
+- ``fallback_storm``: among the same bookings, the share served by the heuristic for any reason is
+  above ``storm_share``.
+
+An alert for the same kind and subject is not raised again within ``cooldown_s`` of event time.
+Its id is a hash of kind, subject and the event time it fired at, so a redelivered alert is
+stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas import Alert, AlertKind, Arm, FallbackReason, Outcome, Prediction, Severity
+
+
+def alert_id(kind: AlertKind, subject: str, event_time: datetime) -> str:
+    raw = f"{kind.value}|{subject}|{event_time.isoformat()}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+@dataclass
+class _Window:
+    size: int
+    values: deque[float] = field(default_factory=deque)
+    total: float = 0.0
+
+    def push(self, value: float) -> None:
+        self.values.append(value)
+        self.total += value
+        if len(self.values) > self.size:
+            self.total -= self.values.popleft()
+
+    @property
+    def full(self) -> bool:
+        return len(self.values) >= self.size
+
+    @property
+    def mean(self) -> float:
+        return self.total / len(self.values) if self.values else 0.0
+
+
+class ThresholdRules:
+    def __init__(
+        self,
+        *,
+        window: int,
+        mae_minutes: float,
+        ml_error_rate: float,
+        storm_share: float,
+        cooldown_s: float = 900.0,
+    ) -> None:
+        self.window = window
+        self.mae_minutes = mae_minutes
+        self.ml_error_rate = ml_error_rate
+        self.storm_share = storm_share
+        self.cooldown_s = cooldown_s
+        self._abs_errors = {arm: _Window(window) for arm in Arm}
+        self._model_errors = _Window(window)
+        self._fallbacks = _Window(window)
+        self._last_fired: dict[tuple[AlertKind, str], float] = {}
+
+    def on_outcomes(self, outcomes: Sequence[Outcome], now: datetime) -> list[Alert]:
+        alerts: list[Alert] = []
+        for o in outcomes:
+            w = self._abs_errors[o.arm]
+            w.push(o.abs_error)
+            if w.full and w.mean > self.mae_minutes:
+                alerts += self._fire(
+                    AlertKind.MAE_THRESHOLD,
+                    Severity.WARNING,
+                    o.arm.value,
+                    f"MAE of the {o.arm.value} arm over its last {self.window} outcomes is "
+                    f"{w.mean:.2f} min, above {self.mae_minutes:g} min",
+                    {"mae": round(w.mean, 4), "threshold": self.mae_minutes, "window": self.window},
+                    o.observed_at,
+                    now,
+                )
+        return alerts
+
+    def on_predictions(self, predictions: Sequence[Prediction], now: datetime) -> list[Alert]:
+        alerts: list[Alert] = []
+        for p in predictions:
+            if p.arm is not Arm.ML or p.replay:
+                continue
+            self._model_errors.push(float(p.fallback_reason is FallbackReason.MODEL_ERROR))
+            self._fallbacks.push(float(p.fallback_reason is not None))
+            if self._model_errors.full and self._model_errors.mean > self.ml_error_rate:
+                alerts += self._fire(
+                    AlertKind.ML_ERROR_RATE,
+                    Severity.CRITICAL,
+                    p.model_version,
+                    f"the model failed on {self._model_errors.mean:.0%} of the last "
+                    f"{self.window} ML bookings (threshold {self.ml_error_rate:.0%}); "
+                    "they were served by the heuristic",
+                    {"rate": round(self._model_errors.mean, 4), "threshold": self.ml_error_rate},
+                    p.predicted_at,
+                    now,
+                )
+            if self._fallbacks.full and self._fallbacks.mean > self.storm_share:
+                alerts += self._fire(
+                    AlertKind.FALLBACK_STORM,
+                    Severity.CRITICAL,
+                    "ml",
+                    f"{self._fallbacks.mean:.0%} of the last {self.window} ML bookings fell back "
+                    f"to the heuristic (last reason: {p.fallback_reason})",
+                    {
+                        "share": round(self._fallbacks.mean, 4),
+                        "threshold": self.storm_share,
+                        "reason": str(p.fallback_reason),
+                    },
+                    p.predicted_at,
+                    now,
+                )
+        return alerts
+
+    def _fire(
+        self,
+        kind: AlertKind,
+        severity: Severity,
+        subject: str,
+        message: str,
+        evidence: dict[str, float | str],
+        event_time: datetime,
+        now: datetime,
+    ) -> list[Alert]:
+        t = event_time.timestamp()
+        last = self._last_fired.get((kind, subject))
+        if last is not None and t - last < self.cooldown_s:
+            return []
+        self._last_fired[(kind, subject)] = t
+        return [
+            Alert(
+                alert_id=alert_id(kind, subject, event_time),
+                kind=kind,
+                severity=severity,
+                subject=subject,
+                message=message,
+                evidence=evidence,
+                event_time=event_time,
+                raised_at=now,
+            )
+        ]

@@ -1,0 +1,147 @@
+"""Joining predictions with actual delays by booking_id, whichever arrives first.
+
+The state is one mapping from booking_id (bytes) to an entry: a pending prediction, a pending
+actual, or ``done`` (already joined, so a second prediction or a second actual is counted once).
+In the worker the mapping is a changelog-backed Faust table; here it is any MutableMapping, so the
+logic is tested without Kafka. :class:`JoinBatch` reads through to the table but stages its
+writes, so the caller can apply them only after the batch's outcomes are acknowledged by Kafka:
+a crash in between recomputes the same outcomes (stored once by PostgreSQL) and loses none.
+
+Entries carry ``t``, their event time in epoch seconds; :func:`expired_keys` finds those older
+than the horizon relative to the stream's event time (the newest event time seen).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from schemas import ActualDelay, Outcome, Prediction
+
+PREDICTION = "prediction"
+ACTUAL = "actual"
+DONE = "done"
+
+_DELETED = object()
+
+
+def prediction_entry(p: Prediction) -> dict[str, Any]:
+    return {
+        "side": PREDICTION,
+        "t": p.predicted_at.timestamp(),
+        "arm": p.arm.value,
+        "served_by": p.served_by.value,
+        "model_version": p.model_version,
+        "bucket": p.bucket,
+        "pct": p.ml_traffic_percentage,
+        "fallback": p.fallback_reason.value if p.fallback_reason else None,
+        "predicted": p.predicted_delay_minutes,
+        "scheduled": p.scheduled_pickup_at.isoformat(),
+        "predicted_at": p.predicted_at.isoformat(),
+    }
+
+
+def actual_entry(a: ActualDelay) -> dict[str, Any]:
+    return {
+        "side": ACTUAL,
+        "t": a.observed_at.timestamp(),
+        "actual": a.actual_delay_minutes,
+        "observed_at": a.observed_at.isoformat(),
+    }
+
+
+def outcome_of(booking_id: str, p: Mapping[str, Any], a: Mapping[str, Any]) -> Outcome:
+    error = p["predicted"] - a["actual"]
+    return Outcome(
+        booking_id=booking_id,
+        arm=p["arm"],
+        served_by=p["served_by"],
+        model_version=p["model_version"],
+        bucket=p["bucket"],
+        ml_traffic_percentage=p["pct"],
+        fallback_reason=p["fallback"],
+        predicted_delay_minutes=p["predicted"],
+        actual_delay_minutes=a["actual"],
+        error=error,
+        abs_error=abs(error),
+        scheduled_pickup_at=datetime.fromisoformat(p["scheduled"]),
+        predicted_at=datetime.fromisoformat(p["predicted_at"]),
+        observed_at=datetime.fromisoformat(a["observed_at"]),
+    )
+
+
+@dataclass
+class JoinBatch:
+    """One batch of joins over ``table``, with the writes staged in :attr:`changes`."""
+
+    table: Mapping[bytes, Any]
+    changes: dict[bytes, Any] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+    counters: Counter[str] = field(default_factory=Counter)
+    newest_event_time: float = float("-inf")
+
+    def _get(self, key: bytes) -> Any:
+        if key in self.changes:
+            value = self.changes[key]
+            return None if value is _DELETED else value
+        return self.table.get(key)
+
+    def _set(self, key: bytes, value: Any) -> None:
+        self.changes[key] = value
+
+    def add_prediction(self, p: Prediction) -> None:
+        if p.replay:
+            self.counters["replayed_predictions_skipped"] += 1  # replays never join live outcomes
+            return
+        key = p.booking_id.encode()
+        entry = prediction_entry(p)
+        self.newest_event_time = max(self.newest_event_time, entry["t"])
+        self._arrive(key, p.booking_id, entry, PREDICTION, ACTUAL)
+
+    def add_actual(self, a: ActualDelay) -> None:
+        key = a.booking_id.encode()
+        entry = actual_entry(a)
+        self.newest_event_time = max(self.newest_event_time, entry["t"])
+        self._arrive(key, a.booking_id, entry, ACTUAL, PREDICTION)
+
+    def _arrive(
+        self, key: bytes, booking_id: str, entry: dict[str, Any], side: str, other: str
+    ) -> None:
+        current = self._get(key)
+        if current is None:
+            self._set(key, entry)
+            self.counters[f"pending_{side}s"] += 1
+            return
+        if current["side"] == DONE or current["side"] == side:
+            self.counters[f"duplicate_{side}s"] += 1
+            return
+        # The other side is waiting: join, and remember the booking as done.
+        p, a = (entry, current) if side == PREDICTION else (current, entry)
+        self.outcomes.append(outcome_of(booking_id, p, a))
+        self._set(key, {"side": DONE, "t": max(entry["t"], current["t"])})
+        self.counters["outcomes"] += 1
+
+    def apply(self, table: MutableMapping[bytes, Any]) -> None:
+        """Write the staged changes into ``table`` (after the outcomes were acknowledged)."""
+        for key, value in self.changes.items():
+            if value is _DELETED:
+                table.pop(key, None)
+            else:
+                table[key] = value
+
+
+def expired_keys(
+    items: Iterable[tuple[bytes, Any]], *, stream_time: float, horizon_s: float
+) -> tuple[list[bytes], Counter[str]]:
+    """Keys whose entries are older than ``horizon_s`` before ``stream_time``, by side."""
+    cutoff = stream_time - horizon_s
+    keys: list[bytes] = []
+    counts: Counter[str] = Counter()
+    for key, entry in items:
+        if entry and entry.get("t", cutoff) < cutoff:
+            keys.append(key)
+            counts[f"expired_{entry['side']}s"] += 1
+    return keys, counts

@@ -1,0 +1,106 @@
+from datetime import UTC, datetime, timedelta
+
+from models.alert_rules import ThresholdRules
+from schemas import AlertKind, Arm, FallbackReason, Outcome, Prediction, RiskLevel, Weather
+
+T0 = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+WEATHER = Weather(
+    temperature_c=5,
+    precipitation_mm_h=0,
+    wind_m_s=1,
+    visibility_m=10000,
+    humidity_pct=60,
+    condition="clear",
+    observed_at=T0,
+    source="default",
+    is_default=True,
+)
+
+
+def outcome(i, abs_error, arm=Arm.ML):
+    at = T0 + timedelta(seconds=i)
+    return Outcome(
+        booking_id=f"B{i}",
+        arm=arm,
+        served_by=arm,
+        model_version="rf",
+        bucket=1,
+        ml_traffic_percentage=50,
+        predicted_delay_minutes=5,
+        actual_delay_minutes=5 + abs_error,
+        error=-abs_error,
+        abs_error=abs_error,
+        scheduled_pickup_at=at,
+        predicted_at=at,
+        observed_at=at,
+    )
+
+
+def prediction(i, reason=None, arm=Arm.ML):
+    at = T0 + timedelta(seconds=i)
+    return Prediction(
+        booking_id=f"B{i}",
+        predicted_delay_minutes=5,
+        confidence=0.5,
+        risk_level=RiskLevel.LOW,
+        arm=arm,
+        served_by=Arm.HEURISTIC if reason else arm,
+        bucket=1,
+        model_version="rf-1",
+        fallback_reason=reason,
+        ml_enabled=True,
+        ml_traffic_percentage=50,
+        flag_source="redis",
+        features={},
+        weather=WEATHER,
+        scheduled_pickup_at=at,
+        booking_created_at=at,
+        predicted_at=at,
+        processing_ms=1,
+    )
+
+
+def rules(**kw):
+    return ThresholdRules(window=100, mae_minutes=3.0, ml_error_rate=0.2, storm_share=0.5, **kw)
+
+
+def test_mae_above_the_threshold_fires_once_per_cooldown():
+    r = rules(cooldown_s=600)
+    assert r.on_outcomes([outcome(i, 2.0) for i in range(300)], T0) == []
+    alerts = r.on_outcomes([outcome(300 + i, 5.0) for i in range(300)], T0)
+    assert [a.kind for a in alerts] == [AlertKind.MAE_THRESHOLD]
+    assert alerts[0].subject == "ml" and alerts[0].evidence["mae"] > 3.0
+    later = r.on_outcomes([outcome(2000 + i, 5.0) for i in range(10)], T0)
+    assert len(later) == 1 and later[0].alert_id != alerts[0].alert_id
+
+
+def test_arms_are_watched_separately():
+    r = rules()
+    alerts = r.on_outcomes([outcome(i, 4.0, Arm.HEURISTIC) for i in range(100)], T0)
+    assert [a.subject for a in alerts] == ["heuristic"]
+
+
+def test_model_errors_above_20_percent_raise_an_ml_error_rate_alert():
+    r = rules()
+    healthy = [
+        prediction(i, FallbackReason.MODEL_ERROR if i % 10 == 0 else None) for i in range(200)
+    ]
+    assert r.on_predictions(healthy, T0) == []
+    failing = [
+        prediction(200 + i, FallbackReason.MODEL_ERROR if i % 3 == 0 else None) for i in range(200)
+    ]
+    kinds = {a.kind for a in r.on_predictions(failing, T0)}
+    assert kinds == {AlertKind.ML_ERROR_RATE}
+
+
+def test_a_fallback_storm_is_raised_for_any_reason():
+    alerts = rules().on_predictions(
+        [prediction(i, FallbackReason.NO_MODEL) for i in range(150)], T0
+    )
+    assert [a.kind for a in alerts] == [AlertKind.FALLBACK_STORM]
+
+
+def test_alert_ids_are_deterministic():
+    a = rules().on_predictions([prediction(i, FallbackReason.NO_MODEL) for i in range(150)], T0)
+    b = rules().on_predictions([prediction(i, FallbackReason.NO_MODEL) for i in range(150)], T0)
+    assert [x.alert_id for x in a] == [x.alert_id for x in b]

@@ -1,0 +1,131 @@
+"""Joining predictions and actuals: either order, duplicates counted once, expiry by event time."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from schemas import ActualDelay, Arm, Prediction, RiskLevel, Weather
+from streams.join import DONE, JoinBatch, expired_keys
+
+T0 = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+WEATHER = Weather(
+    temperature_c=5,
+    precipitation_mm_h=0,
+    wind_m_s=1,
+    visibility_m=10000,
+    humidity_pct=60,
+    condition="clear",
+    observed_at=T0,
+    source="default",
+    is_default=True,
+)
+
+
+def prediction(booking_id, delay=6.0, arm=Arm.ML, at=T0, replay=False):
+    return Prediction(
+        booking_id=booking_id,
+        predicted_delay_minutes=delay,
+        confidence=0.7,
+        risk_level=RiskLevel.MEDIUM,
+        arm=arm,
+        served_by=arm,
+        bucket=12.5,
+        model_version="rf-x" if arm is Arm.ML else "heuristic-y",
+        ml_enabled=True,
+        ml_traffic_percentage=50,
+        flag_source="redis",
+        features={},
+        weather=WEATHER,
+        scheduled_pickup_at=at + timedelta(hours=1),
+        booking_created_at=at,
+        predicted_at=at,
+        processing_ms=1.0,
+        replay=replay,
+    )
+
+
+def actual(booking_id, delay=8.5, at=T0 + timedelta(hours=1, minutes=8)):
+    return ActualDelay(booking_id=booking_id, actual_delay_minutes=delay, observed_at=at)
+
+
+def run(table, events):
+    batch = JoinBatch(table)
+    for e in events:
+        (batch.add_prediction if isinstance(e, Prediction) else batch.add_actual)(e)
+    batch.apply(table)
+    return batch
+
+
+def test_a_prediction_then_its_actual_make_one_outcome_with_the_error():
+    table = {}
+    first = run(table, [prediction("B1", delay=6.0)])
+    assert first.outcomes == []
+    second = run(table, [actual("B1", delay=8.5)])
+    [outcome] = second.outcomes
+    assert (outcome.booking_id, outcome.error, outcome.abs_error) == ("B1", -2.5, 2.5)
+    assert outcome.underestimated is False
+    assert outcome.observed_at == T0 + timedelta(hours=1, minutes=8)
+    assert outcome.arm is Arm.ML and outcome.model_version == "rf-x"
+    assert table[b"B1"]["side"] == DONE
+
+
+def test_an_actual_arriving_first_waits_for_its_prediction():
+    table = {}
+    run(table, [actual("B2", delay=20.0)])
+    [outcome] = run(table, [prediction("B2", delay=4.0, arm=Arm.HEURISTIC)]).outcomes
+    assert outcome.error == -16.0 and outcome.underestimated is True
+
+
+def test_duplicates_on_either_side_are_counted_once():
+    table = {}
+    batch = run(
+        table,
+        [prediction("B3"), prediction("B3", delay=9), actual("B3"), actual("B3"), prediction("B3")],
+    )
+    assert len(batch.outcomes) == 1
+    assert batch.outcomes[0].predicted_delay_minutes == 6.0  # the first prediction wins
+    assert batch.counters["duplicate_predictions"] == 2
+    assert batch.counters["duplicate_actuals"] == 1
+
+
+def test_changes_are_staged_until_applied():
+    table = {}
+    batch = JoinBatch(table)
+    batch.add_prediction(prediction("B4"))
+    batch.add_actual(actual("B4"))
+    assert table == {} and len(batch.outcomes) == 1
+    # Recomputing the same batch after a crash gives the same outcome again.
+    again = JoinBatch(table)
+    again.add_prediction(prediction("B4"))
+    again.add_actual(actual("B4"))
+    assert again.outcomes == batch.outcomes
+
+
+def test_replayed_predictions_never_join_live_outcomes():
+    table = {}
+    batch = run(table, [prediction("B5", replay=True), actual("B5")])
+    assert batch.outcomes == [] and batch.counters["replayed_predictions_skipped"] == 1
+
+
+def test_mixed_order_with_duplicates_gives_exactly_one_outcome_per_booking():
+    rng = random.Random(3)
+    events = []
+    for i in range(500):
+        events += [prediction(f"M{i}")] * rng.choice([1, 1, 2]) + [actual(f"M{i}")] * rng.choice(
+            [1, 2]
+        )
+    rng.shuffle(events)
+    table = {}
+    outcomes = []
+    for start in range(0, len(events), 37):
+        outcomes += run(table, events[start : start + 37]).outcomes
+    assert sorted(o.booking_id for o in outcomes) == sorted(f"M{i}" for i in range(500))
+
+
+def test_entries_older_than_the_horizon_expire_by_event_time():
+    table = {}
+    run(table, [prediction("OLD", at=T0), actual("LONELY", at=T0 + timedelta(hours=2))])
+    run(table, [prediction("NEW", at=T0 + timedelta(days=8))])
+    now = (T0 + timedelta(days=8)).timestamp()
+    keys, counts = expired_keys(table.items(), stream_time=now, horizon_s=7 * 86400)
+    assert sorted(keys) == [b"LONELY", b"OLD"]
+    assert counts == {"expired_predictions": 1, "expired_actuals": 1}
