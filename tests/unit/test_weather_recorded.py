@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.datasets import DatasetError, read_weather
 from connectors.weather import (
     MILD_WEATHER,
     BatchWeatherProvider,
@@ -221,3 +222,13 @@ def test_missing_columns_an_empty_file_and_a_missing_file_are_clear_errors(tmp_p
         RecordedWeather(write_csv(tmp_path / "b.csv", []))
     with pytest.raises(WeatherHistoryError, match="cannot read"):
         RecordedWeather(tmp_path / "absent.csv")
+
+
+def test_file_errors_are_the_dataset_readers_own_under_the_weather_name(tmp_path):
+    path = write_csv(tmp_path / "w.csv", [row(BOLOGNA, 0, 1.0), row(BOLOGNA, 1, 2.0, lat="x")])
+    with pytest.raises(DatasetError) as read:
+        read_weather(path)
+    with pytest.raises(WeatherHistoryError) as loaded:
+        RecordedWeather(path)
+    assert str(loaded.value) == str(read.value)
+    assert isinstance(loaded.value, DatasetError)
