@@ -1,4 +1,21 @@
-"""PostgreSQL table shapes (SQLAlchemy Core). Migrations in connectors/postgres/migrations."""
+"""PostgreSQL table shapes (SQLAlchemy Core). Migrations in connectors/postgres/migrations.
+
+- ``flag_changes``: the audit trail of routing-flag changes.
+- ``predictions``: one row per Prediction event, keyed by (booking_id, predicted_at): a redelivered
+  event is stored once, a replay (a new predicted_at) adds a row.
+- ``outcomes``: one row per booking and replay flag (prediction ⋈ actual).
+- ``metric_buckets``: sums over outcomes per UTC hour of event time (observed_at), arm, model
+  version and replay flag; buckets merge exactly by adding their columns. ``sum_error`` is over
+  predicted − actual; ``n_underestimated`` counts actual − predicted > 5 minutes.
+- ``ab_test_results``: every A/B analysis computed, with its full result.
+- ``alerts``: every alert raised, once per alert_id.
+- ``monitor_checkpoints``: the saved state of stateful monitors (drift detectors), by name.
+- ``pipeline_counters``: named running totals, e.g. predictions that expired unmatched.
+
+Arms, risk levels, fallback reasons and alert kinds are stored as their string values. The
+partial indexes ``ix_predictions_live_assignment`` and ``ix_outcomes_live_arrivals`` cover the
+dashboard's per-arm counts of live rows by predicted_at, answered from the index alone.
+"""
 
 from sqlalchemy import (
     BigInteger,
@@ -8,10 +25,15 @@ from sqlalchemy import (
     Float,
     Identity,
     Index,
+    LargeBinary,
     MetaData,
     String,
     Table,
+    Text,
+    func,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 
@@ -28,4 +50,124 @@ flag_changes = Table(
     Column("version", BigInteger, nullable=False),
     Column("salt", String(64), nullable=False),
     Index("ix_flag_changes_changed_at", "changed_at"),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("booking_id", Text, primary_key=True),
+    Column("predicted_at", DateTime(timezone=True), primary_key=True),
+    Column("arm", String(16), nullable=False),
+    Column("served_by", String(16), nullable=False),
+    Column("bucket", Float, nullable=False),
+    Column("model_version", Text, nullable=False),
+    Column("predicted_delay_minutes", Float, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("risk_level", String(16), nullable=False),
+    Column("fallback_reason", String(32)),
+    Column("fallback_detail", Text),
+    Column("ml_enabled", Boolean, nullable=False),
+    Column("ml_traffic_percentage", Float, nullable=False),
+    Column("flag_source", String(16), nullable=False),
+    Column("weather_source", String(16), nullable=False),
+    Column("features", JSONB, nullable=False),
+    Column("scheduled_pickup_at", DateTime(timezone=True), nullable=False),
+    Column("booking_created_at", DateTime(timezone=True), nullable=False),
+    Column("processing_ms", Float, nullable=False),
+    Column("latency_ms", Float),
+    Column("replay", Boolean, nullable=False),
+    Index("ix_predictions_predicted_at", "predicted_at"),
+    # Assignment counts of the live experiment (SRM) read only this index: no heap access.
+    Index(
+        "ix_predictions_live_assignment",
+        "predicted_at",
+        postgresql_include=["arm", "ml_enabled", "ml_traffic_percentage"],
+        postgresql_where=text("NOT replay"),
+    ),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("booking_id", Text, primary_key=True),
+    Column("replay", Boolean, primary_key=True),
+    Column("arm", String(16), nullable=False),
+    Column("served_by", String(16), nullable=False),
+    Column("model_version", Text, nullable=False),
+    Column("bucket", Float, nullable=False),
+    Column("ml_traffic_percentage", Float, nullable=False),
+    Column("fallback_reason", String(32)),
+    Column("predicted_delay_minutes", Float, nullable=False),
+    Column("actual_delay_minutes", Float, nullable=False),
+    Column("error", Float, nullable=False),
+    Column("abs_error", Float, nullable=False),
+    Column("scheduled_pickup_at", DateTime(timezone=True), nullable=False),
+    Column("predicted_at", DateTime(timezone=True), nullable=False),
+    Column("observed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_outcomes_observed_at", "observed_at"),
+    Index(
+        "ix_outcomes_live_arrivals",
+        "predicted_at",
+        postgresql_include=["arm"],
+        postgresql_where=text("NOT replay"),
+    ),
+)
+
+metric_buckets = Table(
+    "metric_buckets",
+    metadata,
+    Column("hour_start", DateTime(timezone=True), primary_key=True),
+    Column("arm", String(16), primary_key=True),
+    Column("model_version", Text, primary_key=True),
+    Column("replay", Boolean, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+    Column("sum_error", Float, nullable=False),
+    Column("sum_abs_error", Float, nullable=False),
+    Column("sum_sq_error", Float, nullable=False),
+    Column("sum_actual", Float, nullable=False),
+    Column("sum_actual_sq", Float, nullable=False),
+    Column("n_underestimated", BigInteger, nullable=False),
+)
+
+ab_test_results = Table(
+    "ab_test_results",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("window_end", DateTime(timezone=True), nullable=False),
+    Column("verdict", Text, nullable=False),
+    Column("result", JSONB, nullable=False),
+    Index("ix_ab_test_results_computed_at", "computed_at"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("alert_id", Text, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("evidence", JSONB, nullable=False),
+    Column("event_time", DateTime(timezone=True), nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("stored_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_alerts_raised_at", "raised_at"),
+)
+
+monitor_checkpoints = Table(
+    "monitor_checkpoints",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("state", LargeBinary, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+pipeline_counters = Table(
+    "pipeline_counters",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -20,6 +20,7 @@ from mode import Service
 
 from connectors.flags import FlagState, FlagStore, FlagWatcher
 from connectors.kafka import BatchProducer, Record
+from connectors.postgres import make_engine
 from schemas import DeadLetterKind
 from streams.app import app, settings
 from streams.clock import utc_now
@@ -27,6 +28,7 @@ from streams.decode import Inbound, dead_letter
 from streams.join_handler import JoinHandler
 from streams.model_holder import ModelHolder
 from streams.predict_batch import BatchPredictor, BatchResult, RiskThresholds
+from streams.recorder_wiring import RecorderThread, build_recorder
 from streams.settings import Settings
 from streams.weather_wiring import build_weather_service
 
@@ -83,6 +85,9 @@ class Runtime(Service):
             model_executor=self.model_executor,
             weather_wait_s=s.weather_wait_ms / 1000.0,
         )
+        self.engine = make_engine(s.database_url.get_secret_value())
+        self.recorder = RecorderThread(build_recorder(s, self.engine), self.engine)
+        self.recorder.start()
         self.predictions_topic = s.topic("predictions")
         self.dead_letters_topic = s.topic("dead-letters")
         self._ready.set()
@@ -194,6 +199,8 @@ class Runtime(Service):
         log.debug("batch of %d handled, output acknowledged in %.1f ms", len(records), send_ms)
 
     async def on_stop(self) -> None:
+        if hasattr(self, "recorder"):
+            await asyncio.get_running_loop().run_in_executor(None, self.recorder.stop)
         if hasattr(self, "producer"):
             left = await asyncio.get_running_loop().run_in_executor(None, self.producer.close)
             if left:

@@ -2,13 +2,44 @@
 
 from connectors.postgres.engine import make_engine
 from connectors.postgres.flag_audit import recent_flag_changes, record_flag_change
+from connectors.postgres.history import (
+    AssignmentCounts,
+    add_counters,
+    arrived_counts,
+    assignment_counts,
+    latest_ab_result,
+    load_checkpoint,
+    metric_buckets_between,
+    read_counters,
+    save_checkpoint,
+    write_ab_result,
+    write_alerts,
+    write_outcomes,
+    write_predictions,
+)
 from connectors.postgres.migrate import current_revision, head_revision, upgrade
+from connectors.postgres.retry import is_connection_error, write_until_done
 
 __all__ = [
+    "AssignmentCounts",
+    "add_counters",
+    "arrived_counts",
+    "assignment_counts",
     "current_revision",
     "head_revision",
+    "is_connection_error",
+    "latest_ab_result",
+    "load_checkpoint",
     "make_engine",
+    "metric_buckets_between",
+    "read_counters",
     "recent_flag_changes",
     "record_flag_change",
+    "save_checkpoint",
     "upgrade",
+    "write_ab_result",
+    "write_alerts",
+    "write_outcomes",
+    "write_predictions",
+    "write_until_done",
 ]

@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from models.synthetic import SyntheticWorld
 from schemas import BookingRequested
+from schemas.tables import metric_buckets
+from schemas.tables import outcomes as outcomes_table
 from tests.integration.test_prediction_path import set_flags, start_worker
 from tests.integration.workers import collect, collect_until_quiet, produce
 
 
 @pytest.fixture
-def home(tmp_path: Path, trained_model_dir: Path) -> Path:
+def home(tmp_path: Path, trained_model_dir: Path, migrated_database: str) -> Path:
     shutil.copytree(trained_model_dir, tmp_path / "models")
     return tmp_path
 
@@ -74,3 +79,97 @@ def test_mixed_order_and_duplicates_give_exactly_one_outcome_per_booking(stack, 
         expected_actual = truth[o["booking_id"]]
         assert o["actual_delay_minutes"] == expected_actual
         assert o["error"] == pytest.approx(o["predicted_delay_minutes"] - expected_actual)
+
+
+def stored_outcomes(database_url: str, prefix: str) -> int:
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as c:
+            return int(
+                c.execute(
+                    sa.select(sa.func.count()).where(outcomes_table.c.booking_id.like(f"{prefix}%"))
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def wait_for_stored(database_url: str, prefix: str, n: int, timeout_s: float = 90) -> int:
+    deadline = time.monotonic() + timeout_s
+    count = stored_outcomes(database_url, prefix)
+    while count < n and time.monotonic() < deadline:
+        time.sleep(0.5)
+        count = stored_outcomes(database_url, prefix)
+    return count
+
+
+def assert_buckets_equal_offline(database_url: str) -> None:
+    """The hourly buckets equal a computation over every stored outcome, within 1e-9."""
+    engine = sa.create_engine(database_url)
+    with engine.connect() as c:
+        rows = c.execute(sa.select(outcomes_table).where(outcomes_table.c.replay.is_(False))).all()
+        buckets = c.execute(
+            sa.select(metric_buckets).where(metric_buckets.c.replay.is_(False))
+        ).all()
+    engine.dispose()
+    offline: dict[tuple, list] = {}
+    for r in rows:
+        hour = r.observed_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        offline.setdefault((hour, r.arm, r.model_version), []).append(r)
+    assert len(buckets) == len(offline)
+    for b in buckets:
+        group = offline[(b.hour_start.astimezone(UTC), b.arm, b.model_version)]
+        errors = np.array([r.error for r in group])
+        actual = np.array([r.actual_delay_minutes for r in group])
+        predicted = np.array([r.predicted_delay_minutes for r in group])
+        assert b.n == len(group)
+        assert b.sum_error == pytest.approx(errors.sum(), rel=1e-9, abs=1e-9)
+        assert b.sum_abs_error == pytest.approx(np.abs(errors).sum(), rel=1e-9, abs=1e-9)
+        assert b.sum_sq_error == pytest.approx((errors**2).sum(), rel=1e-9, abs=1e-9)
+        assert b.sum_actual == pytest.approx(actual.sum(), rel=1e-9, abs=1e-9)
+        assert b.sum_actual_sq == pytest.approx((actual**2).sum(), rel=1e-9, abs=1e-9)
+        assert b.n_underestimated == int(((actual - predicted) > 5).sum())
+
+
+def test_outcomes_are_stored_once_with_exact_hourly_metrics(
+    stack, topic_prefix, home, migrated_database
+):
+    n = 800
+    bookings, actuals = world_events(n, "PG-", seed=8)
+    set_flags(stack, topic_prefix, enabled=True, percentage=50)
+    with start_worker(stack, topic_prefix, home):
+        produce(
+            stack,
+            f"{topic_prefix}bookings",
+            [(b.booking_id.encode(), b.model_dump_json().encode()) for b in bookings],
+        )
+        produce(stack, f"{topic_prefix}actual-delays", actuals + actuals[:100])  # 100 redelivered
+        assert wait_for_stored(migrated_database, "PG-", n) == n
+        time.sleep(2)
+    assert stored_outcomes(migrated_database, "PG-") == n
+    assert_buckets_equal_offline(migrated_database)
+
+
+def test_a_worker_killed_mid_stream_gives_the_same_outcomes_and_metrics(
+    stack, topic_prefix, home, migrated_database
+):
+    n = 2000
+    bookings, actuals = world_events(n, "KR-", seed=9)
+    set_flags(stack, topic_prefix, enabled=True, percentage=50)
+    worker = start_worker(stack, topic_prefix, home)
+    try:
+        produce(
+            stack,
+            f"{topic_prefix}bookings",
+            [(b.booking_id.encode(), b.model_dump_json().encode()) for b in bookings],
+        )
+        produce(stack, f"{topic_prefix}actual-delays", actuals)
+        collect(stack, f"{topic_prefix}outcomes", 200, timeout_s=60)
+        worker.kill()
+    finally:
+        worker.stop()
+    with start_worker(stack, topic_prefix, home):
+        assert wait_for_stored(migrated_database, "KR-", n, timeout_s=120) == n
+        time.sleep(2)
+    assert stored_outcomes(migrated_database, "KR-") == n
+    assert_buckets_equal_offline(migrated_database)

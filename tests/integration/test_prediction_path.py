@@ -53,7 +53,7 @@ def set_flags(stack, prefix: str, *, enabled: bool, percentage: float) -> dateti
 
 
 @pytest.fixture
-def home(tmp_path: Path, trained_model_dir: Path) -> Path:
+def home(tmp_path: Path, trained_model_dir: Path, migrated_database: str) -> Path:
     shutil.copytree(trained_model_dir, tmp_path / "models")
     return tmp_path
 

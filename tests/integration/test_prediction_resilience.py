@@ -19,7 +19,7 @@ API_KEY = "k3y-that-must-never-leak-0123456789"
 
 
 @pytest.fixture
-def home(tmp_path: Path, trained_model_dir: Path) -> Path:
+def home(tmp_path: Path, trained_model_dir: Path, migrated_database: str) -> Path:
     shutil.copytree(trained_model_dir, tmp_path / "models")
     return tmp_path
 

@@ -1,0 +1,109 @@
+"""Writing to PostgreSQL until it succeeds, across outages.
+
+A sink agent acknowledges its Kafka batch only after ``write_until_done`` returned, so while
+PostgreSQL is down the batch waits here (in a worker thread) instead of being lost. The writes it
+wraps must be idempotent: after a connection lost during COMMIT, the write may have happened and
+is done again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import sqlalchemy as sa
+
+T = TypeVar("T")
+
+_LOG = logging.getLogger(__name__)
+FIRST_BACKOFF_S = 0.2
+#: While waiting, a reminder at most this often (the first failure is always logged).
+REMIND_EVERY_S = 30.0
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True for errors that say the server or the connection is unavailable, not that the
+    statement is wrong: worth waiting for. Deadlocks and serialization failures are
+    OperationalErrors too; retrying them is right."""
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    # TimeoutError: no connection free in the pool in time.
+    return isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)
+
+
+def describe(error: BaseException) -> str:
+    """The driver's first line of the error: no SQL, no parameters, no connection URL."""
+    original = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+    lines = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {lines[0] if lines else ''}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def write_until_done(
+    fn: Callable[[], T],
+    *,
+    what: str,
+    sleep: Callable[[float], object] = time.sleep,
+    max_backoff_s: float = 5.0,
+    log: logging.Logger = _LOG,
+    clock: Callable[[], datetime] = _utcnow,
+    cancel: threading.Event | None = None,
+) -> T:
+    """Call ``fn`` until it returns, waiting out connection errors with a backoff doubling up to
+    ``max_backoff_s``; return its result. Any other error is raised at once.
+
+    ``what`` names the write in the logs ("outcomes batch of 500"). Once ``cancel`` is set (the
+    worker stops), the next failed attempt raises its connection error instead of waiting: the
+    batch was not acknowledged, so Kafka delivers it again after the restart.
+    """
+    backoff = min(FIRST_BACKOFF_S, max_backoff_s)
+    failures = 0
+    since = reminded = None
+    while True:
+        try:
+            result = fn()
+        except Exception as error:
+            if not is_connection_error(error):
+                raise
+            now = clock()
+            failures += 1
+            if since is None or reminded is None:
+                since = reminded = now
+                log.warning(
+                    "%s waits for PostgreSQL since %s and retries: %s",
+                    what,
+                    since.isoformat(timespec="seconds"),
+                    describe(error),
+                )
+            elif (now - reminded).total_seconds() >= REMIND_EVERY_S:
+                reminded = now
+                log.warning(
+                    "%s still waiting for PostgreSQL since %s (%.0f s, %d attempts; %s)",
+                    what,
+                    since.isoformat(timespec="seconds"),
+                    (now - since).total_seconds(),
+                    failures,
+                    describe(error),
+                )
+            if cancel is not None and cancel.is_set():
+                log.warning("%s given up after %d attempts: the worker stops", what, failures)
+                raise
+            sleep(backoff)
+            backoff = min(backoff * 2, max_backoff_s)
+            continue
+        if since is not None:
+            log.info(
+                "%s written after waiting for PostgreSQL since %s (%.1f s, %d failed attempts)",
+                what,
+                since.isoformat(timespec="seconds"),
+                (clock() - since).total_seconds(),
+                failures,
+            )
+        return result

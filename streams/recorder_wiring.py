@@ -1,0 +1,144 @@
+"""Building the history recorder from settings and running it beside the Faust worker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from confluent_kafka import Consumer
+from sqlalchemy.exc import SQLAlchemyError
+
+from connectors.kafka import BlockingProducer
+from connectors.postgres import current_revision, head_revision, history
+from connectors.postgres.retry import describe, write_until_done
+from connectors.webhook import WebhookNotifier
+from models.alert_rules import ThresholdRules
+from schemas import Alert, Outcome, Prediction
+from streams.clock import utc_now
+from streams.recorder import Monitor, Recorder, RecorderTopics
+from streams.settings import Settings
+
+log = logging.getLogger("delaycast.recorder")
+
+
+class PostgresHistory:
+    """The recorder's writes, each retried until PostgreSQL has it."""
+
+    def __init__(self, engine: sa.Engine, cancel: threading.Event) -> None:
+        self.engine = engine
+        self.cancel = cancel  # stops the waiting when the worker stops
+
+    def write_predictions(self, predictions: Sequence[Prediction]) -> int:
+        return write_until_done(
+            lambda: history.write_predictions(self.engine, predictions=predictions),
+            what=f"predictions batch of {len(predictions)}",
+            log=log,
+            cancel=self.cancel,
+        )
+
+    def write_outcomes(self, outcomes: Sequence[Outcome]) -> int:
+        return write_until_done(
+            lambda: history.write_outcomes(self.engine, outcomes=outcomes),
+            what=f"outcomes batch of {len(outcomes)}",
+            log=log,
+            cancel=self.cancel,
+        )
+
+    def write_alerts(self, alerts: Sequence[Alert]) -> int:
+        return write_until_done(
+            lambda: history.write_alerts(self.engine, alerts=alerts),
+            what=f"alerts batch of {len(alerts)}",
+            log=log,
+            cancel=self.cancel,
+        )
+
+
+def build_recorder(
+    settings: Settings, engine: sa.Engine, extra_monitors: Sequence[Monitor] = ()
+) -> Recorder:
+    s = settings
+    consumer = Consumer(
+        {
+            "bootstrap.servers": s.kafka_bootstrap_servers,
+            "group.id": s.topic(f"{s.consumer_group}-history"),
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": int(s.consumer_session_timeout_s * 1000),
+        }
+    )
+    producer = BlockingProducer(s.kafka_bootstrap_servers)
+    alerts_topic = s.topic("alerts")
+
+    def publish(alerts: list[Alert]) -> None:
+        for alert in alerts:
+            producer.send(alerts_topic, alert.alert_id.encode(), alert.model_dump_json().encode())
+        producer.flush()
+
+    rules = ThresholdRules(
+        window=s.alert_window,
+        mae_minutes=s.mae_alert_minutes,
+        ml_error_rate=s.ml_error_rate_alert,
+        storm_share=s.fallback_storm_share,
+    )
+    webhook = (
+        WebhookNotifier(s.alert_webhook_url, timeout_s=s.alert_webhook_timeout_s)
+        if s.alert_webhook_url is not None
+        else None
+    )
+    stop = threading.Event()
+    return Recorder(
+        stop_event=stop,
+        consumer=consumer,
+        topics=RecorderTopics(s.topic("predictions"), s.topic("outcomes"), alerts_topic),
+        history=PostgresHistory(engine, stop),
+        monitors=[rules, *extra_monitors],
+        publish_alerts=publish,
+        notify=webhook.send if webhook else None,
+        clock=utc_now,
+    )
+
+
+def wait_for_schema(engine: sa.Engine, stop: threading.Event, every_s: float = 5.0) -> bool:
+    """Wait until PostgreSQL answers with the schema this code needs; False if stopped first."""
+    reported = None
+    while not stop.is_set():
+        try:
+            current, head = current_revision(engine), head_revision()
+            if current == head:
+                if reported is not None:
+                    log.info("[ML] PostgreSQL ready at revision %s; recording history", head)
+                return True
+            problem = (
+                f"the database is at revision {current or 'empty'} and delaycast needs {head}: "
+                "run `delaycast db upgrade`"
+            )
+        except SQLAlchemyError as exc:
+            problem = f"PostgreSQL is unreachable ({describe(exc)})"
+        if problem != reported:
+            log.error("[ML] history recording waits: %s", problem)
+            reported = problem
+        stop.wait(every_s)
+    return False
+
+
+class RecorderThread:
+    def __init__(self, recorder: Recorder, engine: sa.Engine) -> None:
+        self.recorder = recorder
+        self.engine = engine
+        self._thread = threading.Thread(target=self._run, name="delaycast-recorder", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            if wait_for_schema(self.engine, self.recorder.stop_event):
+                self.recorder.run()
+        except Exception:
+            log.exception("[ML] the history recorder stopped on an error")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.recorder.stop()
+        self._thread.join(timeout_s)
