@@ -69,16 +69,41 @@ def ensure_model(home: Path, env: dict[str, str]) -> None:
     )
 
 
-def live_line(stats: Counter[str], latencies: deque[float], arms: Counter[str]) -> str:
+class ArmScore:
+    """Running MAE and R² of one arm's outcomes."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sum_abs = self.sum_sq = self.sum_y = self.sum_y2 = 0.0
+
+    def add(self, error: float, actual: float) -> None:
+        self.n += 1
+        self.sum_abs += abs(error)
+        self.sum_sq += error * error
+        self.sum_y += actual
+        self.sum_y2 += actual * actual
+
+    def text(self) -> str:
+        if self.n < 2:
+            return "  -  "
+        sst = self.sum_y2 - self.sum_y**2 / self.n
+        r2 = 1 - self.sum_sq / sst if sst > 0 else float("nan")
+        return f"{self.sum_abs / self.n:4.2f}/{r2:4.2f}"
+
+
+def live_line(
+    stats: Counter[str], latencies: deque[float], arms: Counter[str], scores: dict[str, ArmScore]
+) -> str:
     total = stats["predictions"]
     share = 100.0 * arms["ml"] / total if total else 0.0
     ordered = sorted(latencies)
     p50 = ordered[len(ordered) // 2] if ordered else 0.0
     p99 = ordered[int(len(ordered) * 0.99)] if ordered else 0.0
     return (
-        f"\rpredictions {total:>7}  ML share {share:5.1f} %  served by ML {stats['served_ml']:>7}  "
-        f"fallbacks {stats['fallbacks']:>5}  dead letters {stats['dead']:>4}  "
-        f"latency p50 {p50:6.1f} ms p99 {p99:6.1f} ms  "
+        f"\rpredicted {total:>6}  ML {share:4.1f} %  fallbacks {stats['fallbacks']:>4}  "
+        f"dead {stats['dead']:>3}  p50 {p50:5.1f} ms p99 {p99:5.1f} ms  "
+        f"outcomes {stats['outcomes']:>6}  MAE/R² ML {scores['ml'].text()} "
+        f"heuristic {scores['heuristic'].text()}  "
     )
 
 
@@ -95,7 +120,11 @@ def watch(env: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) ->
             "enable.auto.commit": False,
         }
     )
-    topics = {settings.topic("predictions"): "p", settings.topic("dead-letters"): "d"}
+    topics = {
+        settings.topic("predictions"): "p",
+        settings.topic("dead-letters"): "d",
+        settings.topic("outcomes"): "o",
+    }
     assignment = []
     for topic in topics:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -104,6 +133,7 @@ def watch(env: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) ->
     stats: Counter[str] = Counter()
     arms: Counter[str] = Counter()
     latencies: deque[float] = deque(maxlen=2000)
+    scores = {"ml": ArmScore(), "heuristic": ArmScore()}
     last = 0.0
     try:
         while True:
@@ -115,8 +145,14 @@ def watch(env: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) ->
             for message in consumer.consume(500, 0.2):
                 if message.error():
                     continue
-                if topics.get(message.topic() or "") == "d":
+                kind = topics.get(message.topic() or "")
+                if kind == "d":
                     stats["dead"] += 1
+                    continue
+                if kind == "o":
+                    o = json.loads(message.value() or b"{}")
+                    stats["outcomes"] += 1
+                    scores[o["arm"]].add(o["error"], o["actual_delay_minutes"])
                     continue
                 p = json.loads(message.value() or b"{}")
                 stats["predictions"] += 1
@@ -127,7 +163,7 @@ def watch(env: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) ->
                     latencies.append(p["latency_ms"])
             if time.monotonic() - last >= 1:
                 last = time.monotonic()
-                sys.stdout.write(live_line(stats, latencies, arms))
+                sys.stdout.write(live_line(stats, latencies, arms, scores))
                 sys.stdout.flush()
     finally:
         consumer.close()

@@ -6,15 +6,19 @@ import itertools
 import random
 import secrets
 import time
+from collections import deque
 from collections.abc import Iterator
 
 import click
 
 
 def synthetic_records(
-    *, count: int, invalid_fraction: float, seed: int | None, prefix: str
-) -> Iterator[tuple[bytes, bytes, bool]]:
-    """(key, value, valid) for ``count`` bookings (endless when 0), some of them malformed."""
+    *, count: int, invalid_fraction: float, seed: int | None, prefix: str, actuals: bool = False
+) -> Iterator[tuple[bytes, bytes, bool] | tuple[bytes, bytes, bool, bytes]]:
+    """(key, value, valid[, actual]) for ``count`` bookings (endless when 0), some malformed.
+
+    With ``actuals``, each valid booking also carries its ground-truth ActualDelay (JSON).
+    """
     from models.synthetic import SyntheticWorld, invalid_booking_payloads
     from streams.clock import utc_now
 
@@ -28,7 +32,17 @@ def synthetic_records(
             yield booking_id.encode(), payload, False
             continue
         booking = world.booking(utc_now(), rng).model_copy(update={"booking_id": booking_id})
-        yield booking_id.encode(), booking.model_dump_json().encode(), True
+        if not actuals:
+            yield booking_id.encode(), booking.model_dump_json().encode(), True
+            continue
+        weather = world.weather(booking.pickup_lat, booking.pickup_lon, booking.scheduled_pickup_at)
+        actual = world.actual(booking, weather, rng)
+        yield (
+            booking_id.encode(),
+            booking.model_dump_json().encode(),
+            True,
+            actual.model_dump_json().encode(),
+        )
 
 
 @click.group()
@@ -63,10 +77,21 @@ def produce() -> None:
 )
 @click.option("--seed", type=int, default=None, help="Make the stream reproducible.")
 @click.option("--id-prefix", default=None, help="Booking id prefix (default: a random one).")
+@click.option(
+    "--actual-after-s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Also publish each booking's actual delay (its ground truth) S seconds later.",
+)
 def synthetic(
-    count: int, rate: float, invalid_fraction: float, seed: int | None, id_prefix: str | None
+    count: int,
+    rate: float,
+    invalid_fraction: float,
+    seed: int | None,
+    id_prefix: str | None,
+    actual_after_s: float | None,
 ) -> None:
-    """Publish synthetic bookings around Geneva, created now."""
+    """Publish synthetic bookings around Geneva, created now (and their actual delays)."""
     from connectors.kafka import BlockingProducer, paced
     from streams.settings import get_settings
 
@@ -75,18 +100,38 @@ def synthetic(
     producer = BlockingProducer(settings.kafka_bootstrap_servers)
     prefix = id_prefix or f"SYN-{secrets.token_hex(3)}"
     records = synthetic_records(
-        count=count, invalid_fraction=invalid_fraction, seed=seed, prefix=prefix
+        count=count,
+        invalid_fraction=invalid_fraction,
+        seed=seed,
+        prefix=prefix,
+        actuals=actual_after_s is not None,
     )
-    sent = invalid = 0
+    actuals_topic = settings.topic("actual-delays")
+    due: deque[tuple[float, bytes, bytes]] = deque()
+    sent = invalid = actuals_sent = 0
     started = last_report = time.monotonic()
+
+    def send_due(until: float) -> int:
+        n = 0
+        while due and due[0][0] <= until:
+            _, key, value = due.popleft()
+            producer.send(actuals_topic, key, value)
+            n += 1
+        return n
+
     try:
-        for key, value, valid in paced(records, rate):
+        for record in paced(records, rate):
+            key, value, valid = record[0], record[1], record[2]
             producer.send(topic, key, value)
+            if len(record) == 4 and actual_after_s is not None:
+                due.append((time.monotonic() + actual_after_s, key, record[3]))
+            actuals_sent += send_due(time.monotonic())
             sent += 1
             invalid += not valid
             if time.monotonic() - last_report >= 5:
                 last_report = time.monotonic()
                 click.echo(f"  sent {sent} ({invalid} malformed)", err=True)
+        actuals_sent += send_due(float("inf"))  # the stream ended: the rest now
     except KeyboardInterrupt:
         pass
     finally:
@@ -95,4 +140,9 @@ def synthetic(
     click.echo(
         f"produced {sent} events to {topic} ({sent - invalid} bookings, {invalid} malformed) "
         f"in {elapsed:.1f} s ({sent / elapsed if elapsed else 0:.0f}/s), id prefix {prefix}"
+        + (
+            f"; {actuals_sent} actual delays to {actuals_topic}"
+            if actual_after_s is not None
+            else ""
+        )
     )
