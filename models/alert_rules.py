@@ -6,9 +6,10 @@
 - ``fallback_storm``: among the same bookings, the share served by the heuristic for any reason is
   above ``storm_share``.
 
-An alert for the same kind and subject is not raised again within ``cooldown_s`` of event time.
-Its id is a hash of kind, subject and the event time it fired at, so a redelivered alert is
-stored once.
+An alert fires when its condition becomes true and re-arms only once the condition has cleared,
+so a lasting breach raises one alert, not one per event (outcomes arrive out of event-time order,
+so an event-time cooldown alone could not stop repeats). Its id is a hash of kind, subject and
+the event time it fired at, so a redelivered alert is stored once.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class ThresholdRules:
         self.ml_error_rate = ml_error_rate
         self.storm_share = storm_share
         self.cooldown_s = cooldown_s
+        self._breached: set[tuple[AlertKind, str]] = set()
         self._abs_errors = {arm: _Window(window) for arm in Arm}
         self._model_errors = _Window(window)
         self._fallbacks = _Window(window)
@@ -73,7 +75,9 @@ class ThresholdRules:
         for o in outcomes:
             w = self._abs_errors[o.arm]
             w.push(o.abs_error)
-            if w.full and w.mean > self.mae_minutes:
+            if w.full and not self._holds(
+                AlertKind.MAE_THRESHOLD, o.arm.value, w.mean > self.mae_minutes
+            ):
                 alerts += self._fire(
                     AlertKind.MAE_THRESHOLD,
                     Severity.WARNING,
@@ -93,7 +97,10 @@ class ThresholdRules:
                 continue
             self._model_errors.push(float(p.fallback_reason is FallbackReason.MODEL_ERROR))
             self._fallbacks.push(float(p.fallback_reason is not None))
-            if self._model_errors.full and self._model_errors.mean > self.ml_error_rate:
+            rate = self._model_errors.mean
+            if self._model_errors.full and not self._holds(
+                AlertKind.ML_ERROR_RATE, p.model_version, rate > self.ml_error_rate
+            ):
                 alerts += self._fire(
                     AlertKind.ML_ERROR_RATE,
                     Severity.CRITICAL,
@@ -105,7 +112,10 @@ class ThresholdRules:
                     p.predicted_at,
                     now,
                 )
-            if self._fallbacks.full and self._fallbacks.mean > self.storm_share:
+            share = self._fallbacks.mean
+            if self._fallbacks.full and not self._holds(
+                AlertKind.FALLBACK_STORM, "ml", share > self.storm_share
+            ):
                 alerts += self._fire(
                     AlertKind.FALLBACK_STORM,
                     Severity.CRITICAL,
@@ -121,6 +131,17 @@ class ThresholdRules:
                     now,
                 )
         return alerts
+
+    def _holds(self, kind: AlertKind, subject: str, breached: bool) -> bool:
+        """False exactly when a breach starts (fire now); True while it lasts or when clear."""
+        key = (kind, subject)
+        if not breached:
+            self._breached.discard(key)
+            return True
+        if key in self._breached:
+            return True
+        self._breached.add(key)
+        return False
 
     def _fire(
         self,

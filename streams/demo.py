@@ -197,6 +197,8 @@ def main() -> None:
             str(RATE),
             "--invalid-fraction",
             "0.01",
+            "--actual-after-s",
+            "10",
             env=env,
             log=logs / "producer.log",
         )

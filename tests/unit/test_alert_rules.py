@@ -64,14 +64,17 @@ def rules(**kw):
     return ThresholdRules(window=100, mae_minutes=3.0, ml_error_rate=0.2, storm_share=0.5, **kw)
 
 
-def test_mae_above_the_threshold_fires_once_per_cooldown():
+def test_a_lasting_mae_breach_fires_once_and_again_only_after_it_cleared():
     r = rules(cooldown_s=600)
     assert r.on_outcomes([outcome(i, 2.0) for i in range(300)], T0) == []
     alerts = r.on_outcomes([outcome(300 + i, 5.0) for i in range(300)], T0)
     assert [a.kind for a in alerts] == [AlertKind.MAE_THRESHOLD]
     assert alerts[0].subject == "ml" and alerts[0].evidence["mae"] > 3.0
-    later = r.on_outcomes([outcome(2000 + i, 5.0) for i in range(10)], T0)
-    assert len(later) == 1 and later[0].alert_id != alerts[0].alert_id
+    # Still breached, even hours later in event time: no new alert.
+    assert r.on_outcomes([outcome(9000 + i, 5.0) for i in range(300)], T0) == []
+    assert r.on_outcomes([outcome(20000 + i, 1.0) for i in range(300)], T0) == []  # cleared
+    again = r.on_outcomes([outcome(30000 + i, 6.0) for i in range(300)], T0)
+    assert len(again) == 1 and again[0].alert_id != alerts[0].alert_id
 
 
 def test_arms_are_watched_separately():
