@@ -11,9 +11,18 @@ from collections.abc import Iterator
 
 import click
 
+# `delaycast synthetic history` uses the same default, so live weather matches the history's.
+DEFAULT_WORLD_SEED = 42
+
 
 def synthetic_records(
-    *, count: int, invalid_fraction: float, seed: int | None, prefix: str, actuals: bool = False
+    *,
+    count: int,
+    invalid_fraction: float,
+    seed: int | None,
+    prefix: str,
+    actuals: bool = False,
+    world_seed: int = DEFAULT_WORLD_SEED,
 ) -> Iterator[tuple[bytes, bytes, bool] | tuple[bytes, bytes, bool, bytes]]:
     """(key, value, valid[, actual]) for ``count`` bookings (endless when 0), some malformed.
 
@@ -23,7 +32,8 @@ def synthetic_records(
     from streams.clock import utc_now
 
     rng = random.Random(seed)
-    world = SyntheticWorld(seed if seed is not None else rng.randrange(2**31))
+    # The world (its weather and ground truth) must be the one the weather history came from.
+    world = SyntheticWorld(world_seed)
     numbers = itertools.count() if count == 0 else range(count)
     for n in numbers:
         booking_id = f"{prefix}-{n:08d}"
@@ -76,6 +86,13 @@ def produce() -> None:
     help="Share of malformed events, to exercise dead-letters.",
 )
 @click.option("--seed", type=int, default=None, help="Make the stream reproducible.")
+@click.option(
+    "--world-seed",
+    type=int,
+    default=DEFAULT_WORLD_SEED,
+    show_default=True,
+    help="The synthetic world's seed: the one `delaycast synthetic history --seed` used.",
+)
 @click.option("--id-prefix", default=None, help="Booking id prefix (default: a random one).")
 @click.option(
     "--actual-after-s",
@@ -88,6 +105,7 @@ def synthetic(
     rate: float,
     invalid_fraction: float,
     seed: int | None,
+    world_seed: int,
     id_prefix: str | None,
     actual_after_s: float | None,
 ) -> None:
@@ -105,6 +123,7 @@ def synthetic(
         seed=seed,
         prefix=prefix,
         actuals=actual_after_s is not None,
+        world_seed=world_seed,
     )
     actuals_topic = settings.topic("actual-delays")
     due: deque[tuple[float, bytes, bytes]] = deque()
