@@ -16,6 +16,7 @@ from connectors.postgres.retry import describe, write_until_done
 from connectors.webhook import WebhookNotifier
 from models.alert_rules import ThresholdRules
 from schemas import Alert, Outcome, Prediction
+from streams.ab_eval import periodic_task
 from streams.clock import utc_now
 from streams.recorder import Monitor, Recorder, RecorderTopics
 from streams.settings import Settings
@@ -88,7 +89,9 @@ def build_recorder(
         else None
     )
     stop = threading.Event()
+    ab_task = periodic_task(engine, clock=utc_now, publish=publish, min_samples=s.ab_min_samples)
     return Recorder(
+        periodic=[(s.ab_interval_s, ab_task)],
         stop_event=stop,
         consumer=consumer,
         topics=RecorderTopics(s.topic("predictions"), s.topic("outcomes"), alerts_topic),

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "consume": "streams.cli.consume_cmd:consume",
     "topics": "streams.cli.topics_cmd:topics",
     "db": "streams.cli.db_cmd:db",
+    "ab": "streams.cli.ab_cmd:ab",
     "synthetic": "streams.cli.synthetic_cmd:synthetic",
 }
 
@@ -35,6 +36,7 @@ HELP = {
     "consume": "Print predictions as JSON lines.",
     "topics": "Create or list delaycast's Kafka topics.",
     "db": "Apply PostgreSQL migrations.",
+    "ab": "The A/B report: ML against the heuristic.",
     "synthetic": "Generate synthetic history and weather CSVs.",
 }
 

@@ -28,10 +28,10 @@ def home(tmp_path: Path, trained_model_dir: Path, migrated_database: str) -> Pat
 
 
 def world_events(
-    n: int, prefix: str, seed: int = 2
+    n: int, prefix: str, seed: int = 2, world_seed: int | None = None
 ) -> tuple[list[BookingRequested], list[tuple[bytes, bytes]]]:
     """n bookings and their actual delays, from the synthetic world's ground truth."""
-    world = SyntheticWorld(seed)
+    world = SyntheticWorld(seed if world_seed is None else world_seed)
     rng = random.Random(seed)
     now = datetime.now(UTC)
     bookings, actuals = [], []
