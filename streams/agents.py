@@ -76,3 +76,4 @@ async def expire_unmatched() -> None:
     """Forget predictions and actuals that found no match within the horizon."""
     if runtime.joiner is not None:
         runtime.joiner.sweep()
+        await runtime.flush_join_counters()

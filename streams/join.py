@@ -7,8 +7,12 @@ logic is tested without Kafka. :class:`JoinBatch` reads through to the table but
 writes, so the caller can apply them only after the batch's outcomes are acknowledged by Kafka:
 a crash in between recomputes the same outcomes (stored once by PostgreSQL) and loses none.
 
-Entries carry ``t``, their event time in epoch seconds; :func:`expired_keys` finds those older
-than the horizon relative to the stream's event time (the newest event time seen).
+Entries carry ``t``, their event time in epoch seconds on the pickup clock (a prediction's
+scheduled pickup, an actual's observed pickup); :func:`expired_keys` finds those older than the
+horizon relative to the stream's event time: the newest observed actual (a booking can be made
+weeks ahead, so a prediction's pickup time never moves the stream's time). Stamping predictions with
+their prediction time instead would mix two clocks: an actual observed at a pickup days ahead
+would make every fresh prediction look days old.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ _DELETED = object()
 def prediction_entry(p: Prediction) -> dict[str, Any]:
     return {
         "side": PREDICTION,
-        "t": p.predicted_at.timestamp(),
+        # Pickup time, the clock both sides share: an actual is observed at its pickup.
+        "t": p.scheduled_pickup_at.timestamp(),
         "arm": p.arm.value,
         "served_by": p.served_by.value,
         "model_version": p.model_version,
@@ -98,7 +103,7 @@ class JoinBatch:
             return
         key = p.booking_id.encode()
         entry = prediction_entry(p)
-        self.newest_event_time = max(self.newest_event_time, entry["t"])
+        # A prediction's pickup may be weeks ahead: only observed actuals move the stream's time.
         self._arrive(key, p.booking_id, entry, PREDICTION, ACTUAL)
 
     def add_actual(self, a: ActualDelay) -> None:

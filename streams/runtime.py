@@ -17,10 +17,11 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from mode import Service
+from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.flags import FlagState, FlagStore, FlagWatcher
 from connectors.kafka import BatchProducer, Record
-from connectors.postgres import make_engine
+from connectors.postgres import history, make_engine
 from schemas import DeadLetterKind
 from streams.app import app, settings
 from streams.clock import utc_now
@@ -197,6 +198,26 @@ class Runtime(Service):
         t["fallbacks"] += sum(result.fallbacks.values())
         t["dead_letters"] += len(result.dead_letters)
         log.debug("batch of %d handled, output acknowledged in %.1f ms", len(records), send_ms)
+
+    async def flush_join_counters(self) -> None:
+        """Add the join's counters (outcomes, duplicates, expired) since the last flush to
+        PostgreSQL's pipeline_counters; kept for the next flush while PostgreSQL is down."""
+        if self.joiner is None:
+            return
+        snapshot = Counter({k: v for k, v in self.joiner.counters.items() if v})
+        deltas = {f"join.{k}": v for k, v in snapshot.items()}
+        if not deltas:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                self.executor, lambda: history.add_counters(self.engine, deltas=deltas)
+            )
+        except SQLAlchemyError as exc:
+            log.warning("[ML] join counters not recorded yet (%s); will retry", type(exc).__name__)
+            return
+        # Only what was written: the join may have counted more while this waited.
+        self.joiner.counters.subtract(snapshot)
 
     async def on_stop(self) -> None:
         if hasattr(self, "recorder"):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from connectors.postgres import history
 from models.synthetic import SyntheticWorld
 from schemas import BookingRequested
 from schemas.tables import metric_buckets
@@ -54,7 +55,12 @@ def test_mixed_order_and_duplicates_give_exactly_one_outcome_per_booking(stack, 
     duplicated_actuals = rng.sample(actuals, 200)
     duplicated_bookings = rng.sample(booking_records, 150)  # predicted twice
     set_flags(stack, topic_prefix, enabled=True, percentage=50)
-    with start_worker(stack, topic_prefix, home):
+    engine = sa.create_engine(stack.database_url)
+    before = history.read_counters(engine)
+    # The actuals of two weeks of pickups arrive at once, in random order: a horizon wider than
+    # that keeps every entry (with the default 7 days, event time says the oldest are stale).
+    env = {"JOIN_SWEEP_INTERVAL_S": "1", "JOIN_HORIZON_DAYS": "60"}
+    with start_worker(stack, topic_prefix, home, **env):
         produce(stack, f"{topic_prefix}actual-delays", early)
         produce(stack, f"{topic_prefix}bookings", booking_records)
         collect(stack, f"{topic_prefix}predictions", n, timeout_s=90)
@@ -65,6 +71,13 @@ def test_mixed_order_and_duplicates_give_exactly_one_outcome_per_booking(stack, 
         collect(stack, f"{topic_prefix}outcomes", n, timeout_s=90)
         outcomes = collect_until_quiet(stack, f"{topic_prefix}outcomes", quiet_s=3)
         predictions = collect_until_quiet(stack, f"{topic_prefix}predictions", quiet_s=1)
+        time.sleep(2)  # the counters are flushed every second
+    after = history.read_counters(engine)
+    engine.dispose()
+    grew = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert grew["join.outcomes"] == n
+    assert grew["join.duplicate_actuals"] == len(duplicated_actuals)
+    assert grew.get("join.expired_predictions", 0) == 0
 
     assert len(outcomes) == n
     assert sorted(o["booking_id"] for o in outcomes) == sorted(b.booking_id for b in bookings)

@@ -124,8 +124,25 @@ def test_mixed_order_with_duplicates_gives_exactly_one_outcome_per_booking():
 def test_entries_older_than_the_horizon_expire_by_event_time():
     table = {}
     run(table, [prediction("OLD", at=T0), actual("LONELY", at=T0 + timedelta(hours=2))])
-    run(table, [prediction("NEW", at=T0 + timedelta(days=8))])
-    now = (T0 + timedelta(days=8)).timestamp()
+    batch = run(
+        table,
+        [prediction("NEW", at=T0 + timedelta(days=8)), actual("X", at=T0 + timedelta(days=8))],
+    )
+    now = batch.newest_event_time
     keys, counts = expired_keys(table.items(), stream_time=now, horizon_s=7 * 86400)
-    assert sorted(keys) == [b"LONELY", b"OLD"]
+    assert sorted(keys) == [b"LONELY", b"OLD"]  # NEW and X are fresh
     assert counts == {"expired_predictions": 1, "expired_actuals": 1}
+
+
+def test_a_fresh_prediction_does_not_expire_because_an_actual_is_far_ahead():
+    table = {}
+    # Predicted now for a pickup in 6 days; another booking's actual observed 7.5 days ahead.
+    run(table, [prediction("SOON", at=T0 + timedelta(days=6) - timedelta(hours=1))])
+    far = run(table, [actual("FAR", at=T0 + timedelta(days=7, hours=12))])
+    keys, _ = expired_keys(table.items(), stream_time=far.newest_event_time, horizon_s=7 * 86400)
+    assert keys == []
+
+
+def test_a_booking_made_weeks_ahead_does_not_move_the_stream_time():
+    batch = run({}, [prediction("LATER", at=T0 + timedelta(days=20))])
+    assert batch.newest_event_time == float("-inf")
