@@ -61,6 +61,8 @@ class Recorder:
     batch_max: int = 2000
     poll_timeout_s: float = 0.5
     periodic: Sequence[tuple[float, Callable[[], None]]] = ()
+    on_start: Callable[[], None] | None = None
+    on_stop: Callable[[], None] | None = None
     totals: Counter[str] = field(default_factory=Counter)
     stop_event: threading.Event = field(default_factory=threading.Event)
 
@@ -70,6 +72,8 @@ class Recorder:
     def run(self) -> None:
         self.consumer.subscribe([self.topics.predictions, self.topics.outcomes, self.topics.alerts])
         last_run = [time.monotonic()] * len(self.periodic)
+        if self.on_start is not None:
+            self._guarded(self.on_start)
         try:
             while not self.stop_event.is_set():
                 messages = self.consumer.consume(self.batch_max, self.poll_timeout_s)
@@ -81,6 +85,8 @@ class Recorder:
                         last_run[i] = time.monotonic()
                         self._guarded(task)
         finally:
+            if self.on_stop is not None:
+                self._guarded(self.on_stop)
             self.consumer.close()
 
     def _guarded(self, task: Callable[[], None]) -> None:

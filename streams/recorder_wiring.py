@@ -18,10 +18,13 @@ from models.alert_rules import ThresholdRules
 from schemas import Alert, Outcome, Prediction
 from streams.ab_eval import periodic_task
 from streams.clock import utc_now
+from streams.drift_wiring import DriftWatch, restore_all, save_all
 from streams.recorder import Monitor, Recorder, RecorderTopics
 from streams.settings import Settings
 
 log = logging.getLogger("delaycast.recorder")
+
+CHECKPOINT_INTERVAL_S = 60.0
 
 
 class PostgresHistory:
@@ -90,13 +93,31 @@ def build_recorder(
     )
     stop = threading.Event()
     ab_task = periodic_task(engine, clock=utc_now, publish=publish, min_samples=s.ab_min_samples)
+    drift = DriftWatch(s.model_dir)
+    checkpoint_prefix = f"{s.topic(s.consumer_group)}:drift:"
+
+    def load(name: str) -> bytes | None:
+        return history.load_checkpoint(engine, name=name)
+
+    def save(name: str, state: bytes) -> None:
+        history.save_checkpoint(engine, name=name, state=state)
+
+    def checkpoint() -> None:
+        save_all(drift, save, checkpoint_prefix)
+
+    def restore() -> None:
+        restored = restore_all(drift, load, checkpoint_prefix)
+        log.info("[ML] drift monitors: %d restored from their checkpoints", restored)
+
     return Recorder(
-        periodic=[(s.ab_interval_s, ab_task)],
+        on_start=restore,
+        on_stop=checkpoint,
+        periodic=[(s.ab_interval_s, ab_task), (CHECKPOINT_INTERVAL_S, checkpoint)],
         stop_event=stop,
         consumer=consumer,
         topics=RecorderTopics(s.topic("predictions"), s.topic("outcomes"), alerts_topic),
         history=PostgresHistory(engine, stop),
-        monitors=[rules, *extra_monitors],
+        monitors=[rules, drift, *extra_monitors],
         publish_alerts=publish,
         notify=webhook.send if webhook else None,
         clock=utc_now,

@@ -7,11 +7,15 @@ An observed delay (:func:`observed_delays`) adds what no feature sees: a day-lev
 day for the fleet), Student-t noise that grows with traffic and rain, and rare incidents
 (a breakdown, a previous job overrunning) adding 5–20 minutes. Delays are clipped to
 [-15, 180] minutes and rounded to 0.1.
+
+A :class:`TruthShift` changes the world for drift tests (the weather hurting more, rush hours
+getting worse); without one, delays are exactly those of the unshifted world.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -36,17 +40,44 @@ def traffic_minutes(hour: np.ndarray, is_weekend: np.ndarray) -> np.ndarray:
     return np.where(is_weekend > 0, weekend, weekday)
 
 
-def expected_delay(X: np.ndarray) -> np.ndarray:
-    """The noise-free delay (minutes) of each row of a feature matrix."""
+@dataclass(frozen=True)
+class TruthShift:
+    """A change of the ground truth, injected to test drift monitors; the default changes nothing.
+
+    ``weather_factor`` multiplies the whole weather effect (rain, snow, frost, fog and wind; 2.0
+    doubles it); ``rush_hour_extra_min`` is added to every pickup in a weekday rush hour (the
+    ``is_rush_hour`` feature).
+    """
+
+    weather_factor: float = 1.0
+    rush_hour_extra_min: float = 0.0
+
+
+def _weather_terms(X: np.ndarray, busy: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Minutes added by rain, snow, frost, fog and strong wind, in that order."""
+    c = FEATURE_INDEX
+    rain, temp = X[:, c["precipitation_mm_h"]], X[:, c["temperature_c"]]
+    visibility, wind = X[:, c["visibility_m"]], X[:, c["wind_m_s"]]
+    snowing = (temp < 1.0) & (rain > 0.1)
+    return (
+        2.2 * np.log1p(rain) * (1.0 + 1.2 * busy),
+        5.0 * np.log1p(rain) * (1.0 + busy) * snowing,
+        1.5 * (temp < -3.0),
+        4.0 * np.clip((1500.0 - visibility) / 1300.0, 0.0, 1.0) * (1.0 + 0.5 * busy),
+        0.25 * np.maximum(wind - 10.0, 0.0),
+    )
+
+
+def expected_delay(X: np.ndarray, shift: TruthShift | None = None) -> np.ndarray:
+    """The noise-free delay (minutes) of each row of a feature matrix, in a shifted world if
+    ``shift`` is given."""
     c = FEATURE_INDEX
     hour, weekend = X[:, c["hour_local"]], X[:, c["is_weekend"]]
     traffic = traffic_minutes(hour, weekend)
     busy = traffic / PEAK_TRAFFIC_MIN  # 0 (empty roads) … 1 (evening peak)
     km, centre_km = X[:, c["distance_km"]], X[:, c["pickup_center_km"]]
-    rain, temp = X[:, c["precipitation_mm_h"]], X[:, c["temperature_c"]]
-    visibility, wind = X[:, c["visibility_m"]], X[:, c["wind_m_s"]]
     lead = X[:, c["lead_time_min"]]
-    snowing = (temp < 1.0) & (rain > 0.1)
+    rain_min, snow_min, frost_min, fog_min, wind_min = _weather_terms(X, busy)
 
     delay = (
         2.5 * X[:, c["vehicle_standard"]]
@@ -58,21 +89,32 @@ def expected_delay(X: np.ndarray) -> np.ndarray:
         + 0.30 * km
         + 0.05 * km * traffic
         + 2.0 * busy * np.exp(-centre_km / 3.0)
-        + 2.2 * np.log1p(rain) * (1.0 + 1.2 * busy)
-        + 5.0 * np.log1p(rain) * (1.0 + busy) * snowing
-        + 1.5 * (temp < -3.0)
-        + 4.0 * np.clip((1500.0 - visibility) / 1300.0, 0.0, 1.0) * (1.0 + 0.5 * busy)
-        + 0.25 * np.maximum(wind - 10.0, 0.0)
+        + rain_min
+        + snow_min
+        + frost_min
+        + fog_min
+        + wind_min
         + 5.0 * np.clip((60.0 - lead) / 50.0, 0.0, 1.0)
         - 1.0 * (lead > 24 * 60)
         - 1.5 * X[:, c["priority_urgent"]]
         - 3.0 * X[:, c["priority_emergency"]]
     )
+    # Added after the sum, so that the unshifted world keeps its exact floating-point values.
+    if shift is not None:
+        weather = rain_min + snow_min + frost_min + fog_min + wind_min
+        delay = delay + (shift.weather_factor - 1.0) * weather
+        delay = delay + shift.rush_hour_extra_min * X[:, c["is_rush_hour"]]
     return np.asarray(delay)
 
 
-def observed_delays(X: np.ndarray, day_effect: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Observed delays (minutes): expected delay + day effect + noise + incidents."""
+def observed_delays(
+    X: np.ndarray,
+    day_effect: np.ndarray,
+    rng: np.random.Generator,
+    shift: TruthShift | None = None,
+) -> np.ndarray:
+    """Observed delays (minutes): expected delay (shifted if ``shift`` is given) + day effect +
+    noise + incidents. The shift does not change the random draws."""
     c = FEATURE_INDEX
     busy = traffic_minutes(X[:, c["hour_local"]], X[:, c["is_weekend"]]) / PEAK_TRAFFIC_MIN
     wet = X[:, c["precipitation_mm_h"]] > 0.1
@@ -80,7 +122,7 @@ def observed_delays(X: np.ndarray, day_effect: np.ndarray, rng: np.random.Genera
     noise = scale * rng.standard_t(4, size=len(X)) / math.sqrt(2.0)  # t(4) has variance 2
     incident = rng.random(len(X)) < 0.01 * (1.0 + busy + wet)
     extra = np.where(incident, rng.uniform(5.0, 20.0, size=len(X)), 0.0)
-    delays = expected_delay(X) + day_effect + noise + extra
+    delays = expected_delay(X, shift) + day_effect + noise + extra
     return np.round(np.clip(delays, -15.0, 180.0), 1)
 
 
