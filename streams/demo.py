@@ -15,7 +15,11 @@ import sys
 import time
 from collections import Counter, deque
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from connectors.postgres import history
 from streams.settings import delaycast_home
 
 RATE = float(os.environ.get("DEMO_RATE", "50"))
@@ -92,7 +96,11 @@ class ArmScore:
 
 
 def live_line(
-    stats: Counter[str], latencies: deque[float], arms: Counter[str], scores: dict[str, ArmScore]
+    stats: Counter[str],
+    latencies: deque[float],
+    arms: Counter[str],
+    scores: dict[str, ArmScore],
+    verdict: str,
 ) -> str:
     total = stats["predictions"]
     share = 100.0 * arms["ml"] / total if total else 0.0
@@ -103,13 +111,27 @@ def live_line(
         f"\rpredicted {total:>6}  ML {share:4.1f} %  fallbacks {stats['fallbacks']:>4}  "
         f"dead {stats['dead']:>3}  p50 {p50:5.1f} ms p99 {p99:5.1f} ms  "
         f"outcomes {stats['outcomes']:>6}  MAE/R² ML {scores['ml'].text()} "
-        f"heuristic {scores['heuristic'].text()}  "
+        f"heuristic {scores['heuristic'].text()}  A/B {verdict}  "
     )
+
+
+def latest_verdict(engine: Any) -> str | None:
+    """The newest A/B verdict the worker stored, with its sample sizes."""
+    try:
+        result = history.latest_ab_result(engine)
+    except SQLAlchemyError:
+        return None
+    if result is None:
+        return None
+    detail = result.get("result", {})
+    n = [detail.get(arm, {}).get("n", 0) for arm in ("ml", "heuristic")]
+    return f"{result['verdict']} (n={n[0]}/{n[1]})"
 
 
 def watch(env: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) -> None:
     from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+    from connectors.postgres import make_engine
     from streams.settings import load_settings
 
     settings = load_settings()
@@ -132,6 +154,8 @@ def watch(env: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) ->
     consumer.assign(assignment)
     stats: Counter[str] = Counter()
     arms: Counter[str] = Counter()
+    engine = make_engine(settings.database_url.get_secret_value())
+    verdict, verdict_read = "-", 0.0
     latencies: deque[float] = deque(maxlen=2000)
     scores = {"ml": ArmScore(), "heuristic": ArmScore()}
     last = 0.0
@@ -161,12 +185,16 @@ def watch(env: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) ->
                 stats["fallbacks"] += p["fallback_reason"] is not None
                 if p.get("latency_ms") is not None:
                     latencies.append(p["latency_ms"])
+            if time.monotonic() - verdict_read >= 5:
+                verdict_read = time.monotonic()
+                verdict = latest_verdict(engine) or verdict
             if time.monotonic() - last >= 1:
                 last = time.monotonic()
-                sys.stdout.write(live_line(stats, latencies, arms, scores))
+                sys.stdout.write(live_line(stats, latencies, arms, scores, verdict))
                 sys.stdout.flush()
     finally:
         consumer.close()
+        engine.dispose()
         print()
 
 
@@ -183,7 +211,7 @@ def main() -> None:
     try:
         ensure_model(home, env)
         weather_csv = home / "demo-data" / "weather.csv"
-        worker_env = dict(env)
+        worker_env = dict(env, AB_INTERVAL_S="15")
         if weather_csv.is_file() and "WEATHER_PROVIDER" not in env:
             worker_env |= {"WEATHER_PROVIDER": "recorded", "WEATHER_HISTORY_CSV": str(weather_csv)}
         delaycast("flags", "enable", "--percentage", PERCENTAGE, "--actor", "demo", env=env)
