@@ -19,16 +19,6 @@ from models.ab import ABResult, ArmCounts, compare_arms
 from models.rolling import MetricSums
 from schemas import Alert, AlertKind, Severity
 
-SUMS = (
-    "n",
-    "sum_error",
-    "sum_abs_error",
-    "sum_sq_error",
-    "sum_actual",
-    "sum_actual_sq",
-    "n_underestimated",
-)
-
 
 @dataclass(frozen=True)
 class ABEvaluation:
@@ -47,7 +37,9 @@ class ABEvaluation:
 def arm_sums(rows: list[dict]) -> dict[str, MetricSums]:
     sums = {"ml": MetricSums.zero(), "heuristic": MetricSums.zero()}
     for row in rows:
-        sums[row["arm"]] = sums[row["arm"]] + MetricSums(*(row[name] for name in SUMS))
+        sums[row["arm"]] = sums[row["arm"]] + MetricSums(
+            *(row[name] for name in history.SUM_COLUMNS)
+        )
     return sums
 
 

@@ -1,62 +1,20 @@
-from datetime import UTC, datetime, timedelta
-
 from models.alert_rules import ThresholdRules
-from schemas import AlertKind, Arm, FallbackReason, Outcome, Prediction, RiskLevel, Weather
-
-T0 = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
-WEATHER = Weather(
-    temperature_c=5,
-    precipitation_mm_h=0,
-    wind_m_s=1,
-    visibility_m=10000,
-    humidity_pct=60,
-    condition="clear",
-    observed_at=T0,
-    source="default",
-    is_default=True,
-)
+from schemas import AlertKind, Arm, FallbackReason
+from tests import factories
+from tests.factories import T0, seconds_after_t0
 
 
 def outcome(i, abs_error, arm=Arm.ML):
-    at = T0 + timedelta(seconds=i)
-    return Outcome(
-        booking_id=f"B{i}",
-        arm=arm,
-        served_by=arm,
-        model_version="rf",
-        bucket=1,
-        ml_traffic_percentage=50,
-        predicted_delay_minutes=5,
-        actual_delay_minutes=5 + abs_error,
-        error=-abs_error,
-        abs_error=abs_error,
-        scheduled_pickup_at=at,
-        predicted_at=at,
-        observed_at=at,
-    )
+    return factories.outcome(f"B{i}", abs_error, arm=arm, at=seconds_after_t0(i))
 
 
 def prediction(i, reason=None, arm=Arm.ML):
-    at = T0 + timedelta(seconds=i)
-    return Prediction(
-        booking_id=f"B{i}",
-        predicted_delay_minutes=5,
-        confidence=0.5,
-        risk_level=RiskLevel.LOW,
+    return factories.prediction(
+        f"B{i}",
+        at=seconds_after_t0(i),
         arm=arm,
         served_by=Arm.HEURISTIC if reason else arm,
-        bucket=1,
-        model_version="rf-1",
         fallback_reason=reason,
-        ml_enabled=True,
-        ml_traffic_percentage=50,
-        flag_source="redis",
-        features={},
-        weather=WEATHER,
-        scheduled_pickup_at=at,
-        booking_created_at=at,
-        predicted_at=at,
-        processing_ms=1,
     )
 
 

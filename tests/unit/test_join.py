@@ -1,23 +1,11 @@
 """Joining predictions and actuals: either order, duplicates counted once, expiry by event time."""
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from schemas import ActualDelay, Arm, Prediction, RiskLevel, Weather
+from schemas import ActualDelay, Arm, Prediction, RiskLevel
 from streams.join import DONE, JoinBatch, expired_keys
-
-T0 = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
-WEATHER = Weather(
-    temperature_c=5,
-    precipitation_mm_h=0,
-    wind_m_s=1,
-    visibility_m=10000,
-    humidity_pct=60,
-    condition="clear",
-    observed_at=T0,
-    source="default",
-    is_default=True,
-)
+from tests.factories import T0, WEATHER
 
 
 def prediction(booking_id, delay=6.0, arm=Arm.ML, at=T0, replay=False):

@@ -1,12 +1,10 @@
 """The recorder's batch step: store, then monitor, then publish what the monitors raise."""
 
-from datetime import UTC, datetime, timedelta
-
 from models.alert_rules import ThresholdRules
-from schemas import AlertKind, Arm, Outcome
+from schemas import AlertKind, Arm
 from streams.recorder import Recorder, RecorderTopics
-
-T0 = datetime(2026, 11, 23, 7, tzinfo=UTC)
+from tests import factories
+from tests.factories import T0, seconds_after_t0
 
 
 class FakeMessage:
@@ -41,22 +39,7 @@ class FakeHistory:
 
 
 def outcome(i, abs_error):
-    at = T0 + timedelta(seconds=i)
-    return Outcome(
-        booking_id=f"B{i}",
-        arm=Arm.HEURISTIC,
-        served_by=Arm.HEURISTIC,
-        model_version="h",
-        bucket=60,
-        ml_traffic_percentage=50,
-        predicted_delay_minutes=5,
-        actual_delay_minutes=5 + abs_error,
-        error=-abs_error,
-        abs_error=abs_error,
-        scheduled_pickup_at=at,
-        predicted_at=at,
-        observed_at=at,
-    )
+    return factories.outcome(f"B{i}", abs_error, arm=Arm.HEURISTIC, at=seconds_after_t0(i))
 
 
 def recorder(history, published, notified):
