@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, MutableMapping
 from datetime import datetime
@@ -72,12 +73,18 @@ class JoinHandler:
         """Drop entries older than the horizon (by event time); returns what expired."""
         if self.stream_time == float("-inf"):
             return Counter()
+        started = time.perf_counter()
+        entries = list(self._table.items())
         keys, counts = expired_keys(
-            list(self._table.items()), stream_time=self.stream_time, horizon_s=self._horizon_s
+            entries, stream_time=self.stream_time, horizon_s=self._horizon_s
         )
         for key in keys:
             self._table.pop(key, None)
+        took_ms = (time.perf_counter() - started) * 1000
         if keys:
             log.info("[ML] join: %d unmatched entries expired (%s)", len(keys), dict(counts))
+        # The sweep runs on the event loop: say when it holds the loop long enough to be felt.
+        level = logging.WARNING if took_ms > 100 else logging.DEBUG
+        log.log(level, "[ML] join sweep over %d entries took %.0f ms", len(entries), took_ms)
         self.counters.update(counts)
         return counts

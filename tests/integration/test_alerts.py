@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from schemas.tables import alerts as alerts_table
 from tests.integration.test_prediction_path import booking_payloads, set_flags, start_worker
+from tests.integration.test_webhook import TOKEN, hook  # noqa: F401
 from tests.integration.workers import collect, produce
 
 
@@ -39,3 +40,27 @@ def test_a_fallback_storm_is_alerted_within_a_minute(
     assert delay_s < 60
     assert stored is not None and stored.kind == "fallback_storm"
     print(f"alert raised {delay_s:.1f} s after the first booking was produced")
+
+
+def test_the_worker_posts_its_alerts_to_the_webhook_without_logging_its_url(
+    stack,
+    topic_prefix,
+    tmp_path,
+    migrated_database,
+    hook,  # noqa: F811
+):
+    url, received, _ = hook
+    (tmp_path / "models").mkdir()
+    set_flags(stack, topic_prefix, enabled=True, percentage=100)
+    with start_worker(
+        stack, topic_prefix, tmp_path, ALERT_WINDOW="50", ALERT_WEBHOOK_URL=url
+    ) as worker:
+        produce(stack, f"{topic_prefix}bookings", booking_payloads(120, "WH-"))
+        [alert] = collect(stack, f"{topic_prefix}alerts", 1, timeout_s=60)
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.2)
+        log = worker.log()
+    assert [r["body"]["alert_id"] for r in received] == [alert["alert_id"]]
+    assert received[0]["body"]["kind"] == "fallback_storm"
+    assert TOKEN not in log
