@@ -75,5 +75,5 @@ async def join(stream: AsyncIterable[bytes]) -> None:
 async def expire_unmatched() -> None:
     """Forget predictions and actuals that found no match within the horizon."""
     if runtime.joiner is not None:
-        runtime.joiner.sweep()
+        await runtime.joiner.sweep()
         await runtime.flush_join_counters()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,8 @@ class JoinHandler:
         dead_letters_topic: str,
         horizon_s: float,
         clock: Callable[[], datetime],
+        ebb: Callable[[], Awaitable[None]],
+        chunk: int = 200,
     ) -> None:
         self._table = table
         self._producer = producer
@@ -36,6 +38,8 @@ class JoinHandler:
         self._dead_letters_topic = dead_letters_topic
         self._horizon_s = horizon_s
         self._clock = clock
+        self._ebb = ebb
+        self._chunk = chunk
         self.stream_time = float("-inf")
         self.counters: Counter[str] = Counter()
 
@@ -65,12 +69,20 @@ class JoinHandler:
         ]
         await self._producer.send_batch(out)
         batch.apply(self._table)
+        # Each table write is a changelog message: let them drain before the next batch, so the
+        # join never leaves a backlog that would hold up the predict agent's input.
+        await self._ebb()
         self.stream_time = max(self.stream_time, batch.newest_event_time)
         self.counters.update(batch.counters)
         self.counters["dead_letters"] += len(bad_p) + len(bad_a)
 
-    def sweep(self) -> Counter[str]:
-        """Drop entries older than the horizon (by event time); returns what expired."""
+    async def sweep(self) -> Counter[str]:
+        """Drop entries older than the horizon (by event time); returns what expired.
+
+        Each removal is a changelog message: they go out in chunks, with the changelog drained
+        between chunks, so a sweep that expires thousands of entries never floods the producer
+        (a full Faust producer buffer pauses every stream of the worker, predictions included).
+        """
         if self.stream_time == float("-inf"):
             return Counter()
         started = time.perf_counter()
@@ -78,13 +90,20 @@ class JoinHandler:
         keys, counts = expired_keys(
             entries, stream_time=self.stream_time, horizon_s=self._horizon_s
         )
-        for key in keys:
-            self._table.pop(key, None)
-        took_ms = (time.perf_counter() - started) * 1000
+        scan_ms = (time.perf_counter() - started) * 1000
+        for first in range(0, len(keys), self._chunk):
+            for key in keys[first : first + self._chunk]:
+                self._table.pop(key, None)
+            await self._ebb()
         if keys:
-            log.info("[ML] join: %d unmatched entries expired (%s)", len(keys), dict(counts))
-        # The sweep runs on the event loop: say when it holds the loop long enough to be felt.
-        level = logging.WARNING if took_ms > 100 else logging.DEBUG
-        log.log(level, "[ML] join sweep over %d entries took %.0f ms", len(entries), took_ms)
+            log.info(
+                "[ML] join: %d unmatched entries expired (%s) in %.0f ms",
+                len(keys),
+                dict(counts),
+                (time.perf_counter() - started) * 1000,
+            )
+        # The scan runs on the event loop in one go: say when it holds the loop long enough.
+        level = logging.WARNING if scan_ms > 100 else logging.DEBUG
+        log.log(level, "[ML] join sweep scanned %d entries in %.0f ms", len(entries), scan_ms)
         self.counters.update(counts)
         return counts

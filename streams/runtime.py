@@ -86,6 +86,11 @@ class Runtime(Service):
             model_executor=self.model_executor,
             weather_wait_s=s.weather_wait_ms / 1000.0,
         )
+        # Faust pauses every stream of the worker while its producer holds more than
+        # ``max_messages`` (100) unsent messages. Only the join's table writes go through that
+        # producer, and the join drains them itself after each batch and sweep chunk; a bound
+        # above the largest batch keeps a join batch from pausing the predict agent's input.
+        app.producer.buffer.max_messages = max(2_000, 4 * s.batch_max)
         self.engine = make_engine(s.database_url.get_secret_value())
         self.recorder = RecorderThread(build_recorder(s, self.engine), self.engine)
         self.recorder.start()
@@ -124,8 +129,13 @@ class Runtime(Service):
             dead_letters_topic=s.topic("dead-letters"),
             horizon_s=s.join_horizon_days * 86400.0,
             clock=utc_now,
+            ebb=self.drain_changelog,
         )
         return self.joiner
+
+    async def drain_changelog(self) -> None:
+        """Wait until Faust's producer has sent the table writes buffered so far."""
+        await app.producer.buffer.flush()
 
     @Service.task
     async def _watch_flags(self) -> None:

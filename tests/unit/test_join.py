@@ -134,3 +134,40 @@ def test_a_fresh_prediction_does_not_expire_because_an_actual_is_far_ahead():
 def test_a_booking_made_weeks_ahead_does_not_move_the_stream_time():
     batch = run({}, [prediction("LATER", at=T0 + timedelta(days=20))])
     assert batch.newest_event_time == float("-inf")
+
+
+def test_the_sweep_removes_expired_entries_in_chunks_draining_between_them():
+    import asyncio
+    from datetime import UTC, datetime
+
+    from streams.join_handler import JoinHandler
+
+    horizon_s = 86400.0
+    stream_time = T0.timestamp()
+    table = {
+        f"old-{i}".encode(): {"side": DONE, "t": stream_time - 2 * horizon_s} for i in range(450)
+    }
+    table |= {f"new-{i}".encode(): {"side": DONE, "t": stream_time - 60} for i in range(30)}
+    sizes_when_drained: list[int] = []
+
+    async def ebb() -> None:
+        sizes_when_drained.append(len(table))
+
+    handler = JoinHandler(
+        table=table,
+        producer=None,  # type: ignore[arg-type]  # the sweep sends nothing but table writes
+        predictions_topic="p",
+        outcomes_topic="o",
+        dead_letters_topic="d",
+        horizon_s=horizon_s,
+        clock=lambda: datetime.now(UTC),
+        ebb=ebb,
+        chunk=200,
+    )
+    assert asyncio.run(handler.sweep()) == {}  # no actual seen yet: the stream has no time
+    handler.stream_time = stream_time
+    counts = asyncio.run(handler.sweep())
+    assert counts == {"expired_dones": 450}
+    assert sizes_when_drained == [280, 80, 30]  # 200, 200, then 50 removed before each drain
+    assert sorted(table) == sorted(f"new-{i}".encode() for i in range(30))
+    assert handler.counters["expired_dones"] == 450
