@@ -23,13 +23,15 @@ stack-install: venv
 demo: stack-install
 	$(BIN)/python -m streams.demo
 
-test: stack-install
+test: venv
+	$(BIN)/delaycast stack install --with-browser
 	$(BIN)/pytest
 
 unit: venv
 	$(BIN)/pytest tests/unit
 
-integration: stack-install
+integration: venv
+	$(BIN)/delaycast stack install --with-browser
 	$(BIN)/pytest tests/integration
 
 fmt: venv

@@ -169,6 +169,27 @@ def load_champion(model_dir: Path) -> LoadedModel:
     version = champion_version(model_dir)
     if version is None:
         raise ArtifactMissing(f"no {CHAMPION} in {model_dir}: no model trained yet")
+    return load_version(model_dir, version)
+
+
+def list_versions(model_dir: Path) -> list[str]:
+    """The artifact versions under ``model_dir``, oldest first (names sort by creation time)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        p.name for p in model_dir.iterdir() if p.is_dir() and _VERSION_PATTERN.match(p.name)
+    )
+
+
+def read_metadata(model_dir: Path, version: str) -> dict[str, Any]:
+    """A version's metadata.json (training window, metrics, checksum), without loading it."""
+    return _read_metadata(_artifact_dir(Path(model_dir), version))
+
+
+def load_version(model_dir: Path, version: str) -> LoadedModel:
+    """Like :func:`load_champion`, for any version: checked the same way before unpickling."""
+    model_dir = Path(model_dir)
     path = _artifact_dir(model_dir, version)
     metadata = _read_metadata(path)
     if metadata.get("model_version") != version:

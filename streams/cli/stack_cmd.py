@@ -23,13 +23,23 @@ def stack() -> None:
 
 
 @stack.command("install")
-def install_cmd() -> None:
+@click.option(
+    "--with-browser",
+    is_flag=True,
+    help="Also install Debian's chromium, which the dashboard's browser test drives.",
+)
+def install_cmd(with_browser: bool) -> None:
     """Install what is missing: redis-server and postgresql (apt-get), the Kafka jars (Maven).
 
     Quick when everything is present.
+
+    \b
+    Examples:
+      delaycast stack install
+      delaycast stack install --with-browser   # what `make test` runs
     """
     try:
-        installed = install(kafka_libs=default_libs_dir(), say=click.echo)
+        installed = install(kafka_libs=default_libs_dir(), browser=with_browser, say=click.echo)
     except StackError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

@@ -1,4 +1,5 @@
-"""Installing what the local stack needs: Redis and PostgreSQL from Debian, Kafka from Maven.
+"""Installing what the local stack needs: Redis and PostgreSQL from Debian, Kafka from Maven
+(and, for the tests, Debian's chromium).
 
 Every ``make test`` and ``make demo`` runs this, so when everything is present it only looks
 (a few file checks) and touches neither apt nor the network.
@@ -23,9 +24,12 @@ _APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 _APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=300"]
 
 
-def missing_packages() -> list[str]:
-    """The Debian packages to install: ``redis-server`` and/or ``postgresql``."""
+def missing_packages(*, browser: bool = False) -> list[str]:
+    """The Debian packages to install: ``redis-server`` and/or ``postgresql``, and ``chromium``
+    (for the dashboard's browser test) when ``browser``."""
     missing = []
+    if browser and shutil.which("chromium") is None:
+        missing.append("chromium")
     if find_redis_server() is None:
         missing.append("redis-server")
     if find_pg_bindir() is None:
@@ -62,15 +66,17 @@ def _apt(args: list[str], say: Callable[[str], None]) -> None:
         raise StackError(f"{' '.join(cmd)} failed:\n{output[-3000:]}{hint}")
 
 
-def install(*, kafka_libs: Path, say: Callable[[str], None] = print) -> list[str]:
+def install(
+    *, kafka_libs: Path, browser: bool = False, say: Callable[[str], None] = print
+) -> list[str]:
     """Install what is missing and return what was installed (empty when nothing was)."""
     installed: list[str] = []
-    packages = missing_packages()
+    packages = missing_packages(browser=browser)
     if packages:
         say(f"installing {', '.join(packages)} with apt-get")
         _apt(["update", "-q"], say)
         _apt(["install", "-y", "-q", *packages], say)
-        still = missing_packages()
+        still = missing_packages(browser=browser)
         if still:
             raise StackError(f"apt-get installed, but {', '.join(still)} is still not found")
         installed.extend(packages)
