@@ -24,14 +24,14 @@ demo: stack-install
 	$(BIN)/python -m streams.demo
 
 test: venv
-	$(BIN)/delaycast stack install --with-browser
+	$(BIN)/delaycast stack install --for-tests
 	$(BIN)/pytest
 
 unit: venv
 	$(BIN)/pytest tests/unit
 
 integration: venv
-	$(BIN)/delaycast stack install --with-browser
+	$(BIN)/delaycast stack install --for-tests
 	$(BIN)/pytest tests/integration
 
 fmt: venv

@@ -24,11 +24,12 @@ def stack() -> None:
 
 @stack.command("install")
 @click.option(
-    "--with-browser",
+    "--for-tests",
     is_flag=True,
-    help="Also install Debian's chromium, which the dashboard's browser test drives.",
+    help="Also what the tests drive: Debian's chromium (the dashboard's browser test) and the "
+    "docker compose plugin (to check docker-compose.yml).",
 )
-def install_cmd(with_browser: bool) -> None:
+def install_cmd(for_tests: bool) -> None:
     """Install what is missing: redis-server and postgresql (apt-get), the Kafka jars (Maven).
 
     Quick when everything is present.
@@ -36,10 +37,10 @@ def install_cmd(with_browser: bool) -> None:
     \b
     Examples:
       delaycast stack install
-      delaycast stack install --with-browser   # what `make test` runs
+      delaycast stack install --for-tests   # what `make test` runs
     """
     try:
-        installed = install(kafka_libs=default_libs_dir(), browser=with_browser, say=click.echo)
+        installed = install(kafka_libs=default_libs_dir(), for_tests=for_tests, say=click.echo)
     except StackError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

@@ -1,5 +1,5 @@
 """Installing what the local stack needs: Redis and PostgreSQL from Debian, Kafka from Maven
-(and, for the tests, Debian's chromium).
+(and, for the tests, Debian's chromium and the docker compose plugin).
 
 Every ``make test`` and ``make demo`` runs this, so when everything is present it only looks
 (a few file checks) and touches neither apt nor the network.
@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from streams.stack.compose_tool import compose_binary, ensure_compose_binary
 from streams.stack.errors import StackError
 from streams.stack.kafka_jars import ensure_kafka_libs, libs_complete
 from streams.stack.postgres_server import find_pg_bindir
@@ -24,11 +25,11 @@ _APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 _APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=300"]
 
 
-def missing_packages(*, browser: bool = False) -> list[str]:
+def missing_packages(*, for_tests: bool = False) -> list[str]:
     """The Debian packages to install: ``redis-server`` and/or ``postgresql``, and ``chromium``
-    (for the dashboard's browser test) when ``browser``."""
+    (for the dashboard's browser test) when ``for_tests``."""
     missing = []
-    if browser and shutil.which("chromium") is None:
+    if for_tests and shutil.which("chromium") is None:
         missing.append("chromium")
     if find_redis_server() is None:
         missing.append("redis-server")
@@ -67,16 +68,16 @@ def _apt(args: list[str], say: Callable[[str], None]) -> None:
 
 
 def install(
-    *, kafka_libs: Path, browser: bool = False, say: Callable[[str], None] = print
+    *, kafka_libs: Path, for_tests: bool = False, say: Callable[[str], None] = print
 ) -> list[str]:
     """Install what is missing and return what was installed (empty when nothing was)."""
     installed: list[str] = []
-    packages = missing_packages(browser=browser)
+    packages = missing_packages(for_tests=for_tests)
     if packages:
         say(f"installing {', '.join(packages)} with apt-get")
         _apt(["update", "-q"], say)
         _apt(["install", "-y", "-q", *packages], say)
-        still = missing_packages(browser=browser)
+        still = missing_packages(for_tests=for_tests)
         if still:
             raise StackError(f"apt-get installed, but {', '.join(still)} is still not found")
         installed.extend(packages)
@@ -84,4 +85,8 @@ def install(
         say(f"fetching the Kafka jars from Maven Central into {kafka_libs}")
         ensure_kafka_libs(kafka_libs)
         installed.append("kafka")
+    if for_tests and not compose_binary().is_file():
+        say("fetching the docker compose plugin from the Debian archive")
+        ensure_compose_binary()
+        installed.append("docker-compose")
     return installed
