@@ -7,6 +7,8 @@ scikit-learn for the others):
   definition shared by the live path, replays, training and evaluation.
 - ``models.heuristic``: ``HeuristicParams``, ``DEFAULT_PARAMS``, ``predict``, ``fit_heuristic``.
 - ``models.forest``: ``ForestPredictor`` (batched predictions with tree-agreement confidence).
+- ``models.compiled_forest``: ``compile_forest``, ``CompiledForest`` — the forest as flat arrays,
+  evaluated with whole-batch numpy, scikit-learn's results bit for bit.
 - ``models.risk``: ``risk_levels``.
 - ``models.routing``: ``bucket``, ``routes_to_ml`` — the sticky rollout hash.
 - ``models.training``: the training pipeline with its time-ordered holdout.

@@ -8,7 +8,10 @@ much the trees disagree on it:
     confidence = 1 / (1 + spread / 5 min)      (see models.confidence)
 
 Both come from a single pass over the trees on the whole batch, so the confidence costs nothing
-beyond the prediction itself.
+beyond the prediction itself. That pass runs on the forest compiled at construction
+(:mod:`models.compiled_forest`): whole-batch numpy instead of scikit-learn's per-call and per-tree
+overhead, with scikit-learn's exact results. The scikit-learn estimator is kept as the artifact
+that is saved and loaded.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 
+from models.compiled_forest import compile_forest, forest_mean
 from models.confidence import confidence_from_spread
 from models.features import FEATURE_NAMES
 
@@ -57,7 +61,8 @@ class ForestPredictor:
     """A fitted forest with the version and feature names it was trained with.
 
     Raises ValueError at construction when the forest does not take ``len(feature_names)``
-    features, and at :meth:`predict` when ``X`` has the wrong width or a non-finite value.
+    features or is not a forest of single-output regression trees, and at :meth:`predict` when
+    ``X`` has the wrong width or a non-finite value. Safe to call from several threads.
     """
 
     def __init__(
@@ -75,11 +80,11 @@ class ForestPredictor:
                 f"the forest takes {getattr(estimator, 'n_features_in_', None)} features, "
                 f"not {len(names)}"
             )
-        # The hot path runs inside a worker that already uses its cores; joblib workers per batch
-        # would cost more than they save on ~500 rows.
+        # Anyone calling the estimator's own predict runs inside a worker that already uses its
+        # cores; joblib workers per batch would cost more than they save on ~500 rows.
         estimator.n_jobs = 1
         self._estimator = estimator
-        self._trees = [tree.tree_ for tree in trees]
+        self._compiled = compile_forest(estimator)
         self._version = version
         self._feature_names = names
 
@@ -96,7 +101,20 @@ class ForestPredictor:
         return self._estimator
 
     def tree_predictions(self, X: np.ndarray) -> np.ndarray:
-        """Predictions of every tree, shape (trees, rows)."""
+        """Predictions of every tree, shape (trees, rows): row i is ``estimators_[i].predict``."""
+        return self._compiled.tree_predictions(self._checked(X))
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted delays (minutes) and confidences in [0, 1] for each row of ``X``.
+
+        The delays are those of the estimator's own ``predict``, bit for bit.
+        """
+        per_tree = self._compiled.tree_predictions(self._checked(X))
+        if per_tree.shape[1] == 0:
+            return np.empty(0), np.empty(0)
+        return forest_mean(per_tree), confidence_from_spread(tree_spread(per_tree))
+
+    def _checked(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != len(self._feature_names):
             raise ValueError(
@@ -104,18 +122,17 @@ class ForestPredictor:
             )
         if not np.isfinite(X).all():
             raise ValueError("features contain NaN or infinity")
-        # Trees compare float32 thresholds; converting once for the batch (as scikit-learn does
-        # per call) and calling each tree's compiled predict skips per-tree input validation.
-        X32 = np.ascontiguousarray(X, dtype=np.float32)
-        out = np.empty((len(self._trees), X32.shape[0]), dtype=np.float64)
-        for i, tree in enumerate(self._trees):
-            out[i] = tree.predict(X32)[:, 0]
-        return out
+        return X
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted delays (minutes) and confidences in [0, 1] for each row of ``X``."""
-        per_tree = self.tree_predictions(X)
-        if per_tree.shape[1] == 0:
-            return np.empty(0), np.empty(0)
-        delays = per_tree.sum(axis=0) / per_tree.shape[0]
-        return delays, confidence_from_spread(per_tree.std(axis=0))
+
+def tree_spread(per_tree: np.ndarray) -> np.ndarray:
+    """The standard deviation over the trees (axis 0) of per-tree predictions (trees, rows).
+
+    Equal to ``per_tree.std(axis=0)`` to the last bit: the same numpy operations in the same
+    order, without ``np.std``'s generic per-call overhead, which weighs on one-row predictions.
+    """
+    n_trees = per_tree.shape[0]
+    deviation = per_tree - per_tree.sum(axis=0, keepdims=True) / n_trees
+    np.square(deviation, out=deviation)
+    spread: np.ndarray = np.sqrt(deviation.sum(axis=0) / n_trees)
+    return spread
