@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +36,13 @@ class DatasetError(ValueError):
 def read_history(path: Path) -> list[HistoryRow]:
     """Every row of a history CSV, in file order."""
     return [row for _, row in _read(Path(path), HISTORY_COLUMNS, _history_row)]
+
+
+def scan_history(path: Path) -> Iterator[tuple[int, HistoryRow | DatasetError]]:
+    """(line, row) for every row of a history CSV, where a bad row is the DatasetError naming
+    its line instead of the end of the reading; a file that cannot be read at all (missing
+    columns, not CSV, not UTF-8) still raises."""
+    return _scan(Path(path), HISTORY_COLUMNS, _history_row)
 
 
 def read_weather(path: Path) -> list[StationWeather]:
@@ -145,6 +152,18 @@ def _read(
     path: Path, columns: Sequence[str], parse: Callable[[dict[str, str]], T]
 ) -> Generator[tuple[int, T], None, None]:
     """(line, parsed row) for every row; raises :class:`DatasetError` naming the line."""
+    # closing(): a bad row must not leave the file open until the traceback goes.
+    with closing(_scan(path, columns, parse)) as rows:
+        for line, parsed in rows:
+            if isinstance(parsed, DatasetError):
+                raise parsed
+            yield line, parsed
+
+
+def _scan(
+    path: Path, columns: Sequence[str], parse: Callable[[dict[str, str]], T]
+) -> Generator[tuple[int, T | DatasetError], None, None]:
+    """(line, parsed row or the DatasetError naming the line) for every row."""
     try:
         handle = path.open(newline="", encoding="utf-8")
     except OSError as exc:
@@ -166,16 +185,18 @@ def _read(
                 if not values:
                     continue  # a blank line, skipped as DictReader does
                 if len(values) < needed:
-                    raise DatasetError(f"{path}, line {reader.line_num}: too few values")
+                    yield (
+                        reader.line_num,
+                        DatasetError(f"{path}, line {reader.line_num}: too few values"),
+                    )
+                    continue
                 row = dict(zip(header, values, strict=False))
                 try:
-                    parsed = parse(row)
+                    parsed: T | DatasetError = parse(row)
                 except ValidationError as exc:
-                    raise DatasetError(
-                        f"{path}, line {reader.line_num}: {_describe(exc, row)}"
-                    ) from None
+                    parsed = DatasetError(f"{path}, line {reader.line_num}: {_describe(exc, row)}")
                 except ValueError as exc:
-                    raise DatasetError(f"{path}, line {reader.line_num}: {exc}") from None
+                    parsed = DatasetError(f"{path}, line {reader.line_num}: {exc}")
                 yield reader.line_num, parsed
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DatasetError(f"{path}, line {reader.line_num}: {exc}") from None

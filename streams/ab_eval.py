@@ -46,29 +46,43 @@ def arm_sums(rows: list[dict]) -> dict[str, MetricSums]:
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
-def evaluate(
-    engine: sa.Engine, *, start: datetime, end: datetime | None, min_samples: int, now: datetime
-) -> ABEvaluation:
-    """Compare the arms over outcomes observed (event time) in [start, end) and store the result.
-
-    Without ``end``, the window runs to the newest outcome's hour (or ``now`` when there is none).
-    """
-    previous = history.latest_ab_result(engine)
-    hour = start.replace(minute=0, second=0, microsecond=0)
-    rows = history.metric_buckets_between(engine, start=hour, end=end or FAR_FUTURE)
-    if end is None:
-        end = max((r["hour_start"] for r in rows), default=now - timedelta(hours=1))
-        end += timedelta(hours=1)
-    sums = arm_sums(rows)
-    assigned = history.assignment_counts(engine, since=start, until=end)
+def compare(
+    sums: dict[str, MetricSums], assigned: history.AssignmentCounts, *, min_samples: int
+) -> ABResult:
+    """The A/B result from the arms' outcome sums and the window's assignment counts."""
     share = assigned.expected_ml_share
-    result = compare_arms(
+    return compare_arms(
         sums["ml"],
         sums["heuristic"],
         expected_ml_share=share if share is not None else 0.0,
         assigned=ArmCounts(assigned.by_arm.get("ml", 0), assigned.by_arm.get("heuristic", 0)),
         min_samples=min_samples,
     )
+
+
+def analyse(
+    engine: sa.Engine, *, start: datetime, end: datetime | None, min_samples: int, now: datetime
+) -> tuple[ABResult, datetime]:
+    """Compare the arms over outcomes observed (event time) in [start, end), without storing
+    the result; returns it with the window's end.
+
+    Without ``end``, the window runs to the newest outcome's hour (or ``now`` when there is none).
+    """
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    rows = history.metric_buckets_between(engine, start=hour, end=end or FAR_FUTURE)
+    if end is None:
+        end = max((r["hour_start"] for r in rows), default=now - timedelta(hours=1))
+        end += timedelta(hours=1)
+    assigned = history.assignment_counts(engine, since=start, until=end)
+    return compare(arm_sums(rows), assigned, min_samples=min_samples), end
+
+
+def evaluate(
+    engine: sa.Engine, *, start: datetime, end: datetime | None, min_samples: int, now: datetime
+) -> ABEvaluation:
+    """:func:`analyse`, and store the result in ``ab_test_results``."""
+    previous = history.latest_ab_result(engine)
+    result, end = analyse(engine, start=start, end=end, min_samples=min_samples, now=now)
     history.write_ab_result(
         engine,
         result=result.to_dict(),

@@ -1,7 +1,8 @@
 """Everything a worker holds while it runs, wired from settings, started and stopped with the app.
 
-This is the one place where settings meet connectors: the Kafka producer, the Redis clients for
-flags and the weather cache, the weather provider, the model holder and the batch predictor.
+This is where settings meet connectors for the worker: the Kafka producer, the recorder, and the
+prediction path (flags, weather, model holder and batch predictor, built by
+:mod:`streams.prediction_wiring`, which replays share).
 """
 
 from __future__ import annotations
@@ -11,15 +12,11 @@ import logging
 import time
 from collections import Counter
 from collections.abc import MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
 from mode import Service
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.flags import FlagState, FlagStore, FlagWatcher
 from connectors.kafka import BatchProducer, Record
 from connectors.postgres import history, make_engine
 from schemas import DeadLetterKind
@@ -27,24 +24,18 @@ from streams.app import app, settings
 from streams.clock import utc_now
 from streams.decode import Inbound, dead_letter
 from streams.join_handler import JoinHandler
-from streams.model_holder import ModelHolder
-from streams.predict_batch import BatchPredictor, BatchResult, RiskThresholds
+from streams.predict_batch import BatchResult
+from streams.prediction_wiring import build_prediction_path, initial_flags
 from streams.recorder_wiring import RecorderThread, build_recorder
 from streams.settings import Settings
-from streams.weather_wiring import build_weather_service
+from streams.worker_metrics import FLUSH_INTERVAL_S, WorkerMetrics, flush, metrics_key
+
+__all__ = ["Runtime", "initial_flags", "runtime"]
 
 log = logging.getLogger("delaycast.worker")
 
 MODEL_RELOAD_INTERVAL_S = 5.0
 STATS_INTERVAL_S = 10.0
-
-
-def initial_flags(settings: Settings) -> FlagState:
-    return FlagState(
-        ml_enabled=settings.ml_enabled,
-        ml_traffic_percentage=settings.ml_traffic_percentage,
-        salt=settings.ml_hash_salt,
-    )
 
 
 class Runtime(Service):
@@ -53,39 +44,16 @@ class Runtime(Service):
         self.settings = settings
         self._ready = asyncio.Event()
         self.totals: Counter[str] = Counter()
+        self.metrics = WorkerMetrics()  # flushed to Redis for the API's /metrics
         self.joiner: JoinHandler | None = None
 
     async def on_start(self) -> None:
         s = self.settings
-        self.executor = ThreadPoolExecutor(s.worker_threads, thread_name_prefix="delaycast-io")
-        # The model gets its own thread: blocked I/O (a hanging weather API) must never delay it.
-        self.model_executor = ThreadPoolExecutor(1, thread_name_prefix="delaycast-model")
-        loop = asyncio.get_running_loop()
-        redis_url = s.redis_url.get_secret_value()
-        self.redis = aioredis.Redis.from_url(
-            redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
-        )
-        await loop.run_in_executor(self.executor, self._initialize_flags, redis_url)
-        self.flags = FlagWatcher(
-            self.redis,
-            s.flags_redis_key,
-            initial_flags(s),
-            interval_s=s.flags_poll_interval_s,
-        )
-        await self.flags.refresh()
-        self.models = ModelHolder(s.model_dir)
-        await loop.run_in_executor(self.executor, self.models.reload_if_changed)
-        self.weather = build_weather_service(s, executor=self.executor)
+        path = await build_prediction_path(s)
+        self.executor, self.model_executor = path.executor, path.model_executor
+        self.redis, self.flags, self.models = path.redis, path.flags, path.models
+        self.weather, self.predictor = path.weather, path.predictor
         self.producer = BatchProducer(s.kafka_bootstrap_servers)
-        self.predictor = BatchPredictor(
-            weather=self.weather,
-            flags=self.flags,
-            models=self.models,
-            risk=RiskThresholds(s.risk_medium_minutes, s.risk_high_minutes),
-            clock=utc_now,
-            model_executor=self.model_executor,
-            weather_wait_s=s.weather_wait_ms / 1000.0,
-        )
         # Faust pauses every stream of the worker while its producer holds more than
         # ``max_messages`` (100) unsent messages. Only the join's table writes go through that
         # producer, and the join drains them itself after each batch and sweep chunk; a bound
@@ -103,18 +71,6 @@ class Runtime(Service):
             self.flags.source,
             self.models.model.version if self.models.model else f"none ({self.models.detail})",
         )
-
-    def _initialize_flags(self, redis_url: str) -> None:
-        """Write the settings' initial flags when Redis has none yet."""
-        client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
-        try:
-            FlagStore(client, self.settings.flags_redis_key).initialize(
-                initial_flags(self.settings)
-            )
-        except (redis.RedisError, OSError) as exc:
-            log.warning("[FeatureFlag] cannot initialize flags in Redis: %s", exc)
-        finally:
-            client.close()
 
     async def wait_until_ready(self) -> None:
         await self._ready.wait()
@@ -167,6 +123,17 @@ class Runtime(Service):
                 self.weather.stats(),
             )
 
+    @Service.task
+    async def _flush_metrics(self) -> None:
+        await self._ready.wait()
+        while not self.should_stop:
+            await self.sleep(FLUSH_INTERVAL_S)
+            await self._flush_metrics_once()
+
+    async def _flush_metrics_once(self) -> None:
+        self.metrics.record_weather(self.weather.stats())
+        await flush(self.redis, metrics_key(self.settings), self.metrics)
+
     async def handle_bookings(self, records: list[Inbound]) -> None:
         """Predict a batch and wait until Kafka acknowledged every output record."""
         try:
@@ -207,6 +174,12 @@ class Runtime(Service):
         t["ml_served"] += result.ml_served
         t["fallbacks"] += sum(result.fallbacks.values())
         t["dead_letters"] += len(result.dead_letters)
+        self.metrics.record_batch(
+            bookings=len(records),
+            predictions=result.predictions,
+            fallbacks=result.fallbacks,
+            dead_letters=len(result.dead_letters),
+        )
         log.debug("batch of %d handled, output acknowledged in %.1f ms", len(records), send_ms)
 
     async def flush_join_counters(self) -> None:
@@ -236,6 +209,8 @@ class Runtime(Service):
             left = await asyncio.get_running_loop().run_in_executor(None, self.producer.close)
             if left:
                 log.error("[Kafka] %d records left undelivered at shutdown", left)
+        if hasattr(self, "redis") and hasattr(self, "weather"):
+            await self._flush_metrics_once()  # never raises; bounded by the client's timeouts
         if hasattr(self, "weather"):
             await self.weather.aclose()
         if hasattr(self, "redis"):

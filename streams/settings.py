@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     ab_min_samples: int = Field(default=200, ge=10)
     ab_interval_s: float = Field(default=60.0, gt=0)
 
+    # Monitoring API (``delaycast api``); without API_TOKEN its POST endpoints are disabled.
+    api_host: str = Field(default="127.0.0.1", min_length=1)
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_token: SecretStr | None = None
+
     # Agent
     batch_max: int = Field(default=500, ge=1, le=50_000)
     batch_within_s: float = Field(default=0.05, gt=0, le=10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-CONSUMABLE = ("predictions", "dead-letters", "bookings")
+CONSUMABLE = ("predictions", "outcomes", "alerts", "dead-letters", "bookings", "actual-delays")
 
 
 def _consume(
@@ -28,9 +28,23 @@ def _consume(
         raise click.ClickException(str(exc)) from None
 
 
+def _help(topic_base: str) -> str:
+    return (
+        f"Print the {topic_base} topic (with TOPIC_PREFIX) as JSON lines, oldest first.\n\n"
+        "Without --count or --timeout it follows the topic until Ctrl-C.\n\n"
+        "\b\n"
+        "Examples:\n"
+        f"  delaycast consume {topic_base} --count 10\n"
+        f"  delaycast consume {topic_base} --from-now --timeout 30\n"
+        f"  delaycast consume {topic_base} --timeout 5 | jq -c .\n"
+    )
+
+
 def _command(topic_base: str) -> click.Command:
-    @click.command(name=topic_base, help=f"Print the {topic_base} topic as JSON lines.")
-    @click.option("--count", "-n", type=click.IntRange(min=1), help="Stop after N events.")
+    @click.command(name=topic_base, help=_help(topic_base))
+    @click.option(
+        "--count", "-n", "--max", "count", type=click.IntRange(min=1), help="Stop after N events."
+    )
     @click.option("--timeout", type=click.FloatRange(min=0), help="Stop after S seconds.")
     @click.option(
         "--from-beginning/--from-now",
@@ -52,6 +66,8 @@ def consume() -> None:
     Examples:
       delaycast consume predictions --count 10
       delaycast consume predictions --from-now --timeout 30
+      delaycast consume outcomes --timeout 5
+      delaycast consume alerts --from-now
       delaycast consume dead-letters --timeout 5
     """
 

@@ -12,11 +12,10 @@ import click
 import redis
 
 from connectors.flags import FlagState, FlagStore
-from connectors.postgres import make_engine, record_flag_change
+from connectors.postgres import make_engine
+from streams import flag_change
 from streams.clock import utc_now
 from streams.settings import Settings, get_settings
-
-log = logging.getLogger("delaycast.flags")
 
 
 def default_actor() -> str:
@@ -27,14 +26,6 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _initial(settings: Settings) -> FlagState:
-    return FlagState(
-        ml_enabled=settings.ml_enabled,
-        ml_traffic_percentage=settings.ml_traffic_percentage,
-        salt=settings.ml_hash_salt,
-    )
-
-
 def _store(settings: Settings) -> FlagStore:
     client = redis.Redis.from_url(
         settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
@@ -43,30 +34,23 @@ def _store(settings: Settings) -> FlagStore:
 
 
 def change_flags(
-    settings: Settings, *, ml_enabled: bool, percentage: float, actor: str
+    settings: Settings, *, ml_enabled: bool, percentage: float | None, actor: str
 ) -> tuple[FlagState, FlagState]:
-    """Change the flags in Redis, then record the change in PostgreSQL and the log."""
-    now = utc_now()
-    old, new = _store(settings).update(
-        initial=_initial(settings),
-        ml_enabled=ml_enabled,
-        ml_traffic_percentage=percentage,
-        actor=actor,
-        now=now,
-    )
+    """Change the flags in Redis, then record the change in PostgreSQL and the log
+    (``percentage`` None keeps the one in force)."""
     engine = make_engine(settings.database_url.get_secret_value())
     try:
-        record_flag_change(engine, old=old, new=new, actor=actor, changed_at=now)
+        return flag_change.change_flags(
+            _store(settings),
+            engine,
+            initial=flag_change.settings_flags(settings),
+            ml_enabled=ml_enabled,
+            percentage=percentage,
+            actor=actor,
+            now=utc_now(),
+        )
     finally:
         engine.dispose()
-    log.info(
-        "[FeatureFlag] %s -> %s by %s (version %d)",
-        old.describe(),
-        new.describe(),
-        actor,
-        new.version,
-    )
-    return old, new
 
 
 def _print_state(state: FlagState, as_json: bool, *, stored: bool = True) -> None:
@@ -122,7 +106,7 @@ def status(as_json: bool) -> None:
         state = _store(settings).read()
     except redis.RedisError as exc:
         _fail(exc)
-    _print_state(state or _initial(settings), as_json, stored=state is not None)
+    _print_state(state or flag_change.settings_flags(settings), as_json, stored=state is not None)
 
 
 @flags.command()
@@ -154,12 +138,8 @@ def enable(percentage: float, actor: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new state as JSON.")
 def disable(actor: str, as_json: bool) -> None:
     """Kill switch: send every booking to the heuristic (the percentage is kept)."""
-    settings = get_settings()
     try:
-        current = _store(settings).read() or _initial(settings)
-        _, new = change_flags(
-            settings, ml_enabled=False, percentage=current.ml_traffic_percentage, actor=actor
-        )
+        _, new = change_flags(get_settings(), ml_enabled=False, percentage=None, actor=actor)
     except Exception as exc:
         _fail(exc)
     _print_state(new, as_json)

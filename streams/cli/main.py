@@ -25,6 +25,12 @@ COMMANDS: dict[str, str] = {
     "db": "streams.cli.db_cmd:db",
     "ab": "streams.cli.ab_cmd:ab",
     "synthetic": "streams.cli.synthetic_cmd:synthetic",
+    "api": "streams.cli.api_cmd:api",
+    "verify": "streams.cli.verify_cmd:verify",
+    "weather": "streams.cli.weather_cmd:weather",
+    "replay": "streams.cli.replay_cmd:replay",
+    "dead-letters": "streams.cli.dead_letters_cmd:dead_letters",
+    "model": "streams.cli.model_cmd:model",
 }
 
 HELP = {
@@ -33,11 +39,17 @@ HELP = {
     "flags": "Show or change the ML rollout flags.",
     "train": "Train a model and its heuristic from a history CSV.",
     "produce": "Publish bookings (synthetic or from a file).",
-    "consume": "Print predictions as JSON lines.",
+    "consume": "Print a topic's events as JSON lines.",
     "topics": "Create or list delaycast's Kafka topics.",
-    "db": "Apply PostgreSQL migrations.",
+    "db": "PostgreSQL: migrations, backup and restore.",
     "ab": "The A/B report: ML against the heuristic.",
     "synthetic": "Generate synthetic history and weather CSVs.",
+    "api": "Serve the monitoring API, /metrics and the dashboard.",
+    "verify": "Pre-flight checks: model, topics, Redis, PostgreSQL, weather.",
+    "weather": "Check the configured weather provider.",
+    "replay": "Re-predict past bookings, or reset a consumer group to a time.",
+    "dead-letters": "List dead letters, or requeue them to their source topic.",
+    "model": "List model versions, promote one, roll back.",
 }
 
 

@@ -8,6 +8,8 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
 import click
 
@@ -64,6 +66,7 @@ def produce() -> None:
       delaycast produce synthetic --count 1000 --rate 50
       delaycast produce synthetic --count 0 --rate 20        # endless, Ctrl-C to stop
       delaycast produce synthetic --count 500 --invalid-fraction 0.05
+      delaycast produce csv data/history.csv --actuals --rate 200
     """
 
 
@@ -109,7 +112,13 @@ def synthetic(
     id_prefix: str | None,
     actual_after_s: float | None,
 ) -> None:
-    """Publish synthetic bookings around Geneva, created now (and their actual delays)."""
+    """Publish synthetic bookings around Geneva, created now (and their actual delays).
+
+    \b
+    Examples:
+      delaycast produce synthetic --count 1000 --rate 50 --id-prefix DEMO
+      delaycast produce synthetic --count 200 --rate 0 --actual-after-s 5
+    """
     from connectors.kafka import BlockingProducer, paced
     from streams.settings import get_settings
 
@@ -165,3 +174,124 @@ def synthetic(
             else ""
         )
     )
+
+
+MAX_REPORTED_LINES = 50
+
+
+def csv_records(
+    path: Path, *, actuals: bool
+) -> Iterator[tuple[int, tuple[bytes, bytes, bytes | None] | str]]:
+    """(line, (key, booking, actual or None)) for each valid row of a history CSV, and
+    (line, reason) for each invalid one."""
+    from connectors.datasets import DatasetError, scan_history
+    from schemas import ActualDelay
+
+    for line, row in scan_history(path):
+        if isinstance(row, DatasetError):
+            yield line, str(row)
+            continue
+        booking = row.booking
+        actual = None
+        if actuals:
+            delay = row.actual_delay_minutes
+            actual = (
+                ActualDelay(
+                    booking_id=booking.booking_id,
+                    actual_delay_minutes=delay,
+                    observed_at=booking.scheduled_pickup_at + timedelta(minutes=delay),
+                    source="csv",
+                )
+                .model_dump_json()
+                .encode()
+            )
+        key = booking.booking_id.encode()
+        yield line, (key, booking.model_dump_json().encode(), actual)
+
+
+def _count_rows(path: Path) -> int:
+    with path.open("rb") as handle:
+        return max(0, sum(1 for line in handle if line.strip()) - 1)
+
+
+@produce.command("csv")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--actuals",
+    is_flag=True,
+    help="Also publish each row's actual_delay_minutes to actual-delays (observed at the "
+    "scheduled pickup plus the delay).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Bookings per second; 0 = as fast as possible.",
+)
+@click.option("--dry-run", is_flag=True, help="Validate the file and report; send nothing.")
+def csv_cmd(file: Path, actuals: bool, rate: float, dry_run: bool) -> None:
+    """Publish the bookings of a history CSV (the format `delaycast synthetic history` writes).
+
+    Columns: booking_id, created_at, scheduled_pickup_at, pickup_lat, pickup_lon, dropoff_lat,
+    dropoff_lon, vehicle_type, patient_priority (may be empty), actual_delay_minutes. A row that
+    is not a valid booking is reported with its line number and not sent; the exit status is 1
+    when any row was invalid (the valid ones are sent all the same).
+
+    \b
+    Examples:
+      delaycast produce csv data/history.csv
+      delaycast produce csv data/history.csv --actuals --rate 100
+      delaycast produce csv bookings.csv --dry-run      # only validate
+    """
+    from connectors.datasets import DatasetError
+    from connectors.kafka import BlockingProducer, DeliveryFailed, paced
+    from streams.cli.progress import Progress
+    from streams.settings import get_settings
+
+    settings = get_settings()
+    topic, actuals_topic = settings.topic("bookings"), settings.topic("actual-delays")
+    producer = None if dry_run else BlockingProducer(settings.kafka_bootstrap_servers)
+    invalid: list[int] = []
+    sent = actuals_sent = 0
+    stopped = False
+    progress = Progress(f"produce {file.name}", _count_rows(file))
+    try:
+        with progress:
+            for line, item in paced(csv_records(file, actuals=actuals), rate):
+                progress.update()
+                if isinstance(item, str):
+                    invalid.append(line)
+                    if len(invalid) <= MAX_REPORTED_LINES:
+                        click.echo(f"invalid: {item}", err=True)
+                    continue
+                key, value, actual = item
+                if producer is not None:
+                    producer.send(topic, key, value)
+                    if actual is not None:
+                        producer.send(actuals_topic, key, actual)
+                sent += 1
+                actuals_sent += actual is not None
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        stopped = True
+    finally:
+        if producer is not None:
+            try:
+                producer.flush()
+            except DeliveryFailed as exc:
+                raise click.ClickException(f"Kafka did not take every record: {exc}") from None
+    if len(invalid) > MAX_REPORTED_LINES:
+        click.echo(f"invalid: ... and {len(invalid) - MAX_REPORTED_LINES} more rows", err=True)
+    verb = "would publish" if dry_run else "published"
+    lines = ", ".join(str(n) for n in invalid[:20]) + (", ..." if len(invalid) > 20 else "")
+    click.echo(
+        f"{verb} {sent} bookings to {topic}"
+        + (f" and {actuals_sent} actual delays to {actuals_topic}" if actuals else "")
+        + f" from {file} in {progress.elapsed_s:.1f} s; {len(invalid)} invalid rows not sent"
+        + (f" (lines {lines})" if invalid else "")
+        + ("; interrupted" if stopped else "")
+    )
+    if invalid:
+        raise SystemExit(1)

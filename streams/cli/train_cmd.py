@@ -77,11 +77,13 @@ def train(
     """Train a model and its heuristic from a history CSV.
 
     The most recent 20 % of the history (by scheduled pickup) is held out; both the forest and
-    the fitted heuristic are scored on it. Progress goes to stderr, a JSON summary to stdout.
+    the fitted heuristic are scored on it. Progress goes to stderr (a line per stage, and every
+    10 s while a stage runs), a JSON summary to stdout, and a one-line summary to stderr.
 
     \b
-    Example:
+    Examples:
       delaycast train --history history.csv --weather weather.csv --out .delaycast/models
+      delaycast train --history history.csv --trees 200 --no-champion   # a candidate only
     """
     from connectors.datasets import DatasetError, read_history
     from connectors.model_store import save_artifact
@@ -95,10 +97,17 @@ def train(
         from streams.settings import get_settings
 
         out = get_settings().model_dir
+    from streams.cli.progress import heartbeat
+
     started = time.perf_counter()
+    stage_now = ["start"]
 
     def step(stage: str, detail: str) -> None:
+        stage_now[0] = stage
         click.echo(f"[{time.perf_counter() - started:7.1f}s] {stage}: {detail}", err=True)
+
+    def still(_elapsed: float) -> str:
+        return f"[{time.perf_counter() - started:7.1f}s] {stage_now[0]}: still working"
 
     try:
         step("history", f"reading {history_csv}")
@@ -117,7 +126,8 @@ def train(
     )
     fit_started = time.perf_counter()
     try:
-        result = train_model(rows, weathers, config, progress=step)
+        with heartbeat(still, every_s=10.0):
+            result = train_model(rows, weathers, config, progress=step)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     fit_seconds = time.perf_counter() - fit_started
@@ -138,3 +148,10 @@ def train(
         "total_seconds": round(time.perf_counter() - started, 2),
     }
     click.echo(json.dumps(summary, indent=2))
+    model, rule = result.model_scores, result.heuristic_scores
+    click.echo(
+        f"trained {info.version}{' (champion)' if champion else ''} on {result.train_rows} rows "
+        f"in {summary['total_seconds']:.1f} s: holdout MAE {model.mae:.2f} min, R² {model.r2:.3f} "
+        f"(heuristic {rule.mae:.2f} min, {rule.r2:.3f})",
+        err=True,
+    )

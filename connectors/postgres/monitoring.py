@@ -1,0 +1,137 @@
+"""Reads for the monitoring API: bounded, newest-first queries that stay fast on a long history.
+
+Each query walks one index backwards and stops at its limit or window bound: the newest
+predictions through ``ix_predictions_predicted_at``, anomalies through
+``ix_outcomes_observed_at`` within a window, alerts through ``ix_alerts_raised_at``, and the
+newest live bucket hour through ``metric_buckets``' primary key (hour first). Rows come back as
+plain dicts with aware datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from connectors.postgres.history import Bind, _transaction
+from schemas import tables
+
+PREDICTION_COLUMNS = (
+    "booking_id",
+    "predicted_at",
+    "scheduled_pickup_at",
+    "predicted_delay_minutes",
+    "confidence",
+    "risk_level",
+    "arm",
+    "served_by",
+    "model_version",
+    "fallback_reason",
+    "latency_ms",
+    "replay",
+)
+ANOMALY_COLUMNS = (
+    "booking_id",
+    "arm",
+    "model_version",
+    "predicted_delay_minutes",
+    "actual_delay_minutes",
+    "error",
+    "abs_error",
+    "observed_at",
+)
+ALERT_COLUMNS = (
+    "alert_id",
+    "kind",
+    "severity",
+    "subject",
+    "message",
+    "event_time",
+    "raised_at",
+    "evidence",
+)
+
+
+def _rows(bind: Bind, query: sa.Select[Any]) -> list[dict[str, Any]]:
+    with _transaction(bind) as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def newest_live_hour(bind: Bind) -> datetime | None:
+    """The start of the newest hour holding live (not replayed) outcomes, or None."""
+    b = tables.metric_buckets.c
+    query = sa.select(sa.func.max(b.hour_start)).where(sa.not_(b.replay))
+    with _transaction(bind) as connection:
+        value: datetime | None = connection.execute(query).scalar_one()
+    return value
+
+
+def recent_predictions(bind: Bind, *, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` newest predictions (live and replayed), newest ``predicted_at`` first."""
+    p = tables.predictions.c
+    query = (
+        sa.select(*(p[name] for name in PREDICTION_COLUMNS))
+        .order_by(p.predicted_at.desc())
+        .limit(limit)
+    )
+    return _rows(bind, query)
+
+
+def anomalies(
+    bind: Bind, *, start: datetime, end: datetime, threshold: float, limit: int
+) -> list[dict[str, Any]]:
+    """Live outcomes observed in [start, end) whose ``abs_error`` exceeds ``threshold``, newest
+    observed first, at most ``limit``."""
+    o = tables.outcomes.c
+    query = (
+        sa.select(*(o[name] for name in ANOMALY_COLUMNS))
+        .where(
+            o.observed_at >= start,
+            o.observed_at < end,
+            sa.not_(o.replay),
+            o.abs_error > threshold,
+        )
+        .order_by(o.observed_at.desc(), o.booking_id)
+        .limit(limit)
+    )
+    return _rows(bind, query)
+
+
+def _alert_filter(start: datetime, kind: str | None) -> list[sa.ColumnElement[bool]]:
+    a = tables.alerts.c
+    conditions = [a.event_time >= start]
+    if kind is not None:
+        conditions.append(a.kind == kind)
+    return conditions
+
+
+def recent_alerts(
+    bind: Bind, *, since: datetime, limit: int, kind: str | None = None
+) -> list[dict[str, Any]]:
+    """Alerts whose event time is ``since`` or later (``kind`` only, when given), newest raised
+    first, at most ``limit``."""
+    a = tables.alerts.c
+    query = (
+        sa.select(*(a[name] for name in ALERT_COLUMNS))
+        .where(*_alert_filter(since, kind))
+        .order_by(a.raised_at.desc(), a.alert_id)
+        .limit(limit)
+    )
+    return _rows(bind, query)
+
+
+def count_alerts(bind: Bind, *, since: datetime, kind: str | None = None) -> int:
+    """How many alerts have an event time of ``since`` or later."""
+    query = sa.select(sa.func.count()).select_from(tables.alerts).where(*_alert_filter(since, kind))
+    with _transaction(bind) as connection:
+        return int(connection.execute(query).scalar_one())
+
+
+def schema_revision(bind: Bind) -> str | None:
+    """The migration revision the database is at (None before any), read without alembic."""
+    with _transaction(bind) as connection:
+        if connection.execute(sa.text("SELECT to_regclass('alembic_version')")).scalar() is None:
+            return None
+        revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    return None if revision is None else str(revision)

@@ -1,0 +1,80 @@
+"""``/api/ab/report``: the A/B outcome of ML against the heuristic over an event-time window,
+computed as ``delaycast ab report`` does (:mod:`streams.ab_eval`), but not stored."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from connectors.postgres import monitoring
+from models.ab import ABResult, ArmEstimate, SampleRatioCheck
+from streams.ab_eval import analyse
+from streams.api.params import Hours
+from streams.api.resources import Resources, get_resources
+from streams.api.responses import (
+    ABArm,
+    ABArms,
+    ABDifference,
+    ABReport,
+    SampleRatio,
+    SampleRatioChecks,
+)
+from streams.api.windows import Window, hour_window
+
+router = APIRouter(prefix="/api/ab", tags=["A/B"])
+Res = Annotated[Resources, Depends(get_resources)]
+
+
+def _arm(estimate: ArmEstimate) -> ABArm:
+    return ABArm(n=estimate.n, mae=estimate.mae, ci_low=estimate.ci_low, ci_high=estimate.ci_high)
+
+
+def _ratio(check: SampleRatioCheck) -> SampleRatio:
+    return SampleRatio(
+        observed_ml=check.observed_ml,
+        observed_heuristic=check.observed_heuristic,
+        expected_ml_share=check.expected_ml_share,
+        chi_square=check.chi_square,
+        p_value=check.p_value,
+        flagged=check.flagged,
+    )
+
+
+def ab_report(result: ABResult, window: Window) -> ABReport:
+    """The API's shape of an A/B result over ``window``."""
+    return ABReport(
+        verdict=result.verdict.value,
+        window_start=window.start,
+        window_end=window.end,
+        arms=ABArms(ml=_arm(result.ml), heuristic=_arm(result.heuristic)),
+        difference=ABDifference(
+            mae_ml_minus_heuristic=result.difference,
+            ci_low=result.difference_ci_low,
+            ci_high=result.difference_ci_high,
+            p_value=result.p_value,
+        ),
+        srm=SampleRatioChecks(
+            assigned=None if result.srm_assigned is None else _ratio(result.srm_assigned),
+            with_actual=_ratio(result.srm_with_actual),
+        ),
+        min_samples=result.min_samples,
+        reasons=list(result.reasons),
+    )
+
+
+@router.get("/report", response_model=ABReport)
+def report(resources: Res, hours: Hours = 24) -> ABReport:
+    """MAE per arm with 95 % intervals, their difference with a Welch test, the sample-ratio
+    checks and the verdict, over the last ``hours`` of event time."""
+    window = hour_window(
+        monitoring.newest_live_hour(resources.engine), hours, now=resources.clock()
+    )
+    result, _ = analyse(
+        resources.engine,
+        start=window.start,
+        end=window.end,
+        min_samples=resources.settings.ab_min_samples,
+        now=resources.clock(),
+    )
+    return ab_report(result, window)

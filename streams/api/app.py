@@ -1,0 +1,69 @@
+"""The monitoring API's app factory: every router, the error answers and the OpenAPI document.
+
+Endpoints that touch PostgreSQL, Redis or Kafka are plain ``def`` functions, which FastAPI runs in
+its thread pool: a slow server never blocks the event loop. Swagger UI and ReDoc are off (they
+load from a CDN); the OpenAPI document is at ``/api/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from streams.api import ab, alerts, dashboard, flags, health, monitoring, prometheus
+from streams.api.errors import install_error_handlers, openapi_with_400
+from streams.api.resources import Resources
+from streams.api.responses import ErrorDetail
+from streams.clock import utc_now
+from streams.settings import Settings
+
+OPENAPI_URL = "/api/openapi.json"
+_ERRORS = {
+    400: {"model": ErrorDetail, "description": "Invalid parameter"},
+    503: {"model": ErrorDetail, "description": "PostgreSQL or Redis unavailable"},
+}
+_AUTH_ERRORS = {
+    **_ERRORS,
+    401: {"model": ErrorDetail, "description": "Missing or wrong bearer token"},
+}
+
+
+def create_app(
+    settings: Settings,
+    *,
+    resources: Resources | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """The API for the servers named in ``settings`` (or the given ``resources``); its clients
+    are released when the app shuts down."""
+    shared = resources or Resources.from_settings(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        shared.close()
+
+    app = FastAPI(
+        title="delaycast monitoring API",
+        version="1",
+        description="Live metrics of the ML and heuristic arms, the A/B outcome, alerts, the "
+        "rollout flags, health and Prometheus metrics. Times are UTC; windows are event time.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=OPENAPI_URL,
+        lifespan=lifespan,
+    )
+    app.state.resources = shared
+    app.state.metrics_registry = prometheus.registry_for(lambda: prometheus.read_scrape(shared))
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for router in (monitoring.router, ab.router, alerts.router):
+        app.include_router(router, responses=_ERRORS)  # type: ignore[arg-type]
+    app.include_router(flags.router, responses=_AUTH_ERRORS)  # type: ignore[arg-type]
+    app.include_router(prometheus.router)
+    app.include_router(dashboard.router)
+    openapi_with_400(app)
+    return app

@@ -1,0 +1,188 @@
+"""``/metrics``: Prometheus text, read from the shared stores at scrape time.
+
+The worker counters come from the Redis hash the workers flush to (:mod:`streams.worker_metrics`),
+so they are the sum over every worker; outcomes come from PostgreSQL's pipeline counters
+(``join.outcomes``); consumer lag from Kafka (committed offsets of the workers' group against the
+bookings topic's high watermarks). A store that does not answer leaves its series out, and
+``delaycast_scrape_source_up{source}`` says which, rather than failing the scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from connectors.kafka_lag import KafkaLagError
+from connectors.postgres import read_counters
+from schemas import Arm, FallbackReason
+from streams.api.resources import Resources
+from streams.worker_metrics import WorkerTotals, metrics_key, parse_totals
+
+log = logging.getLogger("delaycast.api")
+
+OUTCOMES_COUNTER = "join.outcomes"
+
+
+@dataclass(frozen=True)
+class Lag:
+    group: str
+    topic: str
+    messages: int
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """What one scrape read; None where the store did not answer."""
+
+    worker: WorkerTotals | None
+    outcomes: int | None
+    lag: Lag | None
+
+
+def _worker_families(totals: WorkerTotals) -> Iterator[Metric]:
+    bookings = CounterMetricFamily("delaycast_bookings", "Booking records the workers consumed.")
+    bookings.add_metric([], totals.bookings)
+    yield bookings
+    predictions = CounterMetricFamily(
+        "delaycast_predictions", "Predictions written, by assigned arm.", labels=["arm"]
+    )
+    for arm in sorted({*(a.value for a in Arm), *totals.predictions}):
+        predictions.add_metric([arm], totals.predictions.get(arm, 0))
+    yield predictions
+    fallbacks = CounterMetricFamily(
+        "delaycast_fallbacks",
+        "ML-arm bookings served by the heuristic, by reason.",
+        labels=["reason"],
+    )
+    for reason in sorted({*(r.value for r in FallbackReason), *totals.fallbacks}):
+        fallbacks.add_metric([reason], totals.fallbacks.get(reason, 0))
+    yield fallbacks
+    dead = CounterMetricFamily("delaycast_dead_letters", "Records sent to dead-letters.")
+    dead.add_metric([], totals.dead_letters)
+    yield dead
+    latency = HistogramMetricFamily(
+        "delaycast_prediction_latency_seconds",
+        "From the booking's Kafka timestamp to its prediction.",
+    )
+    latency.add_metric(
+        [],
+        buckets=[("+Inf" if b == float("inf") else repr(b), n) for b, n in totals.latency_buckets],
+        sum_value=totals.latency_sum,
+    )
+    yield latency
+    if totals.weather_hit_ratio is not None:
+        ratio = GaugeMetricFamily(
+            "delaycast_weather_cache_hit_ratio",
+            "Share of weather lookups answered from the in-process or Redis cache.",
+        )
+        ratio.add_metric([], totals.weather_hit_ratio)
+        yield ratio
+
+
+def metric_families(scrape: Scrape) -> list[Metric]:
+    """The families of one scrape; a store that did not answer gives no series but its
+    ``delaycast_scrape_source_up`` 0."""
+    families: list[Metric] = []
+    if scrape.worker is not None:
+        families.extend(_worker_families(scrape.worker))
+    if scrape.outcomes is not None:
+        outcomes = CounterMetricFamily(
+            "delaycast_outcomes", "Predictions joined with their actual delay."
+        )
+        outcomes.add_metric([], scrape.outcomes)
+        families.append(outcomes)
+    if scrape.lag is not None:
+        lag = GaugeMetricFamily(
+            "delaycast_consumer_lag",
+            "Messages of the topic not yet committed by the consumer group.",
+            labels=["group", "topic"],
+        )
+        lag.add_metric([scrape.lag.group, scrape.lag.topic], scrape.lag.messages)
+        families.append(lag)
+    up = GaugeMetricFamily(
+        "delaycast_scrape_source_up",
+        "1 when the store answered this scrape.",
+        labels=["source"],
+    )
+    for source, answered in (
+        ("redis", scrape.worker is not None),
+        ("postgres", scrape.outcomes is not None),
+        ("kafka", scrape.lag is not None),
+    ):
+        up.add_metric([source], 1.0 if answered else 0.0)
+    families.append(up)
+    return families
+
+
+class StoreCollector(Collector):
+    """Reads the stores at each scrape through ``read``."""
+
+    def __init__(self, read: Callable[[], Scrape]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        return metric_families(self._read())
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # nothing to read at registration
+
+
+def registry_for(read: Callable[[], Scrape]) -> CollectorRegistry:
+    """A registry of delaycast's series only (no process or platform collectors)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(read))
+    return registry
+
+
+def render(scrape: Scrape) -> bytes:
+    """The Prometheus text exposition of one scrape's values."""
+    return generate_latest(registry_for(lambda: scrape))
+
+
+def read_scrape(resources: Resources) -> Scrape:
+    """Read every store once (blocking, bounded by the clients' timeouts)."""
+    s = resources.settings
+    try:
+        worker: WorkerTotals | None = parse_totals(resources.redis.hgetall(metrics_key(s)))
+    except (RedisError, OSError) as exc:
+        log.warning("[API] /metrics: Redis unavailable (%s)", type(exc).__name__)
+        worker = None
+    try:
+        outcomes: int | None = read_counters(resources.engine).get(OUTCOMES_COUNTER, 0)
+    except SQLAlchemyError as exc:
+        log.warning("[API] /metrics: PostgreSQL unavailable (%s)", type(exc).__name__)
+        outcomes = None
+    group, topic = s.topic(s.consumer_group), s.topic("bookings")
+    try:
+        lag: Lag | None = Lag(group, topic, resources.lag.lag(group=group, topic=topic))
+    except KafkaLagError as exc:
+        log.warning("[API] /metrics: consumer lag unknown (%s)", exc)
+        lag = None
+    return Scrape(worker, outcomes, lag)
+
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+)
+def metrics(request: Request) -> Response:
+    """Worker counters, latency histogram, weather cache hit ratio, outcomes and consumer lag."""
+    registry: CollectorRegistry = request.app.state.metrics_registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

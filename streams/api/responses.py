@@ -1,0 +1,225 @@
+"""The JSON shapes of the monitoring API (the contract the dashboard reads), as pydantic models.
+
+They feed both the answers and the OpenAPI document. Every time is serialized in UTC; numbers
+that cannot be computed are null.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, Field
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcTime = Annotated[datetime, AfterValidator(_to_utc)]
+ArmName = Literal["ml", "heuristic"]
+Status = Literal["ok", "degraded", "down"]
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+class ArmMetrics(BaseModel):
+    n: int
+    mae: float | None
+    rmse: float | None
+    r2: float | None
+    bias: float | None = Field(description="Mean signed error, predicted − actual (minutes).")
+    underestimate_share: float | None = Field(
+        description="Share of outcomes underestimated by more than 5 minutes."
+    )
+
+
+class Arms(BaseModel):
+    ml: ArmMetrics
+    heuristic: ArmMetrics
+
+
+class FlagChange(BaseModel):
+    changed_at: UtcTime
+    actor: str
+    old_ml_enabled: bool
+    old_ml_traffic_percentage: float
+    new_ml_enabled: bool
+    new_ml_traffic_percentage: float
+
+
+class Flags(BaseModel):
+    ml_enabled: bool
+    ml_traffic_percentage: float
+    source: Literal["redis", "settings"] = Field(
+        description="settings when Redis is unreachable or holds no flags yet."
+    )
+    version: int | None
+    recent_changes: list[FlagChange] = Field(description="Newest first, at most 20.")
+
+
+class ArmCounts(BaseModel):
+    ml: int
+    heuristic: int
+
+
+class Split(BaseModel):
+    percentage: float = Field(
+        description="The ML share (%) the flags asked for over the window's predictions; "
+        "the flags in force when the window has none."
+    )
+    assigned: ArmCounts
+    arrived: ArmCounts
+
+
+class ABArm(BaseModel):
+    n: int
+    mae: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class ABArms(BaseModel):
+    ml: ABArm
+    heuristic: ABArm
+
+
+class ABDifference(BaseModel):
+    mae_ml_minus_heuristic: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+
+
+class SampleRatio(BaseModel):
+    observed_ml: int
+    observed_heuristic: int
+    expected_ml_share: float
+    chi_square: float | None
+    p_value: float | None
+    flagged: bool
+
+
+class SampleRatioChecks(BaseModel):
+    assigned: SampleRatio | None
+    with_actual: SampleRatio
+
+
+class ABReport(BaseModel):
+    verdict: Literal["ml_better", "heuristic_better", "inconclusive"]
+    window_start: UtcTime
+    window_end: UtcTime
+    arms: ABArms
+    difference: ABDifference
+    srm: SampleRatioChecks
+    min_samples: int
+    reasons: list[str]
+
+
+class Summary(BaseModel):
+    as_of: UtcTime
+    window_start: UtcTime
+    hours: int
+    arms: Arms
+    flags: Flags
+    split: Split
+    ab: ABReport | None = Field(description="null when the window has no outcomes.")
+    alerts: int
+    predictions: int
+
+
+class HourMetrics(ArmMetrics):
+    hour_start: UtcTime
+    arm: ArmName
+
+
+class HourlySeries(BaseModel):
+    as_of: UtcTime
+    window_start: UtcTime
+    hours: int
+    series: list[HourMetrics] = Field(description="Every hour and arm of the window, oldest first.")
+
+
+class DayMetrics(ArmMetrics):
+    day: date
+    arm: ArmName
+
+
+class DailySeries(BaseModel):
+    as_of: UtcTime
+    window_start: UtcTime
+    days: int
+    series: list[DayMetrics] = Field(description="Every UTC day and arm, oldest first.")
+
+
+class Anomaly(BaseModel):
+    booking_id: str
+    arm: ArmName
+    model_version: str
+    predicted_delay_minutes: float
+    actual_delay_minutes: float
+    error: float
+    abs_error: float
+    observed_at: UtcTime
+
+
+class Anomalies(BaseModel):
+    threshold_mae: float
+    as_of: UtcTime
+    window_start: UtcTime
+    items: list[Anomaly]
+
+
+class PredictionItem(BaseModel):
+    booking_id: str
+    predicted_at: UtcTime
+    scheduled_pickup_at: UtcTime
+    predicted_delay_minutes: float
+    confidence: float
+    risk_level: str
+    arm: ArmName
+    served_by: ArmName
+    model_version: str
+    fallback_reason: str | None
+    latency_ms: float | None
+    replay: bool
+
+
+class Predictions(BaseModel):
+    items: list[PredictionItem]
+
+
+class AlertItem(BaseModel):
+    alert_id: str
+    kind: str
+    severity: str
+    subject: str
+    message: str
+    event_time: UtcTime
+    raised_at: UtcTime
+    evidence: dict[str, Any]
+
+
+class Alerts(BaseModel):
+    items: list[AlertItem]
+
+
+class Dependency(BaseModel):
+    status: Status
+    detail: str
+    latency_ms: float | None
+
+
+class Dependencies(BaseModel):
+    postgres: Dependency
+    redis: Dependency
+    kafka: Dependency
+    model: Dependency
+
+
+class Health(BaseModel):
+    status: Status
+    checked_at: UtcTime
+    dependencies: Dependencies

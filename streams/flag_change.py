@@ -1,0 +1,65 @@
+"""Changing the routing flags: Redis first, then the audit row in PostgreSQL, then the log.
+
+``delaycast flags enable|disable`` and the monitoring API's POST endpoints both go through
+:func:`change_flags`, so a change looks the same in Redis, in ``flag_changes`` and in the log,
+whoever made it. Blocking: call it from a thread, never from an event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from connectors.flags import FlagState, FlagStore
+from connectors.postgres import record_flag_change
+from streams.settings import Settings
+
+log = logging.getLogger("delaycast.flags")
+
+
+def settings_flags(settings: Settings) -> FlagState:
+    """The flags the settings give: in force until someone writes flags to Redis."""
+    return FlagState(
+        ml_enabled=settings.ml_enabled,
+        ml_traffic_percentage=settings.ml_traffic_percentage,
+        salt=settings.ml_hash_salt,
+    )
+
+
+def change_flags(
+    store: FlagStore,
+    engine: sa.Engine,
+    *,
+    initial: FlagState,
+    ml_enabled: bool,
+    percentage: float | None,
+    actor: str,
+    now: datetime,
+) -> tuple[FlagState, FlagState]:
+    """Write the new flags to Redis, record the change in ``flag_changes`` and log it.
+
+    ``percentage`` None keeps the percentage in force (the kill switch keeps it for the next
+    enable). ``initial`` stands for the flags when Redis has none yet. Returns (old, new).
+    Raises the Redis or SQLAlchemy error as it comes; when only the audit fails, Redis already
+    holds the new flags.
+    """
+    if percentage is None:
+        percentage = (store.read() or initial).ml_traffic_percentage
+    old, new = store.update(
+        initial=initial,
+        ml_enabled=ml_enabled,
+        ml_traffic_percentage=percentage,
+        actor=actor,
+        now=now,
+    )
+    record_flag_change(engine, old=old, new=new, actor=actor, changed_at=now)
+    log.info(
+        "[FeatureFlag] %s -> %s by %s (version %d)",
+        old.describe(),
+        new.describe(),
+        actor,
+        new.version,
+    )
+    return old, new
