@@ -1,0 +1,623 @@
+// The ML-monitoring dashboard: reads the monitoring API, draws each panel on its own (a failing
+// endpoint shows its error in its panel only), refreshes every 30 s, and changes the rollout
+// flags with the API token kept in sessionStorage (never in the URL or the page).
+
+import {DAY_MS, HOUR_MS, intervalStrip, lineChart, splitBar} from './charts.js';
+import {el, fmtInt, fmtNumber, fmtShare, fmtTime, numberCell, replaceChildren} from './dom.js';
+
+const REFRESH_MS = 30_000;
+const TIMEOUT_MS = 15_000;
+const TOKEN_KEY = 'delaycast.apiToken';
+const ACTOR_KEY = 'delaycast.actor';
+const ROOT = document.body.dataset.root || '';
+const ARMS = ['ml', 'heuristic'];
+const ARM_LABEL = {ml: 'ML', heuristic: 'Heuristic'};
+const VERDICT_LABEL = {
+  ml_better: 'ML better',
+  heuristic_better: 'Heuristic better',
+  inconclusive: 'Inconclusive',
+};
+const NO_OUTCOMES = 'no outcomes yet';
+
+// Read by the load check and the browser test: every API call of the page and its duration.
+const probe = {calls: [], refreshes: 0, firstLoadMs: null};
+window.__dashboard = probe;
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function detailOf(status, body) {
+  const detail = body && body.detail;
+  if (typeof detail === 'string' && detail) return detail;
+  if (Array.isArray(detail)) return detail.map((d) => d.msg || JSON.stringify(d)).join('; ');
+  return `the API answered HTTP ${status}`;
+}
+
+/** GET a JSON document; statuses in ``accept`` count as answers (health is 503 when down). */
+async function getJson(path, {accept = [200]} = {}) {
+  const started = performance.now();
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
+  let status = 0;
+  try {
+    const response = await fetch(ROOT + path, {
+      signal: abort.signal,
+      headers: {Accept: 'application/json'},
+      cache: 'no-store',
+    });
+    status = response.status;
+    const body = await response.json().catch(() => null);
+    if (!accept.includes(status) || body === null) {
+      throw new ApiError(status, `HTTP ${status}: ${detailOf(status, body)}`);
+    }
+    return body;
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
+    if (error.name === 'AbortError') {
+      throw new ApiError(0, `no answer within ${TIMEOUT_MS / 1000} s`);
+    }
+    throw new ApiError(0, `cannot reach the API: ${error.message}`);
+  } finally {
+    clearTimeout(timer);
+    probe.calls.push({path, status, ms: performance.now() - started, refresh: probe.refreshes});
+  }
+}
+
+function settle(promise) {
+  return promise.then((value) => ({ok: true, value}), (error) => ({ok: false, error}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Panels
+
+function panelOf(name) {
+  const section = document.querySelector(`[data-panel="${name}"]`);
+  return {
+    section,
+    body: section.querySelector('.panel-body'),
+    error: section.querySelector('.panel-error'),
+  };
+}
+
+function showError(name, error) {
+  const panel = panelOf(name);
+  panel.error.textContent = error.message;
+  panel.error.hidden = false;
+  panel.body.replaceChildren();
+  panel.section.dataset.status = 'error';
+}
+
+function show(name, nodes) {
+  const panel = panelOf(name);
+  panel.error.hidden = true;
+  panel.error.textContent = '';
+  replaceChildren(panel.body, nodes);
+  panel.section.dataset.status = 'ok';
+}
+
+/** Render a settled call into its panel; a rendering error is shown there, not thrown. */
+function render(name, result, draw) {
+  if (!result.ok) {
+    showError(name, result.error);
+    return false;
+  }
+  try {
+    show(name, draw(result.value));
+    return true;
+  } catch (error) {
+    console.error(`dashboard: cannot draw the ${name} panel`, error);
+    showError(name, new Error(`cannot show the API's answer: ${error.message}`));
+    return false;
+  }
+}
+
+function empty(testid, text, detail) {
+  return el('div', {class: 'empty', testid}, el('strong', {}, text), detail ? el('p', {}, detail) : null);
+}
+
+function badge(text, kind, testid, value) {
+  return el('span', {class: `badge ${kind}`, testid, dataset: {value: value ?? text}}, text);
+}
+
+function windowText(data) {
+  return `${fmtTime(data.window_start)} → ${fmtTime(data.as_of)}`;
+}
+
+function setAsOf(asOf) {
+  const node = document.querySelector('[data-testid="as-of"]');
+  node.textContent = fmtTime(asOf);
+  node.dataset.value = asOf ?? 'null';
+}
+
+// --- dependency health
+
+function drawHealth(health) {
+  const rows = Object.entries(health.dependencies || {}).flatMap(([name, dep]) => [
+    el('tr', {testid: `health-${name}`, class: 'dependency', dataset: {value: dep.status}},
+      el('th', {}, name),
+      el('td', {}, badge(dep.status, dep.status)),
+      numberCell('td', dep.latency_ms, {digits: 1, suffix: ' ms'})),
+    el('tr', {class: 'dependency-detail'}, el('td', {colspan: 3, class: 'detail'}, dep.detail || '')),
+  ]);
+  return [
+    el('p', {class: 'headline'}, 'Overall ', badge(health.status, health.status, 'health-status'),
+      el('span', {class: 'muted'}, ` checked ${fmtTime(health.checked_at, {seconds: true})}`)),
+    el('table', {class: 'compact'}, el('tbody', {}, rows)),
+  ];
+}
+
+// --- rollout and split (from the summary)
+
+function share(counts) {
+  const total = (counts.ml || 0) + (counts.heuristic || 0);
+  return total ? counts.ml / total : null;
+}
+
+function drawSplit(summary) {
+  const {split, flags} = summary;
+  const enabled = flags ? flags.ml_enabled : null;
+  const row = (label, key) => {
+    const counts = split[key];
+    const s = share(counts);
+    return el('tr', {},
+      el('th', {}, label),
+      numberCell('td', counts.ml, {kind: 'int', testid: `split-${key}-ml`}),
+      numberCell('td', counts.heuristic, {kind: 'int', testid: `split-${key}-heuristic`}),
+      el('td', {class: 'num', testid: `split-${key}-share`, dataset: {value: String(s)}},
+        fmtShare(s, 2)));
+  };
+  const bar = (label, key) => el('div', {class: 'bar-row'}, el('span', {class: 'muted'}, label),
+    splitBar({share: share(split[key]), target: split.percentage, testid: `split-${key}-bar`}));
+  return [
+    el('p', {class: 'headline'}, 'Flags now ',
+      enabled === null ? null : badge(enabled ? 'ML enabled' : 'ML disabled',
+                                      enabled ? 'ok' : 'down', 'split-enabled', String(enabled)),
+      ' at ',
+      numberCell('strong', flags ? flags.ml_traffic_percentage : null,
+                 {digits: 2, suffix: ' %', testid: 'split-flags-percentage'})),
+    el('p', {}, 'ML share asked for over the window ',
+      numberCell('strong', split.percentage, {digits: 2, suffix: ' %', testid: 'split-percentage'}),
+      el('span', {class: 'muted'}, ' (marked on the bars)')),
+    el('table', {class: 'compact'},
+      el('thead', {}, el('tr', {}, el('th', {}, ''), el('th', {}, 'ML'), el('th', {}, 'Heuristic'),
+        el('th', {}, 'ML share'))),
+      el('tbody', {}, row('Assigned', 'assigned'), row('Arrived', 'arrived'))),
+    bar('Assigned', 'assigned'),
+    bar('Arrived', 'arrived'),
+    el('p', {class: 'muted'}, `Predictions made and outcomes arrived in ${windowText(summary)}.`),
+  ];
+}
+
+// --- metrics per arm over the window (from the summary)
+
+function drawSummary(summary) {
+  setAsOf(summary.as_of);
+  const counts = el('p', {class: 'muted'},
+    `${windowText(summary)} (${summary.hours} h): `,
+    numberCell('span', summary.predictions, {kind: 'int', testid: 'summary-predictions'}),
+    ' predictions, ',
+    numberCell('span', summary.alerts, {kind: 'int', testid: 'summary-alerts'}),
+    ' alerts.');
+  const arms = summary.arms || {};
+  if (ARMS.every((arm) => !arms[arm] || !arms[arm].n)) {
+    return [counts, empty('summary-empty', NO_OUTCOMES,
+      'Metrics appear when actual pickup delays arrive and are joined to predictions.')];
+  }
+  const columns = [
+    ['n', 'Outcomes', {kind: 'int'}],
+    ['mae', 'MAE (min)', {digits: 2}],
+    ['rmse', 'RMSE (min)', {digits: 2}],
+    ['r2', 'R²', {digits: 3}],
+    ['bias', 'Bias (min)', {digits: 2}],
+    ['underestimate_share', 'Late by > 5 min', {digits: 3}],
+  ];
+  return [
+    counts,
+    el('table', {class: 'metrics'},
+      el('thead', {}, el('tr', {}, el('th', {}, 'Arm'), columns.map(([, label]) => el('th', {}, label)))),
+      el('tbody', {}, ARMS.map((arm) => el('tr', {class: `arm-${arm}`},
+        el('th', {}, el('span', {class: `swatch arm-${arm}`}), ARM_LABEL[arm]),
+        columns.map(([key, , options]) => numberCell('td', arms[arm] ? arms[arm][key] : null,
+          {...options, testid: `summary-${arm}-${key}`})))))),
+    el('p', {class: 'muted'}, 'Bias is predicted − actual: negative means pickups later than predicted.'),
+  ];
+}
+
+// --- A/B verdict
+
+function fmtP(p) {
+  if (p === null || p === undefined) return '—';
+  return p < 0.0001 ? '< 0.0001' : fmtNumber(p, 4);
+}
+
+function drawAb(ab) {
+  if (!ab) {
+    return empty('ab-empty', NO_OUTCOMES, 'The A/B analysis needs outcomes in the window.');
+  }
+  const diff = ab.difference || {};
+  const verdict = ab.verdict;
+  const armRows = ARMS.map((arm) => {
+    const a = (ab.arms || {})[arm] || {};
+    return el('tr', {},
+      el('th', {}, el('span', {class: `swatch arm-${arm}`}), ARM_LABEL[arm]),
+      numberCell('td', a.n ?? null, {kind: 'int', testid: `ab-${arm}-n`}),
+      numberCell('td', a.mae ?? null, {testid: `ab-${arm}-mae`}),
+      el('td', {class: 'num'}, `[${fmtNumber(a.ci_low ?? null)}, ${fmtNumber(a.ci_high ?? null)}]`));
+  });
+  const strip = intervalStrip({
+    testid: 'ab-interval',
+    reference: 0,
+    rows: [{label: 'ML − heur.', point: diff.mae_ml_minus_heuristic ?? null,
+            low: diff.ci_low ?? null, high: diff.ci_high ?? null, className: 'difference'}],
+  });
+  return [
+    el('p', {class: 'headline'},
+      badge(VERDICT_LABEL[verdict] || verdict, `verdict-${verdict}`, 'ab-verdict', verdict),
+      el('span', {class: 'muted'}, ` ${fmtTime(ab.window_start)} → ${fmtTime(ab.window_end)}`)),
+    el('p', {},
+      'MAE ML − heuristic ',
+      numberCell('strong', diff.mae_ml_minus_heuristic ?? null, {testid: 'ab-difference', suffix: ' min'}),
+      ', 95 % CI [',
+      numberCell('span', diff.ci_low ?? null, {testid: 'ab-ci-low'}),
+      ', ',
+      numberCell('span', diff.ci_high ?? null, {testid: 'ab-ci-high'}),
+      '], p = ',
+      el('span', {class: 'num', testid: 'ab-p-value', dataset: {value: String(diff.p_value ?? null)}},
+        fmtP(diff.p_value))),
+    strip,
+    el('table', {class: 'compact'},
+      el('thead', {}, el('tr', {}, el('th', {}, 'Arm'), el('th', {}, 'n'), el('th', {}, 'MAE'),
+        el('th', {}, '95 % CI'))),
+      el('tbody', {}, armRows)),
+    ab.reasons && ab.reasons.length
+      ? el('ul', {class: 'reasons', testid: 'ab-reasons'},
+        ab.reasons.map((reason) => el('li', {}, reason)))
+      : null,
+    el('p', {class: 'muted'}, `A verdict needs at least ${fmtInt(ab.min_samples)} outcomes per arm.`),
+  ];
+}
+
+// --- flags
+
+function drawFlags(flags) {
+  const input = document.getElementById('percentage');
+  if (input.value === '' && document.activeElement !== input) {
+    input.value = String(flags.ml_traffic_percentage);
+  }
+  const changes = flags.recent_changes || [];
+  return [
+    el('p', {class: 'headline'},
+      badge(flags.ml_enabled ? 'ML enabled' : 'ML disabled', flags.ml_enabled ? 'ok' : 'down',
+            'flags-enabled', String(flags.ml_enabled)),
+      ' at ',
+      numberCell('strong', flags.ml_traffic_percentage, {digits: 2, suffix: ' %',
+                                                          testid: 'flags-percentage'}),
+      el('span', {class: 'muted'}, ' version ',
+        el('span', {testid: 'flags-version', dataset: {value: String(flags.version)}},
+          flags.version === null ? '—' : String(flags.version)),
+        ', from ', el('span', {testid: 'flags-source'}, flags.source))),
+    flags.source === 'settings'
+      ? el('p', {class: 'warning'}, 'Redis is unreachable or holds no flags: these are the settings\' initial values.')
+      : null,
+    changes.length
+      ? el('details', {},
+        el('summary', {}, `Recent changes (${changes.length})`),
+        el('table', {class: 'compact'}, el('tbody', {}, changes.map((c) => el('tr', {testid: 'flag-change-row'},
+          el('td', {}, fmtTime(c.changed_at, {seconds: true})),
+          el('td', {}, c.actor),
+          el('td', {}, `${c.old_ml_enabled ? 'on' : 'off'} ${fmtNumber(c.old_ml_traffic_percentage, 2)} % → `
+            + `${c.new_ml_enabled ? 'on' : 'off'} ${fmtNumber(c.new_ml_traffic_percentage, 2)} %`))))))
+      : el('p', {class: 'muted'}, 'No flag changes recorded.'),
+  ];
+}
+
+// --- charts
+
+function armSeries(rows, key, toTime, digits) {
+  return ARMS.map((arm) => ({
+    arm,
+    label: ARM_LABEL[arm],
+    points: rows.filter((row) => row.arm === arm && row[key] !== null && row[key] !== undefined)
+      .map((row) => ({
+        t: toTime(row),
+        v: row[key],
+        tip: `${ARM_LABEL[arm]} ${row.hour_start ? fmtTime(row.hour_start) : row.day}: `
+          + `${key === 'r2' ? 'R²' : 'MAE'} ${fmtNumber(row[key], digits)} (n = ${fmtInt(row.n)})`,
+      })),
+  }));
+}
+
+function legend(prefix, rows) {
+  return el('div', {class: 'legend'}, ARMS.map((arm) => {
+    const latest = rows.filter((row) => row.arm === arm && row.n > 0).at(-1);
+    return el('span', {class: `legend-item arm-${arm}`, testid: `${prefix}-latest-${arm}`,
+                       dataset: {at: latest ? latest.hour_start || latest.day : 'null'}},
+      el('span', {class: `swatch arm-${arm}`}),
+      `${ARM_LABEL[arm]} latest: MAE `,
+      numberCell('strong', latest ? latest.mae : null, {testid: `${prefix}-latest-mae-${arm}`}),
+      ', R² ',
+      numberCell('strong', latest ? latest.r2 : null, {digits: 3, testid: `${prefix}-latest-r2-${arm}`}),
+      latest ? el('span', {class: 'muted'}, ` (${latest.hour_start ? fmtTime(latest.hour_start) : latest.day}, n = ${fmtInt(latest.n)})`) : null);
+  }));
+}
+
+function chartPair(prefix, data, toTime, stepMs, markers) {
+  // Whole periods: a day's point sits at its noon, inside [its midnight, the next midnight].
+  const domain = [Math.floor(Date.parse(data.window_start) / stepMs) * stepMs,
+                  Math.ceil(Date.parse(data.as_of) / stepMs) * stepMs];
+  const rows = data.series || [];
+  const maeSeries = armSeries(rows, 'mae', toTime, 2);
+  const r2Series = armSeries(rows, 'r2', toTime, 3);
+  const hasR2 = r2Series.some((s) => s.points.length);
+  return [
+    el('p', {class: 'muted'}, windowText(data), ' · ',
+      numberCell('span', rows.filter((row) => row.n > 0).length,
+                 {kind: 'int', testid: `${prefix}-rows`}),
+      ` ${prefix === 'daily' ? 'day' : 'hour'}s × arms with outcomes`),
+    legend(prefix, rows),
+    el('div', {class: 'chart-pair'},
+      el('figure', {},
+        el('figcaption', {}, 'MAE (minutes)'),
+        lineChart({label: 'MAE per arm', series: maeSeries, domain, stepMs, markers, include: [0],
+                   testid: `${prefix}-mae-chart`})),
+      el('figure', {},
+        el('figcaption', {}, 'R²'),
+        hasR2
+          ? lineChart({label: 'R² per arm', series: r2Series, domain, stepMs, include: [0, 1],
+                       digits: 3, testid: `${prefix}-r2-chart`})
+          : empty(`${prefix}-r2-empty`, 'no R² yet',
+                  'R² needs at least two outcomes with different actual delays per period.'))),
+  ];
+}
+
+const isDrift = (kind) => String(kind).includes('drift');
+
+function alertMarkers(alerts) {
+  return alerts.map((a) => ({
+    t: Date.parse(a.event_time),
+    kind: a.kind,
+    drift: isDrift(a.kind),
+    tip: `${fmtTime(a.event_time)} ${a.kind} (${a.severity}) ${a.subject}: ${a.message}`,
+  }));
+}
+
+const hasOutcomes = (series) => (series || []).some((row) => row.n > 0);
+
+function drawHourly(metrics, alerts) {
+  setAsOf(metrics.as_of);
+  if (!hasOutcomes(metrics.series)) {
+    return empty('hourly-empty', NO_OUTCOMES, `No live outcomes in ${windowText(metrics)}.`);
+  }
+  return chartPair('hourly', metrics, (row) => Date.parse(row.hour_start) + HOUR_MS / 2, HOUR_MS,
+                   alertMarkers(alerts));
+}
+
+function drawDaily(daily) {
+  if (!hasOutcomes(daily.series)) {
+    return empty('daily-empty', NO_OUTCOMES, `No live outcomes in ${windowText(daily)}.`);
+  }
+  return chartPair('daily', daily, (row) => Date.parse(`${row.day}T12:00:00Z`), DAY_MS, []);
+}
+
+// --- alerts
+
+function drawAlerts(alerts, metrics, hours) {
+  const items = alerts.items || [];
+  const drift = items.filter((a) => isDrift(a.kind)).length;
+  let onChart = null;
+  if (metrics) {
+    const [t0, t1] = [Date.parse(metrics.window_start), Date.parse(metrics.as_of)];
+    onChart = items.filter((a) => {
+      const t = Date.parse(a.event_time);
+      return t >= t0 && t <= t1;
+    }).length;
+  }
+  const head = el('p', {class: 'headline'},
+    numberCell('strong', items.length, {kind: 'int', testid: 'alerts-count'}), ' alerts, ',
+    numberCell('strong', drift, {kind: 'int', testid: 'alerts-drift-count'}), ' of them drift',
+    el('span', {class: 'muted'}, ` (last ${hours} h`,
+      onChart === null ? ')' : [', ', numberCell('span', onChart, {kind: 'int', testid: 'alerts-on-chart'}), ' marked on the hourly chart)']));
+  if (!items.length) return [head, empty('alerts-empty', 'no alerts', `Nothing raised in the last ${hours} h.`)];
+  return [
+    head,
+    el('div', {class: 'scroll'}, el('table', {class: 'list'},
+      el('thead', {}, el('tr', {}, ['Event time', 'Kind', 'Severity', 'Subject', 'Message']
+        .map((h) => el('th', {}, h)))),
+      el('tbody', {}, items.map((a) => el('tr', {testid: 'alert-row', class: isDrift(a.kind) ? 'drift' : null,
+                                             dataset: {kind: a.kind, id: a.alert_id}},
+        el('td', {class: 'time'}, fmtTime(a.event_time, {seconds: true})),
+        el('td', {}, badge(a.kind, isDrift(a.kind) ? 'drift' : 'alert')),
+        el('td', {}, badge(a.severity, `severity-${a.severity}`)),
+        el('td', {}, a.subject),
+        el('td', {class: 'message'}, a.message)))))),
+  ];
+}
+
+// --- predictions
+
+function drawPredictions(data) {
+  const items = data.items || [];
+  const head = el('p', {class: 'muted'}, 'Newest first: ',
+    numberCell('span', items.length, {kind: 'int', testid: 'predictions-count'}), ' shown.');
+  if (!items.length) return [head, empty('predictions-empty', 'no predictions yet')];
+  const headers = ['Booking', 'Predicted at', 'Pickup', 'Delay (min)', 'Confidence', 'Risk', 'Arm',
+                   'Served by', 'Model', 'Fallback', 'Latency (ms)'];
+  return [
+    head,
+    el('div', {class: 'scroll'}, el('table', {class: 'list'},
+      el('thead', {}, el('tr', {}, headers.map((h) => el('th', {}, h)))),
+      el('tbody', {}, items.map((p) => el('tr', {testid: 'prediction-row', dataset: {bookingId: p.booking_id}},
+        el('td', {class: 'mono', testid: 'prediction-booking-id'}, p.booking_id),
+        el('td', {class: 'time'}, fmtTime(p.predicted_at, {seconds: true})),
+        el('td', {class: 'time'}, fmtTime(p.scheduled_pickup_at)),
+        numberCell('td', p.predicted_delay_minutes, {digits: 1}),
+        numberCell('td', p.confidence, {digits: 2}),
+        el('td', {}, badge(p.risk_level, `risk-${p.risk_level}`)),
+        el('td', {}, el('span', {class: `swatch arm-${p.arm}`}), ARM_LABEL[p.arm] || p.arm),
+        el('td', {}, ARM_LABEL[p.served_by] || p.served_by),
+        el('td', {class: 'mono'}, p.model_version),
+        el('td', {}, p.fallback_reason || ''),
+        numberCell('td', p.latency_ms ?? null, {digits: 1})))))),
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refresh
+
+let refreshing = null;
+let again = false;
+let timer = null;
+
+function windowParams() {
+  return {
+    hours: Number(document.getElementById('hours').value),
+    days: Number(document.getElementById('days').value),
+  };
+}
+
+async function loadAb(summary, hours) {
+  if (summary.ok) {
+    // The summary carries the report of its window (null when the window has no outcomes).
+    return render('ab', summary, (s) => drawAb(s.ab));
+  }
+  // Without the summary, ask for the report itself: the panel does not fail with it.
+  const report = await settle(getJson(`/api/ab/report?hours=${hours}`));
+  return render('ab', report, drawAb);
+}
+
+async function refreshOnce() {
+  const {hours, days} = windowParams();
+  const calls = {
+    health: settle(getJson('/api/health', {accept: [200, 503]})),
+    summary: settle(getJson(`/api/ml-monitoring/summary?hours=${hours}`)),
+    metrics: settle(getJson(`/api/ml-monitoring/metrics?hours=${hours}`)),
+    daily: settle(getJson(`/api/ml-monitoring/daily?days=${days}`)),
+    alerts: settle(getJson(`/api/alerts?hours=${hours}&limit=100`)),
+    predictions: settle(getJson('/api/ml-monitoring/predictions?limit=50')),
+    flags: settle(getJson('/api/feature-flags/status')),
+  };
+  const outcomes = await Promise.all([
+    calls.health.then((r) => render('health', r, drawHealth)),
+    calls.summary.then(async (r) => [
+      render('summary', r, drawSummary),
+      render('split', r, drawSplit),
+      await loadAb(r, hours),
+    ]),
+    Promise.all([calls.metrics, calls.alerts]).then(([m, a]) => [
+      render('hourly', m, (data) => drawHourly(data, a.ok ? a.value.items || [] : [])),
+      render('alerts', a, (data) => drawAlerts(data, m.ok ? m.value : null, hours)),
+    ]),
+    calls.daily.then((r) => render('daily', r, drawDaily)),
+    calls.predictions.then((r) => render('predictions', r, drawPredictions)),
+    calls.flags.then((r) => render('flags', r, drawFlags)),
+  ]);
+  return outcomes.flat().filter((ok) => !ok).length;
+}
+
+/** Refresh every panel; a call during a refresh runs one more right after it. */
+function refresh() {
+  if (refreshing) {
+    again = true;
+    return refreshing;
+  }
+  clearTimeout(timer);
+  refreshing = refreshOnce().then((failed) => {
+    probe.refreshes += 1;
+    const now = new Date();
+    const stamp = document.querySelector('[data-testid="updated-at"]');
+    stamp.textContent = `updated at ${fmtTime(now.toISOString(), {seconds: true})}`
+      + (failed ? ` · ${failed} panel${failed > 1 ? 's' : ''} failed` : '');
+    stamp.dataset.value = now.toISOString();
+    stamp.dataset.failed = String(failed);
+    document.body.dataset.refreshes = String(probe.refreshes);
+    if (probe.firstLoadMs === null) {
+      probe.firstLoadMs = performance.now();
+      document.body.dataset.state = 'loaded';
+    }
+  }).finally(() => {
+    refreshing = null;
+    if (again) {
+      again = false;
+      refresh();
+    } else {
+      timer = setTimeout(refresh, REFRESH_MS);
+    }
+  });
+  return refreshing;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flag controls
+
+function flagMessage(text, kind, status) {
+  const node = document.querySelector('[data-testid="flag-message"]');
+  node.textContent = text;
+  node.className = `flag-message ${kind}`;
+  node.dataset.status = String(status ?? '');
+}
+
+async function changeFlags(action) {
+  const token = document.getElementById('token').value.trim();
+  const actor = document.getElementById('actor').value.trim() || 'dashboard';
+  const body = {actor};
+  if (action === 'enable') {
+    const raw = document.getElementById('percentage').value.trim();
+    // Sent as typed; the API validates it and its message is shown.
+    if (raw !== '') body.percentage = Number.isFinite(Number(raw)) ? Number(raw) : raw;
+  }
+  const headers = {'Content-Type': 'application/json', Accept: 'application/json'};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const buttons = document.querySelectorAll('.flag-controls button');
+  buttons.forEach((b) => { b.disabled = true; });
+  flagMessage('sending…', 'pending');
+  try {
+    const response = await fetch(`${ROOT}/api/feature-flags/ml/${action}`, {
+      method: 'POST', headers, body: JSON.stringify(body), cache: 'no-store',
+    });
+    const data = await response.json().catch(() => null);
+    if (!response.ok || data === null) {
+      flagMessage(`HTTP ${response.status}: ${detailOf(response.status, data)}`, 'error', response.status);
+      return;
+    }
+    render('flags', {ok: true, value: data}, drawFlags);
+    document.getElementById('percentage').value = String(data.ml_traffic_percentage);
+    flagMessage(
+      `${data.ml_enabled ? 'ML enabled' : 'ML disabled'} at ${fmtNumber(data.ml_traffic_percentage, 2)} %`
+        + ` (version ${data.version}); workers follow within a second.`,
+      'ok', response.status);
+    refresh();
+  } catch (error) {
+    flagMessage(`cannot reach the API: ${error.message}`, 'error', 0);
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+function setUpControls() {
+  const token = document.getElementById('token');
+  token.value = sessionStorage.getItem(TOKEN_KEY) || '';
+  token.addEventListener('input', () => {
+    if (token.value) sessionStorage.setItem(TOKEN_KEY, token.value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  });
+  const actor = document.getElementById('actor');
+  actor.value = sessionStorage.getItem(ACTOR_KEY) || '';
+  actor.addEventListener('input', () => sessionStorage.setItem(ACTOR_KEY, actor.value));
+  for (const button of document.querySelectorAll('[data-quick]')) {
+    button.addEventListener('click', () => {
+      document.getElementById('percentage').value = button.dataset.quick;
+    });
+  }
+  document.getElementById('enable').addEventListener('click', () => changeFlags('enable'));
+  document.getElementById('disable').addEventListener('click', () => changeFlags('disable'));
+  document.getElementById('refresh').addEventListener('click', () => refresh());
+  document.getElementById('hours').addEventListener('change', () => refresh());
+  document.getElementById('days').addEventListener('change', () => refresh());
+}
+
+setUpControls();
+refresh();

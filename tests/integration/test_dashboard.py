@@ -1,0 +1,559 @@
+"""The dashboard at /ml-monitoring in a real headless Chromium, against the real API
+(``delaycast api``) on the real stack.
+
+Each test gets a fresh, migrated database of its own, seeded with known predictions, outcomes
+and alerts, and a Redis flags key of its own; the page's numbers are compared with the API's JSON
+for the same requests. Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+import sqlalchemy as sa
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+from connectors.flags import FlagState, FlagStore
+from connectors.postgres import (
+    make_engine,
+    upgrade,
+    write_alerts,
+    write_outcomes,
+    write_predictions,
+)
+from schemas import Alert, AlertKind, Arm, Severity
+from tests.factories import outcome, prediction
+
+TOKEN = "dashboard-test-token-7f3a"
+SALT = "delaycast-v1"
+HOURS = 6  # hours of seeded outcomes, ending at the newest one
+ML_ERRORS = (0.5, 1.0, 1.5, 2.5)  # abs errors of each hour's ML outcomes (+ hour / 10)
+HEURISTIC_ERRORS = (2.0, 3.0, 3.5, 5.0)
+HEURISTIC_GAP = 2  # hours back from the newest: the heuristic has no outcome then
+EXTRA_PREDICTIONS = 30  # newer predictions without outcomes (the table shows the newest 50)
+LOAD_TIMEOUT_MS = 30_000
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail(
+            "the dashboard's browser test needs Debian's chromium; install it with "
+            "`sudo apt-get install chromium` (it is looked up as `chromium` on PATH)"
+        )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def own_database(stack: Any, migrated_database: str) -> Iterator[str]:
+    """A fresh, migrated database of this test's own: no other test's rows in its windows."""
+    name = f"dash_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(migrated_database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = migrated_database.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@dataclass
+class Api:
+    base_url: str
+    flags_key: str
+    redis_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def get(self, path: str) -> Any:
+        response = requests.get(self.base_url + path, timeout=10)
+        assert response.status_code in (200, 503), (path, response.status_code, response.text)
+        return response.json()
+
+    def flags(self) -> FlagState | None:
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            return FlagStore(client, self.flags_key).read()
+        finally:
+            client.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def running_api(stack: Any, database_url: str, home: Path, **env: str) -> Iterator[Api]:
+    """``delaycast api`` as a subprocess on a free port, stopped (by its PID) afterwards."""
+    port = free_port()
+    flags_key = f"dash-{uuid.uuid4().hex[:8]}:flags"
+    home.mkdir(parents=True, exist_ok=True)
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "DATABASE_URL")
+    }
+    environment.update(
+        KAFKA_BOOTSTRAP_SERVERS=stack.kafka_bootstrap_servers,
+        REDIS_URL=stack.redis_url,
+        DATABASE_URL=database_url,
+        DELAYCAST_HOME=str(home),
+        MODEL_DIR=str(home / "models"),
+        FLAGS_REDIS_KEY=flags_key,
+        API_HOST="127.0.0.1",
+        API_PORT=str(port),
+        API_TOKEN=TOKEN,
+        AB_MIN_SAMPLES="10",
+        LOG_LEVEL="info",
+    )
+    environment.update(env)
+    log_path = home / "api.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams", "api"],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    api = Api(f"http://127.0.0.1:{port}", flags_key, stack.redis_url, process, log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"delaycast api exited ({process.returncode}):\n{api.log()}")
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(api.base_url + "/api/health", timeout=5).status_code in (200, 503):
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"delaycast api never answered:\n{api.log()[-4000:]}")
+            time.sleep(0.2)
+        yield api
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+@dataclass(frozen=True)
+class Seeded:
+    newest_hour: datetime
+    ml_mae_newest_hour: float
+    heuristic_mae_newest_hour: float
+    newest_booking_id: str
+    n_alerts_in_window: int
+    n_drift_in_window: int
+
+
+def seed(database_url: str, *, now: datetime) -> Seeded:
+    """Known outcomes over the last HOURS hours before ``now`` (both arms, the heuristic with
+    one empty hour), their predictions, newer predictions without outcomes, and alerts."""
+    newest_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    predictions, outcomes = [], []
+    for back in range(HOURS):
+        hour = newest_hour - timedelta(hours=back)
+        for arm, errors in ((Arm.ML, ML_ERRORS), (Arm.HEURISTIC, HEURISTIC_ERRORS)):
+            if arm is Arm.HEURISTIC and back == HEURISTIC_GAP:
+                continue
+            for i, error in enumerate(errors):
+                booking = f"D-{arm.value}-{back}-{i}"
+                at = hour + timedelta(minutes=5 + 10 * i)
+                predictions.append(prediction(booking, at=at, arm=arm))
+                outcomes.append(outcome(booking, error + back / 10, arm=arm, at=at))
+    latest = newest_hour + timedelta(minutes=50)
+    for i in range(EXTRA_PREDICTIONS):
+        arm = Arm.ML if i % 2 else Arm.HEURISTIC
+        at = latest + timedelta(seconds=i)
+        predictions.append(prediction(f"D-new-{i:03d}", at=at, arm=arm))
+    kinds = [
+        (AlertKind.ERROR_DRIFT, newest_hour - timedelta(hours=2, minutes=-20)),
+        (AlertKind.MAE_THRESHOLD, newest_hour - timedelta(hours=4, minutes=-40)),
+        (AlertKind.FEATURE_DRIFT, newest_hour + timedelta(minutes=15)),
+        (AlertKind.FALLBACK_STORM, newest_hour - timedelta(days=3)),  # outside a 24 h window
+    ]
+    alerts = [
+        Alert(
+            alert_id=f"dash-{kind.value}",
+            kind=kind,
+            severity=Severity.WARNING,
+            subject="ml",
+            message=f"{kind.value} <b>seeded</b> by the dashboard test",
+            evidence={"mae": 4.2},
+            event_time=at,
+            raised_at=at + timedelta(seconds=5),
+        )
+        for kind, at in kinds
+    ]
+    engine = make_engine(database_url)
+    try:
+        assert write_predictions(engine, predictions=predictions) == len(predictions)
+        assert write_outcomes(engine, outcomes=outcomes) == len(outcomes)
+        assert write_alerts(engine, alerts=alerts) == len(alerts)
+    finally:
+        engine.dispose()
+    return Seeded(
+        newest_hour=newest_hour,
+        ml_mae_newest_hour=sum(ML_ERRORS) / len(ML_ERRORS),
+        heuristic_mae_newest_hour=sum(HEURISTIC_ERRORS) / len(HEURISTIC_ERRORS),
+        newest_booking_id=f"D-new-{EXTRA_PREDICTIONS - 1:03d}",
+        n_alerts_in_window=3,
+        n_drift_in_window=2,
+    )
+
+
+def set_flags(api: Api, *, enabled: bool, percentage: float) -> FlagState:
+    client = redis.Redis.from_url(api.redis_url)
+    try:
+        _, new = FlagStore(client, api.flags_key).update(
+            initial=FlagState(False, 0.0, SALT),
+            ml_enabled=enabled,
+            ml_traffic_percentage=percentage,
+            actor="test",
+            now=datetime.now(UTC),
+        )
+    finally:
+        client.close()
+    return new
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        # --no-sandbox: the tests may run as root, where Chromium's sandbox refuses to start.
+        launched = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class Console:
+    """Every console error and uncaught exception of a page."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+
+def open_dashboard(browser: Browser, api: Api) -> tuple[Page, Console]:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    console = Console(page)
+    page.clock.install()  # timers run normally until the test fast-forwards them
+    page.goto(api.base_url + "/ml-monitoring")
+    page.wait_for_selector("body[data-state=loaded]", timeout=LOAD_TIMEOUT_MS)
+    return page, console
+
+
+def shown(page: Page, testid: str) -> str:
+    """The exact value an element shows (its data-value), as the page got it from the API."""
+    value = page.get_attribute(f"[data-testid={testid}]", "data-value")
+    assert value is not None, f"no data-value on {testid}"
+    return value
+
+
+def shown_number(page: Page, testid: str) -> float | None:
+    value = shown(page, testid)
+    return None if value == "null" else float(value)
+
+
+def text(page: Page, testid: str) -> str:
+    return (page.text_content(f"[data-testid={testid}]") or "").strip()
+
+
+def points(page: Page, chart: str, arm: str) -> int:
+    return page.locator(f"[data-testid={chart}] [data-testid=chart-point][data-arm={arm}]").count()
+
+
+def rows_with_outcomes(series: list[dict[str, Any]], arm: str, key: str = "mae") -> list[dict]:
+    return [row for row in series if row["arm"] == arm and row[key] is not None]
+
+
+def test_the_dashboard_shows_what_the_api_returns(
+    stack: Any, own_database: str, browser: Browser, session_dir: Path
+) -> None:
+    seeded = seed(own_database, now=datetime.now(UTC))
+    home = session_dir / f"dashboard-{uuid.uuid4().hex[:6]}"
+    with running_api(stack, own_database, home) as api:
+        set_flags(api, enabled=True, percentage=50)
+        page, console = open_dashboard(browser, api)
+
+        summary = api.get("/api/ml-monitoring/summary?hours=24")
+        metrics = api.get("/api/ml-monitoring/metrics?hours=24")
+        daily = api.get("/api/ml-monitoring/daily?days=7")
+        alerts = api.get("/api/alerts?hours=24&limit=100")["items"]
+        predictions = api.get("/api/ml-monitoring/predictions?limit=50")["items"]
+        health = api.get("/api/health")
+        flags = api.get("/api/feature-flags/status")
+
+        assert console.errors == []
+        for panel in ("health", "split", "ab", "flags", "summary", "hourly", "daily", "alerts"):
+            assert page.get_attribute(f"[data-panel={panel}]", "data-status") == "ok", panel
+        assert text(page, "updated-at").startswith("updated at ")
+
+        # The event-time window: it ends with the newest seeded hour, not at the wall clock.
+        assert metrics["as_of"] == summary["as_of"]
+        assert datetime.fromisoformat(metrics["as_of"]) == seeded.newest_hour + timedelta(hours=1)
+        assert shown(page, "as-of") == metrics["as_of"]
+
+        # Metrics per arm over the window.
+        for arm in ("ml", "heuristic"):
+            for key in ("n", "mae", "rmse", "r2", "bias", "underestimate_share"):
+                assert shown_number(page, f"summary-{arm}-{key}") == summary["arms"][arm][key]
+        assert shown_number(page, "summary-ml-n") == HOURS * len(ML_ERRORS)
+        assert shown_number(page, "summary-predictions") == summary["predictions"]
+        assert shown_number(page, "summary-alerts") == summary["alerts"]
+
+        # Hourly: the latest MAE and R² per arm, and one chart point per row with outcomes.
+        series = metrics["series"]
+        for arm, expected_mae in (
+            ("ml", seeded.ml_mae_newest_hour),
+            ("heuristic", seeded.heuristic_mae_newest_hour),
+        ):
+            latest = rows_with_outcomes(series, arm)[-1]
+            assert latest["mae"] == pytest.approx(expected_mae)
+            assert shown_number(page, f"hourly-latest-mae-{arm}") == latest["mae"]
+            assert shown_number(page, f"hourly-latest-r2-{arm}") == latest["r2"]
+            assert points(page, "hourly-mae-chart", arm) == len(rows_with_outcomes(series, arm))
+            assert points(page, "hourly-r2-chart", arm) == len(
+                rows_with_outcomes(series, arm, "r2")
+            )
+            assert points(page, "daily-mae-chart", arm) == len(
+                rows_with_outcomes(daily["series"], arm)
+            )
+        assert points(page, "hourly-mae-chart", "ml") == HOURS
+        assert points(page, "hourly-mae-chart", "heuristic") == HOURS - 1
+        shown_values = page.eval_on_selector_all(
+            "[data-testid=hourly-mae-chart] [data-testid=chart-point][data-arm=ml]",
+            "nodes => nodes.map(n => Number(n.dataset.value))",
+        )
+        assert shown_values == [row["mae"] for row in rows_with_outcomes(series, "ml")]
+
+        # Rollout and split.
+        split = summary["split"]
+        assert shown_number(page, "split-percentage") == split["percentage"]
+        for key in ("assigned", "arrived"):
+            for arm in ("ml", "heuristic"):
+                assert shown_number(page, f"split-{key}-{arm}") == split[key][arm]
+        assert split["arrived"] == {"ml": HOURS * 4, "heuristic": (HOURS - 1) * 4}
+
+        # The A/B verdict with its interval.
+        ab = summary["ab"]
+        assert ab is not None and ab["verdict"] == "ml_better"
+        assert shown(page, "ab-verdict") == ab["verdict"]
+        assert text(page, "ab-verdict") == "ML better"
+        difference = ab["difference"]
+        assert shown_number(page, "ab-difference") == difference["mae_ml_minus_heuristic"]
+        assert shown_number(page, "ab-ci-low") == difference["ci_low"]
+        assert shown_number(page, "ab-ci-high") == difference["ci_high"]
+        report = api.get("/api/ab/report?hours=24")
+        assert report["verdict"] == ab["verdict"]
+
+        # Alerts and drift events: listed, and marked on the hourly MAE chart.
+        assert len(alerts) == seeded.n_alerts_in_window
+        assert shown_number(page, "alerts-count") == len(alerts)
+        assert page.locator("[data-testid=alert-row]").count() == len(alerts)
+        drift = [a for a in alerts if "drift" in a["kind"]]
+        assert shown_number(page, "alerts-drift-count") == len(drift) == seeded.n_drift_in_window
+        markers = page.locator("[data-testid=hourly-mae-chart] [data-testid=alert-marker]")
+        assert markers.count() == len(alerts)
+        assert page.locator("[data-testid=hourly-mae-chart] .marker.drift").count() == len(drift)
+        # Text from the API is shown as text, never parsed as HTML.
+        assert "<b>seeded</b>" in page.locator("[data-testid=alert-row]").first.inner_text()
+
+        # Recent predictions.
+        assert len(predictions) == 50
+        assert page.locator("[data-testid=prediction-row]").count() == len(predictions)
+        assert shown_number(page, "predictions-count") == len(predictions)
+        first = text(page, "prediction-booking-id")
+        assert first == predictions[0]["booking_id"] == seeded.newest_booking_id
+
+        # Dependency health and flags.
+        assert shown(page, "health-status") == health["status"]
+        for name, dependency in health["dependencies"].items():
+            assert shown(page, f"health-{name}") == dependency["status"]
+        assert shown(page, "flags-enabled") == "true" == str(flags["ml_enabled"]).lower()
+        assert shown_number(page, "flags-percentage") == flags["ml_traffic_percentage"] == 50
+
+        # Only bounded calls: every API request of the page has a limit, hours or days.
+        calls = page.evaluate("window.__dashboard.calls.map(c => c.path)")
+        unbounded = [
+            c
+            for c in calls
+            if c.split("?")[0] not in ("/api/health", "/api/feature-flags/status")
+            and not any(p in c for p in ("limit=", "hours=", "days="))
+        ]
+        assert unbounded == []
+
+        # It refreshes by itself every 30 s: a new prediction appears without a reload.
+        engine = make_engine(own_database)
+        try:
+            newest = datetime.now(UTC) + timedelta(minutes=1)
+            write_predictions(engine, predictions=[prediction("D-after-refresh", at=newest)])
+        finally:
+            engine.dispose()
+        assert page.get_attribute("body", "data-refreshes") == "1"
+        page.clock.fast_forward(30_500)
+        page.wait_for_selector("body[data-refreshes='2']", timeout=LOAD_TIMEOUT_MS)
+        assert text(page, "prediction-booking-id") == "D-after-refresh"
+        assert console.errors == []
+
+        screenshot = session_dir / "dashboard" / "dashboard.png"
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+        assert screenshot.is_file() and screenshot.stat().st_size > 10_000
+        print(f"dashboard screenshot: {screenshot}")
+        page.close()
+
+
+def test_the_flag_controls_change_redis_only_with_the_right_token(
+    stack: Any, own_database: str, browser: Browser, session_dir: Path
+) -> None:
+    seed(own_database, now=datetime.now(UTC))
+    home = session_dir / f"dashboard-{uuid.uuid4().hex[:6]}"
+    with running_api(stack, own_database, home) as api:
+        before = set_flags(api, enabled=True, percentage=10)
+        page, console = open_dashboard(browser, api)
+        assert shown_number(page, "flags-percentage") == 10
+
+        # A wrong token: the API's 401 message is shown and nothing changes.
+        wrong = requests.post(
+            api.base_url + "/api/feature-flags/ml/enable",
+            json={"percentage": 75, "actor": "dashboard"},
+            headers={"Authorization": "Bearer wrong"},
+            timeout=10,
+        )
+        assert wrong.status_code == 401
+        page.fill("[data-testid=flag-token]", "wrong")
+        page.fill("[data-testid=flag-percentage-input]", "75")
+        page.click("[data-testid=flag-enable]")
+        page.wait_for_selector("[data-testid=flag-message][data-status='401']")
+        assert text(page, "flag-message") == f"HTTP 401: {wrong.json()['detail']}"
+        assert api.flags() == before
+
+        # The right token with a bad percentage: the API's 400 message, nothing changes.
+        page.fill("[data-testid=flag-token]", TOKEN)
+        page.fill("[data-testid=flag-percentage-input]", "150")
+        page.click("[data-testid=flag-enable]")
+        page.wait_for_selector("[data-testid=flag-message][data-status='400']")
+        bad = requests.post(
+            api.base_url + "/api/feature-flags/ml/enable",
+            json={"percentage": 150, "actor": "dashboard"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
+        assert bad.status_code == 400
+        assert text(page, "flag-message") == f"HTTP 400: {bad.json()['detail']}"
+        assert api.flags() == before
+
+        # The right token: Redis holds the new flags and the page shows them.
+        page.click("[data-testid=flag-quick-25]")
+        page.click("[data-testid=flag-enable]")
+        page.wait_for_selector("[data-testid=flag-message][data-status='200']")
+        after = api.flags()
+        assert after is not None
+        assert (after.ml_enabled, after.ml_traffic_percentage) == (True, 25.0)
+        assert after.version == before.version + 1
+        assert after.updated_by == "api:dashboard"
+        assert shown_number(page, "flags-percentage") == 25
+        page.wait_for_selector("[data-testid=split-flags-percentage][data-value='25']")
+
+        # The kill switch.
+        page.click("[data-testid=flag-disable]")
+        page.wait_for_selector("[data-testid=flags-enabled][data-value='false']")
+        killed = api.flags()
+        assert killed is not None
+        assert (killed.ml_enabled, killed.ml_traffic_percentage) == (False, 25.0)
+
+        # The token stays in this tab's sessionStorage, never in the URL or the page source.
+        assert page.evaluate("sessionStorage.getItem('delaycast.apiToken')") == TOKEN
+        assert TOKEN not in page.url
+        assert TOKEN not in page.content()
+        page.reload()
+        page.wait_for_selector("body[data-state=loaded]", timeout=LOAD_TIMEOUT_MS)
+        assert page.input_value("[data-testid=flag-token]") == TOKEN
+        assert TOKEN not in page.content()
+
+        # The only console errors are the browser's own notes on the refused requests.
+        refused = [e for e in console.errors if "status of 401" in e or "status of 400" in e]
+        assert len(refused) == 2
+        assert [e for e in console.errors if e not in refused] == []
+        page.close()
+
+
+def test_a_failing_endpoint_fails_only_its_own_panels(
+    stack: Any, own_database: str, browser: Browser, session_dir: Path
+) -> None:
+    seed(own_database, now=datetime.now(UTC))
+    home = session_dir / f"dashboard-{uuid.uuid4().hex[:6]}"
+    with running_api(stack, own_database, home) as api:
+        page, _ = open_dashboard(browser, api)
+        # A window the API refuses (hours ≤ 2160): the real endpoints taking ``hours`` answer
+        # 400; the others must still render.
+        page.eval_on_selector(
+            "[data-testid=hours-select]",
+            "s => { s.add(new Option('too long', '5000')); s.value = '5000'; "
+            "s.dispatchEvent(new Event('change')); }",
+        )
+        page.wait_for_selector("body[data-refreshes='2']", timeout=LOAD_TIMEOUT_MS)
+        refused = requests.get(api.base_url + "/api/ml-monitoring/metrics?hours=5000", timeout=10)
+        assert refused.status_code == 400
+        assert text(page, "hourly-error") == f"HTTP 400: {refused.json()['detail']}"
+        for failed in ("hourly", "alerts", "summary", "split"):
+            assert page.get_attribute(f"[data-panel={failed}]", "data-status") == "error"
+        # The A/B panel falls back to /api/ab/report, which fails the same way.
+        assert page.get_attribute("[data-panel=ab]", "data-status") == "error"
+        for fine in ("health", "daily", "predictions", "flags"):
+            assert page.get_attribute(f"[data-panel={fine}]", "data-status") == "ok", fine
+        assert page.locator("[data-testid=prediction-row]").count() == 50
+        assert text(page, "updated-at").endswith("· 5 panels failed")
+        page.close()
+
+
+def test_without_outcomes_the_panels_say_so(
+    stack: Any, own_database: str, browser: Browser, session_dir: Path
+) -> None:
+    home = session_dir / f"dashboard-{uuid.uuid4().hex[:6]}"
+    with running_api(stack, own_database, home) as api:
+        page, console = open_dashboard(browser, api)
+        for testid in ("summary-empty", "hourly-empty", "daily-empty", "ab-empty"):
+            assert "no outcomes yet" in text(page, testid), testid
+        assert "no predictions yet" in text(page, "predictions-empty")
+        assert page.locator("svg.chart").count() == 0
+        assert console.errors == []
+        page.close()
