@@ -1,18 +1,22 @@
 """``make demo``: the whole system on this machine, with a live line, until Ctrl-C.
 
 Starts the local stack (unless it already runs), trains a model on synthetic history when none
-exists, rolls ML out to half of the traffic, starts a worker and a synthetic producer, and prints a
-live line from the predictions topic. Ctrl-C stops what the demo started, and only that.
+exists, rolls ML out to half of the traffic, starts a worker, the API with its dashboard (whose
+URL it prints) and a synthetic producer, and prints a live line from the predictions topic.
+Ctrl-C stops what the demo started, and only that.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter, deque
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from streams.settings import delaycast_home
 
 RATE = float(os.environ.get("DEMO_RATE", "50"))
 PERCENTAGE = os.environ.get("DEMO_ML_PERCENTAGE", "50")
+API_WAIT_S = 30.0
 
 
 def delaycast(*args: str, env: dict[str, str] | None = None, check: bool = True) -> int:
@@ -51,6 +56,34 @@ def stop(process: subprocess.Popen[bytes], name: str) -> None:
         print(f"  {name} did not stop in 20 s; killing it")
         process.kill()
         process.wait()
+
+
+def api_token(home: Path, env: dict[str, str]) -> Path:
+    """The token for flag changes from the dashboard: API_TOKEN if set, else one made for this
+    home, kept in a file only its owner can read (a secret is never printed)."""
+    path = home / "api-token"
+    if env.get("API_TOKEN"):
+        return path
+    if not path.is_file():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    env["API_TOKEN"] = path.read_text().strip()
+    return path
+
+
+def wait_for_api(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + API_WAIT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the api stopped (exit {process.returncode}); see its log")
+        try:
+            with urllib.request.urlopen(f"{url}/api/health", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers (503 while a dependency is down): it is up
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"the api did not answer on {url} within {API_WAIT_S:.0f} s; see its log")
 
 
 def ensure_model(home: Path, env: dict[str, str]) -> None:
@@ -216,6 +249,14 @@ def main() -> None:
             worker_env |= {"WEATHER_PROVIDER": "recorded", "WEATHER_HISTORY_CSV": str(weather_csv)}
         delaycast("flags", "enable", "--percentage", PERCENTAGE, "--actor", "demo", env=env)
         processes["worker"] = spawn("worker", env=worker_env, log=logs / "worker.log")
+        token_file = api_token(home, env)
+        api_host = env.get("API_HOST", "127.0.0.1")
+        api_port = env.get("API_PORT", "8000")
+        processes["api"] = spawn("api", env=env, log=logs / "api.log")
+        api_url = f"http://{api_host}:{api_port}"
+        wait_for_api(api_url, processes["api"])
+        print(f"dashboard: {api_url}/ml-monitoring  (API {api_url}/api/openapi.json)")
+        print(f"  flag changes from the dashboard need the token in {token_file}")
         processes["producer"] = spawn(
             "produce",
             "synthetic",
@@ -235,7 +276,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\nstopping...")
     finally:
-        for name in ("producer", "worker"):
+        for name in ("producer", "api", "worker"):
             if name in processes:
                 stop(processes[name], name)
         if started_stack:
