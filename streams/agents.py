@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
+from typing import Any
 
-from faust.types import EventT
+from faust.types import EventT, TableT
 
 from streams.app import app, settings
 from streams.decode import Inbound
@@ -27,15 +28,21 @@ join_topic = app.topic(
     value_serializer="raw",
 )
 
-# booking_id -> pending prediction, pending actual, or done. Written through the producer's
-# partitioner (murmur2 of the booking_id bytes, like every producer of the joined topics), so a
-# key's changelog partition is its source partition, from a batch loop or a timer alike.
-join_table = app.Table(
-    "join-pending",
-    key_type=bytes,
-    partitions=settings.topic_partitions,
-    use_partitioner=True,
-)
+
+def join_state() -> TableT[bytes, Any]:
+    """booking_id -> pending prediction, pending actual, or done.
+
+    Written through the producer's partitioner (murmur2 of the booking_id bytes, like every
+    producer of the joined topics), so a key's changelog partition is its source partition, from
+    a batch loop or a timer alike. Only a worker that joins has it: another would recover its
+    changelog for nothing.
+    """
+    return app.Table(
+        "join-pending",
+        key_type=bytes,
+        partitions=settings.topic_partitions,
+        use_partitioner=True,
+    )
 
 
 def inbound(event: EventT) -> Inbound:
@@ -50,7 +57,6 @@ def inbound(event: EventT) -> Inbound:
     )
 
 
-@app.agent(bookings_topic, name="predict")
 async def predict(stream: AsyncIterable[bytes]) -> None:
     """Predict every booking; a batch is acknowledged only after Kafka acked its output."""
     await runtime.wait_until_ready()
@@ -60,20 +66,27 @@ async def predict(stream: AsyncIterable[bytes]) -> None:
         await runtime.handle_bookings([inbound(event) for event in events])
 
 
-@app.agent(join_topic, name="join")
 async def join(stream: AsyncIterable[bytes]) -> None:
     """Match predictions with actual delays; each match becomes an outcome."""
     await runtime.wait_until_ready()
-    handler = runtime.join_handler(join_table)
+    handler = runtime.join_handler(join_table)  # defined below, for the roles that join
     async for events in stream.take_events(  # type: ignore[attr-defined]
         settings.batch_max, within=settings.batch_within_s
     ):
         await handler.handle([inbound(event) for event in events])
 
 
-@app.timer(settings.join_sweep_interval_s)
 async def expire_unmatched() -> None:
     """Forget predictions and actuals that found no match within the horizon."""
     if runtime.joiner is not None:
         await runtime.joiner.sweep()
         await runtime.flush_join_counters()
+
+
+# A worker runs the agents of its role (WORKER_ROLE): both paths, or one of them.
+if settings.runs_predict:
+    app.agent(bookings_topic, name="predict")(predict)
+if settings.runs_outcomes:
+    join_table = join_state()
+    app.agent(join_topic, name="join")(join)
+    app.timer(settings.join_sweep_interval_s)(expire_unmatched)

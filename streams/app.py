@@ -9,7 +9,7 @@ from streams.settings import delaycast_home, get_settings
 settings = get_settings()
 
 app = faust.App(
-    settings.topic(settings.consumer_group),
+    settings.worker_group,
     broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
     store="memory://",
     key_serializer="raw",

@@ -1,9 +1,9 @@
 """``make demo``: the whole system on this machine, with a live line, until Ctrl-C.
 
 Starts the local stack (unless it already runs), trains a model on synthetic history when none
-exists, rolls ML out to half of the traffic, starts a worker, the API with its dashboard (whose
-URL it prints) and a synthetic producer, and prints a live line from the predictions topic.
-Ctrl-C stops what the demo started, and only that.
+exists, rolls ML out to half of the traffic, starts the workers (one per path), the API with its
+dashboard (whose URL it prints) and a synthetic producer, and prints a live line from the
+predictions topic. Ctrl-C stops what the demo started, and only that.
 """
 
 from __future__ import annotations
@@ -248,7 +248,12 @@ def main() -> None:
         if weather_csv.is_file() and "WEATHER_PROVIDER" not in env:
             worker_env |= {"WEATHER_PROVIDER": "recorded", "WEATHER_HISTORY_CSV": str(weather_csv)}
         delaycast("flags", "enable", "--percentage", PERCENTAGE, "--actor", "demo", env=env)
-        processes["worker"] = spawn("worker", env=worker_env, log=logs / "worker.log")
+        # The two paths in processes of their own, as in production: joining and recording
+        # history never take CPU or event-loop time from the predictions.
+        for role in ("predict", "outcomes"):
+            processes[f"{role} worker"] = spawn(
+                "worker", "--role", role, env=worker_env, log=logs / f"worker-{role}.log"
+            )
         token_file = api_token(home, env)
         api_host = env.get("API_HOST", "127.0.0.1")
         api_port = env.get("API_PORT", "8000")
@@ -276,7 +281,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\nstopping...")
     finally:
-        for name in ("producer", "api", "worker"):
+        for name in ("producer", "api", "predict worker", "outcomes worker"):
             if name in processes:
                 stop(processes[name], name)
         if started_stack:

@@ -60,13 +60,16 @@ class Runtime(Service):
         # above the largest batch keeps a join batch from pausing the predict agent's input.
         app.producer.buffer.max_messages = max(2_000, 4 * s.batch_max)
         self.engine = make_engine(s.database_url.get_secret_value())
-        self.recorder = RecorderThread(build_recorder(s, self.engine), self.engine)
-        self.recorder.start()
+        if s.runs_outcomes:  # history, alerts and drift belong to the outcome path
+            self.recorder = RecorderThread(build_recorder(s, self.engine), self.engine)
+            self.recorder.start()
         self.predictions_topic = s.topic("predictions")
         self.dead_letters_topic = s.topic("dead-letters")
         self._ready.set()
         log.info(
-            "[ML] worker ready: %s (flags from %s), model %s",
+            "[ML] worker ready (role %s, group %s): %s (flags from %s), model %s",
+            s.worker_role.value,
+            s.worker_group,
             self.flags.state.describe(),
             self.flags.source,
             self.models.model.version if self.models.model else f"none ({self.models.detail})",

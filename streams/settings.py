@@ -29,6 +29,14 @@ class WeatherProvider(StrEnum):
     DEFAULT = "default"
 
 
+class WorkerRole(StrEnum):
+    """Which agents a worker runs: all of them, or one path in processes of its own."""
+
+    ALL = "all"  # predict, join and record in one process
+    PREDICT = "predict"  # bookings -> predictions only
+    OUTCOMES = "outcomes"  # the join, the history recorder, alerts and drift
+
+
 def delaycast_home() -> Path:
     """Where the stack, models and caches live: DELAYCAST_HOME, else ``./.delaycast``."""
     return Path(os.environ.get("DELAYCAST_HOME", ".delaycast")).resolve()
@@ -126,6 +134,7 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
 
     # Agent
+    worker_role: WorkerRole = WorkerRole.ALL
     batch_max: int = Field(default=500, ge=1, le=50_000)
     batch_within_s: float = Field(default=0.05, gt=0, le=10)
     worker_threads: int = Field(default=4, ge=1, le=64)
@@ -152,6 +161,26 @@ class Settings(BaseSettings):
 
     def topic(self, base: str) -> str:
         return f"{self.topic_prefix}{base}"
+
+    @property
+    def worker_group(self) -> str:
+        """The Faust app id, i.e. the consumer group, of this worker's role.
+
+        The bookings are always consumed under CONSUMER_GROUP (role ``all`` or ``predict``), so
+        its offsets and lag mean the same whichever way the workers are split; the outcome path
+        alone gets a group of its own.
+        """
+        if self.worker_role is WorkerRole.OUTCOMES:
+            return self.topic(f"{self.consumer_group}-outcomes")
+        return self.topic(self.consumer_group)
+
+    @property
+    def runs_predict(self) -> bool:
+        return self.worker_role in (WorkerRole.ALL, WorkerRole.PREDICT)
+
+    @property
+    def runs_outcomes(self) -> bool:
+        return self.worker_role in (WorkerRole.ALL, WorkerRole.OUTCOMES)
 
 
 class SettingsError(SystemExit):

@@ -186,3 +186,32 @@ def test_a_worker_killed_mid_stream_gives_the_same_outcomes_and_metrics(
         time.sleep(2)
     assert stored_outcomes(migrated_database, "KR-") == n
     assert_buckets_equal_offline(migrated_database)
+
+
+def test_the_two_paths_in_processes_of_their_own_give_the_same_outcomes(stack, topic_prefix, home):
+    n = 400
+    bookings, actuals = world_events(n, "R-", seed=8)
+    booking_records = [(b.booking_id.encode(), b.model_dump_json().encode()) for b in bookings]
+    set_flags(stack, topic_prefix, enabled=True, percentage=50)
+    with (
+        start_worker(stack, topic_prefix, home, WORKER_ROLE="predict") as predicting,
+        start_worker(stack, topic_prefix, home, WORKER_ROLE="outcomes") as joining,
+    ):
+        produce(stack, f"{topic_prefix}bookings", booking_records)
+        predictions = collect(stack, f"{topic_prefix}predictions", n, timeout_s=90)
+        produce(stack, f"{topic_prefix}actual-delays", actuals)
+        outcomes = collect(stack, f"{topic_prefix}outcomes", n, timeout_s=90)
+        stored = wait_for_stored(stack.database_url, "R-", n)
+        time.sleep(2)  # a duplicate would arrive now
+        outcomes = collect_until_quiet(stack, f"{topic_prefix}outcomes", quiet_s=2)
+        predict_log, join_log = predicting.log(), joining.log()
+
+    assert sorted(o["booking_id"] for o in outcomes) == sorted(b.booking_id for b in bookings)
+    assert stored == n
+    by_id = {p["booking_id"]: p for p in predictions}
+    assert all(o["arm"] == by_id[o["booking_id"]]["arm"] for o in outcomes)
+    # Each process ran its own path only, under its own consumer group.
+    assert f"role predict, group {topic_prefix}delaycast)" in predict_log
+    assert f"role outcomes, group {topic_prefix}delaycast-outcomes)" in join_log
+    assert "drift monitors:" not in predict_log  # the recorder (history, drift) ...
+    assert "drift monitors:" in join_log  # ... runs with the outcome path
