@@ -114,11 +114,16 @@ class KafkaServer:
             *args,
         ]
 
-    def launch(self) -> ServerRecord:
+    def launch(self, previous: ServerRecord | None = None) -> ServerRecord:
         ensure_kafka_libs(self.libs)
         java = find_java()
-        port = pick_port(self.port)
-        controller_port = pick_port(self.controller_port, avoid={port})
+        port = pick_port(previous.port if previous and previous.port else self.port)
+        controller_port = pick_port(
+            previous.controller_port
+            if previous and previous.controller_port
+            else self.controller_port,
+            avoid={port},
+        )
         data = self.dir / "data"
         for d in (self.dir, data, self.dir / "logs"):
             d.mkdir(parents=True, exist_ok=True)

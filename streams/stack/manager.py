@@ -160,7 +160,7 @@ class StackManager:
         found = server.unrecorded()
         if found is not None:
             return found, "reused"
-        return server.launch(), "started"
+        return server.launch(old if old is not None and old.managed else None), "started"
 
     def _stop_launched(self, state: StackState, launched: list[str]) -> None:
         for name in reversed(launched):

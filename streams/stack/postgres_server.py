@@ -155,14 +155,14 @@ class PostgresServer:
             log_file=self.log,
         )
 
-    def launch(self) -> ServerRecord:
+    def launch(self, previous: ServerRecord | None = None) -> ServerRecord:
         bindir = find_pg_bindir()
         if bindir is None:
             raise StackError("PostgreSQL is not installed; run `delaycast stack install`")
         self._prepare_dir()
         if not (self.data / "PG_VERSION").is_file():
             self._initdb(bindir)
-        port = pick_port(self.port)
+        port = pick_port(previous.port if previous and previous.port else self.port)
         self._write_conf(port)
         self._log_mark = log_size(self.log)
         # -w: return once the server accepts connections, so its PID file is complete.

@@ -56,11 +56,11 @@ class RedisServer:
         self.log = directory / "redis.log"
         self._log_mark = 0
 
-    def launch(self) -> ServerRecord:
+    def launch(self, previous: ServerRecord | None = None) -> ServerRecord:
         exe = find_redis_server()
         if exe is None:
             raise StackError("redis-server is not installed; run `delaycast stack install`")
-        port = pick_port(self.port)
+        port = pick_port(previous.port if previous and previous.port else self.port)
         data = self.dir / "data"
         data.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "redis.conf"

@@ -18,10 +18,12 @@ class Server(Protocol):
     #: The attribute of ``Endpoints`` this server provides, e.g. "redis_url".
     endpoint_key: str
 
-    def launch(self) -> ServerRecord:
+    def launch(self, previous: ServerRecord | None = None) -> ServerRecord:
         """Pick free ports, start the process and return at once where the server allows it.
 
-        The record is what ``stop`` needs later; readiness is ``wait_ready``'s job.
+        The ports of ``previous`` (the record of this server's last run) come first, so that a
+        server that stopped comes back where running clients look for it. The record is what
+        ``stop`` needs later; readiness is ``wait_ready``'s job.
         """
         ...
 

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -150,6 +151,30 @@ class TestLifecycle:
         code, output = _cli(lifecycle.home, "stack", "up")
         assert code == 0, output
         assert output.count("already running") == 3
+
+    def test_a_server_that_stopped_comes_back_on_its_port_with_the_next_up(
+        self, lifecycle: Lifecycle
+    ) -> None:
+        before = lifecycle.first.records["redis"]
+        assert before.process is not None and before.port != lifecycle.taken_port
+        os.kill(before.process.pid, 15)
+        deadline = time.monotonic() + 10
+        while is_alive(before.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not is_alive(before.process.pid)
+        with socket.socket() as spare:
+            spare.bind(("127.0.0.1", 0))
+            elsewhere = int(spare.getsockname()[1])
+        # `delaycast stack up` prefers the default ports, which need not be those of the stack
+        # it restarts (here: a free port far from Redis's).
+        manager = StackManager(lifecycle.home, ports=replace(PREFERRED, redis=elsewhere))
+        again = manager.up()
+        assert again.started == ("redis",)
+        # Not the preferred port but its own: running clients find it again.
+        assert again.records["redis"].port == before.port != elsewhere
+        assert again.endpoints == lifecycle.first.endpoints
+        assert redis.Redis(port=before.port).ping()
+        lifecycle.first = again
 
     def test_env_prints_three_exports_with_the_chosen_ports(self, lifecycle: Lifecycle) -> None:
         records = lifecycle.first.records
