@@ -19,6 +19,17 @@ from streams.settings import Settings
 log = logging.getLogger("delaycast.flags")
 
 
+class AuditNotRecorded(Exception):
+    """The new flags are in force (Redis holds them) but PostgreSQL did not take the audit row."""
+
+    def __init__(self, old: FlagState, new: FlagState, cause: Exception) -> None:
+        super().__init__(
+            f"flags changed to {new.describe()} and in force, but PostgreSQL did not record the "
+            f"audit row ({type(cause).__name__}); note the change in the incident log"
+        )
+        self.old, self.new, self.cause = old, new, cause
+
+
 def settings_flags(settings: Settings) -> FlagState:
     """The flags the settings give: in force until someone writes flags to Redis."""
     return FlagState(
@@ -42,8 +53,8 @@ def change_flags(
 
     ``percentage`` None keeps the percentage in force (the kill switch keeps it for the next
     enable). ``initial`` stands for the flags when Redis has none yet. Returns (old, new).
-    Raises the Redis or SQLAlchemy error as it comes; when only the audit fails, Redis already
-    holds the new flags.
+    Raises the Redis error as it comes (nothing changed), or :class:`AuditNotRecorded` when only
+    the audit failed (the change is in force).
     """
     if percentage is None:
         percentage = (store.read() or initial).ml_traffic_percentage
@@ -54,7 +65,18 @@ def change_flags(
         actor=actor,
         now=now,
     )
-    record_flag_change(engine, old=old, new=new, actor=actor, changed_at=now)
+    try:
+        record_flag_change(engine, old=old, new=new, actor=actor, changed_at=now)
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning(
+            "[FeatureFlag] %s -> %s by %s (version %d) NOT AUDITED: %s",
+            old.describe(),
+            new.describe(),
+            actor,
+            new.version,
+            type(exc).__name__,
+        )
+        raise AuditNotRecorded(old, new, exc) from exc
     log.info(
         "[FeatureFlag] %s -> %s by %s (version %d)",
         old.describe(),

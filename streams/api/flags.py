@@ -96,11 +96,11 @@ def _change(
         ) from None
     except FlagFormatError as exc:
         raise HTTPException(status_code=503, detail=f"{exc}: flags unchanged") from None
-    except SQLAlchemyError as exc:
+    except flag_change.AuditNotRecorded as exc:
         raise HTTPException(
             status_code=503,
             detail=f"flags changed in Redis, but PostgreSQL is unavailable "
-            f"({type(exc).__name__}): the change is not audited",
+            f"({type(exc.cause).__name__}): the change is not audited",
         ) from None
     return _flags(new, stored=True, resources=resources)
 

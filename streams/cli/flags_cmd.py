@@ -80,7 +80,9 @@ def _print_state(state: FlagState, as_json: bool, *, stored: bool = True) -> Non
 
 
 def _fail(exc: Exception) -> None:
-    raise click.ClickException(f"cannot reach Redis/PostgreSQL: {type(exc).__name__}: {exc}")
+    if isinstance(exc, flag_change.AuditNotRecorded):
+        raise click.ClickException(str(exc))  # the change itself went through: say so
+    raise click.ClickException(f"cannot reach Redis, flags unchanged: {type(exc).__name__}: {exc}")
 
 
 @click.group()

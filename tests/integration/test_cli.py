@@ -18,7 +18,7 @@ from tests.integration.workers import produce
 
 
 def cli(
-    stack, prefix: str, home: Path, *args: str, check: bool = True
+    stack, prefix: str, home: Path, *args: str, check: bool = True, **extra: str
 ) -> subprocess.CompletedProcess[str]:
     env = {
         k: v
@@ -31,6 +31,7 @@ def cli(
         TOPIC_PREFIX=prefix,
         FLAGS_REDIS_KEY=f"{prefix}flags",
     )
+    env.update(extra)
     result = subprocess.run(
         [sys.executable, "-m", "streams", *args],
         env=env,
@@ -88,6 +89,18 @@ def test_flag_changes_are_stored_in_redis_and_audited_in_postgres(
         ("carol", True, 50.0, False, 50.0, 3),
     ]
     assert all(r.changed_at.tzinfo is not None for r in rows)
+
+
+def test_the_kill_switch_works_with_postgres_down_and_says_the_audit_is_missing(
+    stack, topic_prefix, tmp_path
+):
+    down = "postgresql+psycopg2://delaycast:s3cret@127.0.0.1:1/delaycast"
+    out = cli(stack, topic_prefix, tmp_path, "flags", "disable", check=False, DATABASE_URL=down)
+    assert out.returncode == 1
+    assert "in force" in out.stderr and "not record the audit row" in out.stderr
+    assert "s3cret" not in out.stderr + out.stdout
+    state = FlagStore(redis.Redis.from_url(stack.redis_url), f"{topic_prefix}flags").read()
+    assert state is not None and state.ml_enabled is False and state.version == 1
 
 
 def test_bad_cli_arguments_say_what_was_expected(stack, topic_prefix, tmp_path):
