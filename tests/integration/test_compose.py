@@ -10,7 +10,16 @@ from pathlib import Path
 from streams.stack.compose_tool import compose_binary
 
 REPO = Path(__file__).resolve().parents[2]
-LONG_RUNNING = {"kafka", "kafka-ui", "redis", "postgres", "worker", "api", "producer"}
+LONG_RUNNING = {
+    "kafka",
+    "kafka-ui",
+    "redis",
+    "postgres",
+    "worker-predict",
+    "worker-outcomes",
+    "api",
+    "producer",
+}
 ONE_SHOT = {"migrate", "model"}
 
 
@@ -48,10 +57,13 @@ def test_every_service_is_there_with_health_checks_and_readable_topics() -> None
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
     for name in ONE_SHOT:
         assert services[name]["restart"] == "no"
-    worker_needs = services["worker"]["depends_on"]
-    assert worker_needs["migrate"]["condition"] == "service_completed_successfully"
-    assert worker_needs["model"]["condition"] == "service_completed_successfully"
-    assert worker_needs["kafka"]["condition"] == "service_healthy"
+    for role in ("predict", "outcomes"):
+        worker = services[f"worker-{role}"]
+        assert worker["command"] == ["worker", "--role", role]
+        needs = worker["depends_on"]
+        assert needs["migrate"]["condition"] == "service_completed_successfully"
+        assert needs["model"]["condition"] == "service_completed_successfully"
+        assert needs["kafka"]["condition"] == "service_healthy"
     ui = services["kafka-ui"]["environment"]
     # Keys and JSON values shown as text, which Kafka UI pretty-prints.
     assert ui["KAFKA_CLUSTERS_0_DEFAULTVALUESERDE"] == "String"
@@ -63,4 +75,4 @@ def test_every_service_is_there_with_health_checks_and_readable_topics() -> None
     assert all(p["host_ip"] == "127.0.0.1" for s in services.values() for p in s.get("ports", []))
     assert "--actual-after-s" in services["producer"]["command"]
     # The password reaches the apps only through the variable, never a default.
-    assert "change-me" in services["worker"]["environment"]["DATABASE_URL"]
+    assert "change-me" in services["worker-outcomes"]["environment"]["DATABASE_URL"]
