@@ -46,7 +46,13 @@ def ab() -> None:
 def report(
     since: str | None, until: str | None, as_json: bool, min_samples: int | None, out: str | None
 ) -> None:
-    """Compare the arms' MAE with confidence intervals, check the split, give a verdict."""
+    """Compare the arms' MAE with confidence intervals, check the split, give a verdict.
+
+    \b
+    Examples:
+      delaycast ab report
+      delaycast ab report --since 2026-11-21T00:00:00Z --json
+    """
     from pathlib import Path
 
     from sqlalchemy.exc import SQLAlchemyError

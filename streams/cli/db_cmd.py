@@ -31,7 +31,12 @@ def _engine() -> sa.Engine:
 @db.command()
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def upgrade(revision: str) -> None:
-    """Apply the migrations up to REVISION (idempotent)."""
+    """Apply the migrations up to REVISION (idempotent).
+
+    \b
+    Example:
+      delaycast db upgrade
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
     from connectors.postgres import current_revision
@@ -56,7 +61,12 @@ def upgrade(revision: str) -> None:
 
 @db.command()
 def current() -> None:
-    """Print the database's revision and the newest one available."""
+    """Print the database's revision and the newest one available.
+
+    \b
+    Example:
+      delaycast db current
+    """
     from connectors.postgres import current_revision, head_revision
 
     engine = _engine()

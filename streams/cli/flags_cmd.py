@@ -102,7 +102,13 @@ def flags() -> None:
 @flags.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(as_json: bool) -> None:
-    """Print the flags in force."""
+    """Print the flags in force.
+
+    \b
+    Examples:
+      delaycast flags status
+      delaycast flags status --json
+    """
     settings = get_settings()
     try:
         state = _store(settings).read()
@@ -123,7 +129,12 @@ def status(as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the new state as JSON.")
 def enable(percentage: float, actor: str, as_json: bool) -> None:
-    """Route PERCENTAGE % of bookings to the ML model."""
+    """Route PERCENTAGE % of bookings to the ML model.
+
+    \b
+    Example:
+      delaycast flags enable --percentage 25 --actor alice
+    """
     try:
         _, new = change_flags(get_settings(), ml_enabled=True, percentage=percentage, actor=actor)
     except (redis.RedisError, OSError) as exc:
@@ -139,7 +150,12 @@ def enable(percentage: float, actor: str, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the new state as JSON.")
 def disable(actor: str, as_json: bool) -> None:
-    """Kill switch: send every booking to the heuristic (the percentage is kept)."""
+    """Kill switch: send every booking to the heuristic (the percentage is kept).
+
+    \b
+    Example:
+      delaycast flags disable --actor alice
+    """
     try:
         _, new = change_flags(get_settings(), ml_enabled=False, percentage=None, actor=actor)
     except Exception as exc:

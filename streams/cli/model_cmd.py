@@ -58,7 +58,13 @@ def model() -> None:
 @model_dir_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per version.")
 def list_cmd(model_dir: Path | None, as_json: bool) -> None:
-    """List the versions, oldest first; the champion is marked with '*'."""
+    """List the versions, oldest first; the champion is marked with '*'.
+
+    \b
+    Examples:
+      delaycast model list
+      delaycast model list --json
+    """
     from connectors.model_store import ArtifactError, champion_version, list_versions, read_metadata
 
     directory = _model_dir(model_dir)

@@ -19,7 +19,14 @@ def _manager() -> StackManager:
 
 @click.group()
 def stack() -> None:
-    """Start, stop and inspect the local Kafka, Redis and PostgreSQL."""
+    """Start, stop and inspect the local Kafka, Redis and PostgreSQL.
+
+    \b
+    Examples:
+      delaycast stack up && eval "$(delaycast stack env)"
+      delaycast stack status
+      delaycast stack down
+    """
 
 
 @stack.command("install")
@@ -52,7 +59,12 @@ def install_cmd(for_tests: bool) -> None:
 def up() -> None:
     """Start what is not running, wait until healthy, create the topics.
 
-    Running it again reports the running stack and changes nothing.
+    Running it again reports the running stack and changes nothing; a server that stopped is
+    started again on its port.
+
+    \b
+    Example:
+      delaycast stack up
     """
     manager = _manager()
     began = time.monotonic()
@@ -75,7 +87,12 @@ def up() -> None:
 
 @stack.command()
 def down() -> None:
-    """Stop the servers `up` started (nothing else), and forget the endpoints."""
+    """Stop the servers `up` started (nothing else), and forget the endpoints.
+
+    \b
+    Example:
+      delaycast stack down
+    """
     manager = _manager()
     try:
         stopped = manager.down()
@@ -86,7 +103,12 @@ def down() -> None:
 
 @stack.command()
 def status() -> None:
-    """One line per server; exit status 1 when any is not running and healthy."""
+    """One line per server; exit status 1 when any is not running and healthy.
+
+    \b
+    Example:
+      delaycast stack status
+    """
     try:
         statuses = _manager().status()
     except StackError as exc:
@@ -99,7 +121,12 @@ def status() -> None:
 
 @stack.command()
 def env() -> None:
-    """Print `export` lines for the running stack: eval "$(delaycast stack env)"."""
+    """Print `export` lines for the running stack.
+
+    \b
+    Example:
+      eval "$(delaycast stack env)"
+    """
     endpoints = _manager().endpoints()
     if endpoints is None:
         raise click.ClickException("no stack is running here; run `delaycast stack up`")

@@ -25,7 +25,12 @@ def _parse_end(value: str | None) -> datetime:
 
 @click.group()
 def synthetic() -> None:
-    """Generate synthetic datasets (bookings around Geneva, their delays, hourly weather)."""
+    """Generate synthetic datasets (bookings around Geneva, their delays, hourly weather).
+
+    \b
+    Example:
+      delaycast synthetic history --out data --days 90
+    """
 
 
 @synthetic.command()

@@ -11,7 +11,13 @@ from streams.settings import load_settings
 
 @click.group()
 def topics() -> None:
-    """Create or list delaycast's Kafka topics."""
+    """Create or list delaycast's Kafka topics.
+
+    \b
+    Examples:
+      delaycast topics create
+      delaycast topics list
+    """
 
 
 @topics.command()
@@ -24,6 +30,11 @@ def create(partitions: int | None, prefix: str | None) -> None:
 
     Exit status 1 when an existing topic has a different partition count: joins need
     co-partitioned topics, so that needs an operator's decision.
+
+    \b
+    Examples:
+      delaycast topics create
+      delaycast topics create --partitions 8 --prefix staging.
     """
     settings = load_settings()
     prefix = settings.topic_prefix if prefix is None else prefix
@@ -46,7 +57,12 @@ def create(partitions: int | None, prefix: str | None) -> None:
 @topics.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include Kafka's internal topics.")
 def list_cmd(show_all: bool) -> None:
-    """Print each topic with its partition count, one per line."""
+    """Print each topic with its partition count, one per line.
+
+    \b
+    Example:
+      delaycast topics list
+    """
     settings = load_settings()
     try:
         found = list_topics(settings.kafka_bootstrap_servers)
