@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from functools import cached_property
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -78,9 +79,12 @@ class HeuristicParams:
         """The rule coefficients in :data:`TERMS` order."""
         return np.array([getattr(self, name) for name in TERMS], dtype=np.float64)
 
-    @property
+    @cached_property
     def version(self) -> str:
-        """``heuristic-default`` for the defaults, else ``heuristic-<sha8 of the values>``."""
+        """``heuristic-default`` for the defaults, else ``heuristic-<sha8 of the values>``.
+
+        Computed once per parameter set (it hashes them): every prediction carries it.
+        """
         if self == DEFAULT_PARAMS:
             return "heuristic-default"
         canonical = json.dumps(self.values(), sort_keys=True, separators=(",", ":"))
