@@ -33,8 +33,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from functools import cached_property
 from dataclasses import asdict, dataclass, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
