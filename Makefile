@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv stack-install demo test unit integration check fmt lint types schemas clean
+.PHONY: venv stack-install demo bench test unit integration check fmt lint types schemas clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ stack-install: venv
 
 demo: stack-install
 	$(BIN)/python -m streams.demo
+
+bench: stack-install
+	$(BIN)/python -m streams.bench
 
 test: venv
 	$(BIN)/delaycast stack install --for-tests

@@ -1,0 +1,110 @@
+"""The processes a benchmark run starts: a real ``delaycast worker``, or a bench-only program
+that reports a :mod:`~streams.bench.meter` line on stdout. Each is stopped by its PID."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from streams.bench.meter import parse_result
+from streams.bench.probes import peak_rss_mb
+from streams.demo import spawn, stop
+
+
+class Child:
+    """A subprocess with its log in a file; a bench-only program's result line is kept."""
+
+    def __init__(self, process: subprocess.Popen[bytes], name: str, log: Path) -> None:
+        self.process = process
+        self.name = name
+        self.log = log
+        self.result: dict[str, Any] | None = None
+        if process.stdout is not None:
+            threading.Thread(target=self._read, args=(process.stdout,), daemon=True).start()
+
+    @classmethod
+    def worker(cls, role: str, env: dict[str, str], log: Path) -> Child:
+        """``delaycast worker --role ROLE``, started the way ``make demo`` starts it."""
+        return cls(spawn("worker", "--role", role, env=env, log=log), f"{role} worker", log)
+
+    @classmethod
+    def program(cls, module: str, env: dict[str, str], log: Path) -> Child:
+        """``python -m MODULE``: its stdout is read for the result line, its stderr logged."""
+        with log.open("ab") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", module],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        return cls(process, module.rsplit(".", 1)[-1], log)
+
+    def _read(self, stream: IO[bytes]) -> None:
+        with self.log.open("ab") as log:
+            for raw in stream:
+                line = raw.decode(errors="replace")
+                found = parse_result(line)
+                if found is not None and self.result is None:
+                    self.result = found
+                else:
+                    log.write(raw)
+                    log.flush()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def problem(self) -> str | None:
+        """Why this child cannot go on (it exited), or None while it runs."""
+        code = self.process.poll()
+        if code is None or self.result is not None:
+            return None
+        return f"{self.name} exited ({code}); last lines of {self.log}:\n{self.log_tail()}"
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_has(self, text: str) -> bool:
+        try:
+            return text in self.log.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def wait_for_log(self, text: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.log_has(text):
+            problem = self.problem()
+            if problem is not None:
+                raise RuntimeError(problem)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not log {text!r} within {timeout_s:g} s")
+            time.sleep(0.1)
+
+    def wait_for_result(self, timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while self.result is None:
+            problem = self.problem()
+            if problem is not None:
+                raise RuntimeError(problem)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} reported nothing within {timeout_s:g} s")
+            time.sleep(0.1)
+        return self.result
+
+    def peak_rss_mb(self) -> float | None:
+        try:
+            return peak_rss_mb(self.pid)
+        except (OSError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        stop(self.process, self.name)
