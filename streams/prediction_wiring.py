@@ -73,6 +73,7 @@ async def build_prediction_path(
     initialize_flags: bool = True,
     replay: bool = False,
     agent: str = "predict",
+    load_model: bool = True,
 ) -> PredictionPath:
     """Connect to Redis, read the flags, load the champion and build the predictor.
 
@@ -94,7 +95,8 @@ async def build_prediction_path(
     )
     await flags.refresh()
     models = ModelHolder(s.model_dir)
-    await loop.run_in_executor(executor, models.reload_if_changed)
+    if load_model:  # a worker that never predicts need not hold the forest in memory
+        await loop.run_in_executor(executor, models.reload_if_changed)
     weather = build_weather_service(s, executor=executor)
     predictor = BatchPredictor(
         weather=weather,

@@ -49,7 +49,7 @@ class Runtime(Service):
 
     async def on_start(self) -> None:
         s = self.settings
-        path = await build_prediction_path(s)
+        path = await build_prediction_path(s, load_model=s.runs_predict)
         self.executor, self.model_executor = path.executor, path.model_executor
         self.redis, self.flags, self.models = path.redis, path.flags, path.models
         self.weather, self.predictor = path.weather, path.predictor
@@ -72,7 +72,13 @@ class Runtime(Service):
             s.worker_group,
             self.flags.state.describe(),
             self.flags.source,
-            self.models.model.version if self.models.model else f"none ({self.models.detail})",
+            (
+                "not loaded (this role does not predict)"
+                if not s.runs_predict
+                else self.models.model.version
+                if self.models.model
+                else f"none ({self.models.detail})"
+            ),
         )
 
     async def wait_until_ready(self) -> None:
@@ -104,6 +110,8 @@ class Runtime(Service):
     @Service.task
     async def _reload_models(self) -> None:
         await self._ready.wait()
+        if not self.settings.runs_predict:
+            return
         loop = asyncio.get_running_loop()
         while not self.should_stop:
             await self.sleep(MODEL_RELOAD_INTERVAL_S)

@@ -215,3 +215,4 @@ def test_the_two_paths_in_processes_of_their_own_give_the_same_outcomes(stack, t
     assert f"role outcomes, group {topic_prefix}delaycast-outcomes)" in join_log
     assert "drift monitors:" not in predict_log  # the recorder (history, drift) ...
     assert "drift monitors:" in join_log  # ... runs with the outcome path
+    assert "model not loaded (this role does not predict)" in join_log  # nor holds the forest
