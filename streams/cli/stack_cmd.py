@@ -33,8 +33,8 @@ def stack() -> None:
 @click.option(
     "--for-tests",
     is_flag=True,
-    help="Also what the tests drive: Debian's chromium (the dashboard's browser test) and the "
-    "docker compose plugin (to check docker-compose.yml).",
+    help="Also what the tests drive: Debian's chromium (the dashboard's browser test), jq and "
+    "curl (the runbooks) and the docker compose plugin (to check docker-compose.yml).",
 )
 def install_cmd(for_tests: bool) -> None:
     """Install what is missing: redis-server and postgresql (apt-get), the Kafka jars (Maven).

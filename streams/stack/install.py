@@ -26,11 +26,12 @@ _APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=300"]
 
 
 def missing_packages(*, for_tests: bool = False) -> list[str]:
-    """The Debian packages to install: ``redis-server`` and/or ``postgresql``, and ``chromium``
-    (for the dashboard's browser test) when ``for_tests``."""
+    """The Debian packages to install: ``redis-server`` and/or ``postgresql``, and with
+    ``for_tests`` what the tests drive besides the stack."""
     missing = []
-    if for_tests and shutil.which("chromium") is None:
-        missing.append("chromium")
+    if for_tests:
+        # chromium: the dashboard's browser test; jq and curl: the runbooks' commands.
+        missing += [name for name in ("chromium", "jq", "curl") if shutil.which(name) is None]
     if find_redis_server() is None:
         missing.append("redis-server")
     if find_pg_bindir() is None:
