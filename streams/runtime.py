@@ -99,8 +99,18 @@ class Runtime(Service):
         return self.joiner
 
     async def drain_changelog(self) -> None:
-        """Wait until Faust's producer has sent the table writes buffered so far."""
-        await app.producer.buffer.flush()
+        """Wait until Kafka has acknowledged the table writes buffered so far.
+
+        The join's input offsets may be committed once the join takes its next batch, so its
+        changelog must be durable first: a worker killed after the commit would otherwise lose
+        pending entries (and their outcomes) for good. Faust's own flush gives up after 0.1 s
+        without progress, busy loop or not, so it is repeated until the buffer is empty; then the
+        producer's flush waits for Kafka's acknowledgements.
+        """
+        buffer = app.producer.buffer
+        while buffer.size:
+            await buffer.flush()
+        await app.producer.flush()
 
     @Service.task
     async def _watch_flags(self) -> None:
