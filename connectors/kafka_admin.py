@@ -33,7 +33,8 @@ class EnsureResult:
     mismatched: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
-def _client(bootstrap: str, timeout_s: float) -> AdminClient:
+def admin_client(bootstrap: str, timeout_s: float) -> AdminClient:
+    """An AdminClient whose requests time out after ``timeout_s`` and log through ours."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "socket.timeout.ms": max(1000, int(timeout_s * 1000)),
@@ -51,7 +52,7 @@ def _kafka_error(exc: BaseException) -> KafkaError | None:
 def list_topics(bootstrap: str, *, timeout_s: float = 10.0) -> dict[str, int]:
     """Every topic of the cluster, internal ones included, with its partition count."""
     try:
-        metadata = _client(bootstrap, timeout_s).list_topics(timeout=timeout_s)
+        metadata = admin_client(bootstrap, timeout_s).list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise KafkaAdminError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
@@ -60,7 +61,7 @@ def list_topics(bootstrap: str, *, timeout_s: float = 10.0) -> dict[str, int]:
 def broker_count(bootstrap: str, *, timeout_s: float = 5.0) -> int:
     """How many brokers the cluster reports; 0 when it does not answer within ``timeout_s``."""
     try:
-        metadata = _client(bootstrap, timeout_s).list_topics(timeout=timeout_s)
+        metadata = admin_client(bootstrap, timeout_s).list_topics(timeout=timeout_s)
     except KafkaException:
         return 0
     return len(metadata.brokers)
@@ -91,7 +92,7 @@ def ensure_topics(
             for n in missing
         ]
         # The client must outlive its futures: destroying it fails them.
-        client = _client(bootstrap, timeout_s)
+        client = admin_client(bootstrap, timeout_s)
         futures = client.create_topics(new, operation_timeout=timeout_s, request_timeout=timeout_s)
         for name, future in futures.items():
             try:
@@ -122,7 +123,7 @@ def ensure_topics(
 def _served_topics(bootstrap: str, timeout_s: float) -> dict[str, int]:
     """Topics whose partitions all have a leader, with their partition count."""
     try:
-        metadata = _client(bootstrap, timeout_s).list_topics(timeout=timeout_s)
+        metadata = admin_client(bootstrap, timeout_s).list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise KafkaAdminError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
     return {
@@ -155,7 +156,7 @@ def delete_topics(bootstrap: str, names: Iterable[str], *, timeout_s: float = 30
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return []
-    client = _client(bootstrap, timeout_s)
+    client = admin_client(bootstrap, timeout_s)
     futures = client.delete_topics(wanted, operation_timeout=timeout_s, request_timeout=timeout_s)
     deleted: list[str] = []
     for name, future in futures.items():

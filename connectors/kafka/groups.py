@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+
+from connectors.kafka_admin import admin_client
 
 _log = logging.getLogger(__name__)
 
@@ -35,15 +36,6 @@ class GroupInfo:
         return bool(self.members)
 
 
-def _client(bootstrap: str, timeout_s: float) -> AdminClient:
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "socket.timeout.ms": max(1000, int(timeout_s * 1000)),
-        "logger": _log,
-    }
-    return AdminClient(config)
-
-
 def _result(futures: Mapping[Any, Any], what: str, timeout_s: float) -> Any:
     (future,) = futures.values()
     try:
@@ -55,7 +47,7 @@ def _result(futures: Mapping[Any, Any], what: str, timeout_s: float) -> Any:
 
 
 def describe_group(bootstrap: str, group_id: str, *, timeout_s: float = 10.0) -> GroupInfo:
-    client = _client(bootstrap, timeout_s)
+    client = admin_client(bootstrap, timeout_s)
     futures = client.describe_consumer_groups([group_id], request_timeout=timeout_s)
     found = _result(futures, f"describe consumer group {group_id!r}", timeout_s)
     members = tuple(f"{m.client_id}@{m.host}" for m in found.members)
@@ -67,7 +59,7 @@ def committed_offsets(
     bootstrap: str, group_id: str, *, timeout_s: float = 10.0
 ) -> dict[TopicPartitionKey, int]:
     """Every (topic, partition) the group has committed an offset for, with that offset."""
-    client = _client(bootstrap, timeout_s)
+    client = admin_client(bootstrap, timeout_s)
     futures = client.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group_id)], request_timeout=timeout_s
     )
@@ -90,7 +82,7 @@ def alter_offsets(
     if not offsets:
         return
     wanted = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
-    client = _client(bootstrap, timeout_s)
+    client = admin_client(bootstrap, timeout_s)
     futures = client.alter_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group_id, wanted)], request_timeout=timeout_s
     )

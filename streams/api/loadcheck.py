@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from sqlalchemy.engine import make_url
 from connectors.postgres import make_engine
 from schemas.outcome import UNDERESTIMATE_MINUTES
 from streams.settings import load_settings
+from streams.stack.ports import any_free_port
 
 PAGE_CALLS = (
     "/api/health",
@@ -262,16 +262,10 @@ def seed(
     return timings
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def running_api(database_url: str | None, log_path: Path) -> Iterator[str]:
     """``delaycast api`` on a free port; yields its base URL and stops it afterwards."""
-    port = _free_port()
+    port = any_free_port()
     env = dict(os.environ, API_HOST="127.0.0.1", API_PORT=str(port), LOG_LEVEL="warning")
     if database_url is not None:
         env["DATABASE_URL"] = database_url

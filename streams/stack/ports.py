@@ -37,14 +37,19 @@ def is_listening(port: int, host: str = HOST, timeout_s: float = 0.2) -> bool:
         return False
 
 
+def any_free_port(host: str = HOST) -> int:
+    """A port the system says is free on ``host`` right now (for a server about to start)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def pick_port(preferred: int, *, avoid: Collection[int] = ()) -> int:
     """``preferred`` if free, else the first free port above it, else any free port."""
     for port in range(preferred, min(preferred + _SEARCH_SPAN, 65536)):
         if port not in avoid and is_free(port):
             return port
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((HOST, 0))
-            port = int(sock.getsockname()[1])
+        port = any_free_port()
         if port not in avoid:
             return port

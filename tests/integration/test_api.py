@@ -14,7 +14,6 @@ import contextlib
 import json
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +43,7 @@ from schemas import TOPICS, Alert, AlertKind, Arm, Outcome, Prediction, Severity
 from schemas.tables import flag_changes
 from streams.api import create_app
 from streams.settings import load_settings
+from streams.stack.ports import any_free_port
 from streams.worker_metrics import WorkerMetrics, bucket_field, flush
 from tests import factories
 from tests.integration.conftest import TEST_PARTITIONS
@@ -57,12 +57,6 @@ ANSWERS: list[str] = []  # every body the API gave in this module, checked for s
 
 
 # --- servers -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def with_password(url: str, password: str) -> str:
@@ -95,7 +89,7 @@ class Api:
 
 @contextlib.contextmanager
 def running_api(env: dict[str, str], log_path: Path) -> Iterator[Api]:
-    port = free_port()
+    port = any_free_port()
     handle = log_path.open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "streams", "api", "--port", str(port)],
@@ -670,7 +664,7 @@ def test_a_real_worker_s_counters_and_consumer_lag_reach_metrics(
 def test_with_redis_and_kafka_down_health_is_degraded_and_metrics_still_answer(
     stack, prefix, home, trained_model_dir, seeded
 ):
-    closed = free_port()
+    closed = any_free_port()
     env = api_env(
         stack,
         prefix,
@@ -710,7 +704,7 @@ def test_with_redis_and_kafka_down_health_is_degraded_and_metrics_still_answer(
 def test_with_postgres_down_health_is_down_503_and_queries_answer_503_json(
     stack, prefix, home, trained_model_dir
 ):
-    closed = free_port()
+    closed = any_free_port()
     env = api_env(
         stack,
         prefix,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from connectors.postgres import (
     write_predictions,
 )
 from schemas import Alert, AlertKind, Arm, Severity
+from streams.stack.ports import any_free_port
 from tests.factories import outcome, prediction
 
 TOKEN = "dashboard-test-token-7f3a"
@@ -57,12 +57,6 @@ def chromium_path() -> str:
             "`sudo apt-get install chromium` (it is looked up as `chromium` on PATH)"
         )
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -109,7 +103,7 @@ class Api:
 @contextlib.contextmanager
 def running_api(stack: Any, database_url: str, home: Path, **env: str) -> Iterator[Api]:
     """``delaycast api`` as a subprocess on a free port, stopped (by its PID) afterwards."""
-    port = free_port()
+    port = any_free_port()
     flags_key = f"dash-{uuid.uuid4().hex[:8]}:flags"
     home.mkdir(parents=True, exist_ok=True)
     environment = {

@@ -17,15 +17,10 @@ from typing import Any
 
 import requests
 
+from streams.stack.ports import any_free_port
 from tests.integration.workers import worker_env
 
 DASHBOARD = re.compile(r"dashboard: (http://\S+)/ml-monitoring")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Output:
@@ -67,7 +62,7 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
 ) -> None:
     home = session_dir / f"demo-{topic_prefix.strip('.')}"
     shutil.copytree(trained_model_dir, home / "models")
-    api_port = free_port()
+    api_port = any_free_port()
     env = worker_env(stack, topic_prefix, home, API_PORT=str(api_port), DEMO_RATE="20")
     env.pop("API_TOKEN", None)
     demo = subprocess.Popen(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from streams.stack.ports import any_free_port
 from tests.fakes.openweather_server import FakeOpenWeather
 from tests.integration.test_prediction_path import booking_payloads, set_flags, start_worker
 from tests.integration.workers import collect, produce
@@ -63,17 +63,11 @@ def test_openweather_failures_give_default_weather_and_never_stall_predictions(
         assert requests <= 5  # a refused key opens the breaker at once
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path):
     """A Redis of this test's own, which the test may kill."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
+    port = any_free_port()
     process = subprocess.Popen(
         [
             binary,
@@ -139,7 +133,7 @@ def test_redis_outage_keeps_the_last_flags_and_predictions_say_so(
 
 
 def test_redis_unreachable_from_the_start_uses_the_settings_flags(stack, topic_prefix, home):
-    servers = _RedisStack(stack, f"redis://127.0.0.1:{free_port()}/0")
+    servers = _RedisStack(stack, f"redis://127.0.0.1:{any_free_port()}/0")
     env = {"ML_ENABLED": "true", "ML_TRAFFIC_PERCENTAGE": "20"}
     with start_worker(servers, topic_prefix, home, **env) as worker:
         produce(stack, f"{topic_prefix}bookings", booking_payloads(100, "S-"))

@@ -19,7 +19,6 @@ import random
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from schemas.topics import TOPICS, topic_name
 from streams.settings import Settings
 from streams.stack import Endpoints, External, Ports, StackManager
 from streams.stack.manager import DEFAULT_PARTITIONS
+from streams.stack.ports import any_free_port
 from tests.fakes.openweather_server import FakeOpenWeather
 from tests.integration.runbook_harness import RunbookRun, Service, answers, run_runbook, service
 from tests.integration.workers import Worker
@@ -129,12 +129,6 @@ def openweather() -> Iterator[FakeOpenWeather]:
         yield fake
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def env(
     runbook_stack: StackManager,
@@ -157,7 +151,7 @@ def env(
         for k, v in os.environ.items()
         if k.upper() not in settings_names and k not in RUNBOOK_VARS
     }
-    port = _free_port()
+    port = any_free_port()
     values.update(
         PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
         DELAYCAST_HOME=str(runbook_stack.paths.home),
