@@ -83,12 +83,14 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
         assert token not in output.text  # the token is in a file, never printed
         assert oct((home / "api-token").stat().st_mode & 0o777) == "0o600"
 
-        def predictions() -> int:
-            items = requests.get(f"{url}/api/ml-monitoring/predictions?limit=1000", timeout=10)
-            return len(items.json()["items"])
+        def newest_prediction() -> str | None:
+            """The newest prediction's time (a count would stop at the endpoint's limit)."""
+            items = requests.get(f"{url}/api/ml-monitoring/predictions?limit=1", timeout=10)
+            newest = items.json()["items"]
+            return str(newest[0]["predicted_at"]) if newest else None
 
-        first = poll(predictions, lambda n: n > 0, 60, "predictions reach the API")
-        poll(predictions, lambda n: n > first, 30, "the number of predictions moves")
+        first = poll(newest_prediction, lambda t: t is not None, 60, "predictions reach the API")
+        poll(newest_prediction, lambda t: t != first, 30, "newer predictions keep arriving")
 
         def summary() -> dict[str, Any]:
             return requests.get(f"{url}/api/ml-monitoring/summary", timeout=10).json()
