@@ -28,7 +28,7 @@ bench: stack-install
 
 test: venv
 	$(BIN)/delaycast stack install --for-tests
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses 2 --dist loadfile
 
 unit: venv
 	$(BIN)/pytest tests/unit
