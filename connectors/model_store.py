@@ -31,18 +31,20 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import joblib
 import numpy as np
-import sklearn
-from sklearn.ensemble import RandomForestRegressor
 
 from models.features import FEATURE_NAMES
-from models.forest import ForestPredictor
 from models.heuristic import DEFAULT_PARAMS, HeuristicParams
-from models.training import TrainingResult
 from schemas.prediction import FallbackReason
+
+# scikit-learn and joblib are imported where an artifact is written or loaded, not with this
+# module: a process that only reads metadata or the heuristic (a worker whose engine process
+# holds the model, the CLI's `model list`) is spared their import time and memory.
+if TYPE_CHECKING:
+    from models.forest import ForestPredictor
+    from models.training import TrainingResult
 
 CHAMPION = "CHAMPION"
 MODEL_FILE = "model.joblib"
@@ -109,6 +111,8 @@ def save_artifact(
     make_champion: bool = True,
 ) -> ArtifactInfo:
     """Write ``result`` as a new version under ``out_dir`` and (by default) make it champion."""
+    import joblib
+
     created_at = created_at or datetime.now(UTC)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -208,6 +212,12 @@ def load_version(model_dir: Path, version: str) -> LoadedModel:
             f"metadata says {str(expected)[:12]}…; refusing to unpickle"
         )
     heuristic = _read_heuristic(path / HEURISTIC_FILE)
+    import joblib
+    import sklearn
+    from sklearn.ensemble import RandomForestRegressor
+
+    from models.forest import ForestPredictor
+
     try:
         estimator = joblib.load(path / MODEL_FILE)
     except Exception as exc:
@@ -290,6 +300,9 @@ def _read_heuristic(path: Path) -> HeuristicParams:
 def _metadata(
     result: TrainingResult, version: str, created_at: datetime, digest: str, size: int
 ) -> dict[str, Any]:
+    import joblib
+    import sklearn
+
     return {
         "format": METADATA_FORMAT,
         "model_version": version,

@@ -22,6 +22,9 @@ app = faust.App(
     broker_heartbeat_interval=min(3.0, settings.consumer_session_timeout_s / 3),
     web_enabled=False,
     datadir=str(delaycast_home() / "faust" / "{conf.name}"),
-    autodiscover=["streams.agents"],
+    # No autodiscovery: it would import every module of the origin package (the API, the bench,
+    # scikit-learn and river with them) into every worker. `delaycast worker` imports
+    # streams.agents, which registers the agents of the worker's role.
+    autodiscover=False,
     origin="streams",
 )

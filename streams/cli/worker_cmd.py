@@ -51,6 +51,7 @@ def worker(loglevel: str | None, role: str | None, faust_args: tuple[str, ...]) 
         [settings.topic(t.name) for t in TOPICS],
         partitions=settings.topic_partitions,
     )
+    import streams.agents  # noqa: F401  (registers the agents of this worker's role)
     from streams.app import app
 
     level = (loglevel or settings.log_level).lower()
