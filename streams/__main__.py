@@ -1,3 +1,6 @@
 from streams.cli.main import main
 
-main()
+# Guarded: the prediction engine's process (spawned by multiprocessing) imports this module under
+# another name, and must not run the CLI again.
+if __name__ == "__main__":
+    main()

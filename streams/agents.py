@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterable
 from typing import Any
 
-from faust.types import EventT, TableT
+from faust.types import TableT
 
 from streams.app import app, settings
-from streams.decode import Inbound
-from streams.runtime import runtime
+from streams.runtime import inbound, runtime
 
 bookings_topic = app.topic(
     settings.topic("bookings"),
@@ -45,25 +44,14 @@ def join_state() -> TableT[bytes, Any]:
     )
 
 
-def inbound(event: EventT) -> Inbound:
-    message = event.message
-    return Inbound(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        timestamp_ms=message.timestamp * 1000.0 if message.timestamp else None,
-    )
-
-
 async def predict(stream: AsyncIterable[bytes]) -> None:
-    """Predict every booking; a batch is acknowledged only after Kafka acked its output."""
+    """Predict every booking; a batch's offsets are committed only after Kafka acked its output
+    (the runtime's pipeline releases them)."""
     await runtime.wait_until_ready()
     async for events in stream.take_events(  # type: ignore[attr-defined]
         settings.batch_max, within=settings.batch_within_s
     ):
-        await runtime.handle_bookings([inbound(event) for event in events])
+        await runtime.submit_bookings(events)
 
 
 async def join(stream: AsyncIterable[bytes]) -> None:

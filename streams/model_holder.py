@@ -6,7 +6,9 @@ agent serves the heuristic with that reason as the fallback_reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +91,17 @@ class ModelHolder:
         self.unavailable = reason
         self.detail = detail
         log.warning("[ML] no model served (%s: %s); the heuristic answers", reason.value, detail)
+
+
+RELOAD_INTERVAL_S = 5.0
+
+
+async def reload_forever(
+    models: ModelHolder, executor: Executor, interval_s: float = RELOAD_INTERVAL_S
+) -> None:
+    """Pick up a new champion (promote, rollback, retrain) within ``interval_s``; runs until
+    cancelled. The load runs in ``executor``, off the event loop."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval_s)
+        await loop.run_in_executor(executor, models.reload_if_changed)

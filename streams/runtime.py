@@ -2,40 +2,66 @@
 
 This is where settings meet connectors for the worker: the Kafka producer, the recorder, and the
 prediction path (flags, weather, model holder and batch predictor, built by
-:mod:`streams.prediction_wiring`, which replays share).
+:mod:`streams.prediction_wiring`, which replays share), in the worker's loop or in its engine
+process (:mod:`streams.predict_engine`).
+
+Bookings go through a pipeline: the agent hands over a batch and takes the next while earlier
+ones are predicted, then produced, then acknowledged. A batch's source offsets are released for
+commit only once Kafka acknowledged its output, so a worker that dies loses nothing; its
+unacknowledged batches are consumed again (at least once). At most ``PIPELINE_DEPTH`` batches
+are in flight, so the pipeline bounds memory and the agent feels its back-pressure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import MutableMapping
 from typing import Any
 
+from faust.types import EventT
 from mode import Service
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.kafka import BatchProducer, Record
+from connectors.kafka import BatchProducer
 from connectors.postgres import history, make_engine
-from schemas import DeadLetterKind
 from streams.app import app, settings
 from streams.clock import utc_now
-from streams.decode import Inbound, dead_letter
+from streams.decode import Inbound
 from streams.join_handler import JoinHandler
-from streams.predict_batch import BatchResult
+from streams.model_holder import reload_forever
+from streams.predict_engine import (
+    BatchSummary,
+    EngineDied,
+    OutputTopics,
+    ProcessEngine,
+    failed_batch,
+    predict_and_send,
+    send_result,
+)
 from streams.prediction_wiring import build_prediction_path, initial_flags
-from streams.recorder_wiring import RecorderThread, build_recorder
-from streams.settings import Settings
+from streams.settings import PredictEngine, Settings
 from streams.worker_metrics import FLUSH_INTERVAL_S, WorkerMetrics, flush, metrics_key
 
 __all__ = ["Runtime", "initial_flags", "runtime"]
 
 log = logging.getLogger("delaycast.worker")
 
-MODEL_RELOAD_INTERVAL_S = 5.0
 STATS_INTERVAL_S = 10.0
+PIPELINE_DEPTH = 8  # batches in flight: predicted, sent or awaiting their acknowledgement
+
+
+def inbound(event: EventT) -> Inbound:
+    message = event.message
+    return Inbound(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_ms=message.timestamp * 1000.0 if message.timestamp else None,
+    )
 
 
 class Runtime(Service):
@@ -46,10 +72,18 @@ class Runtime(Service):
         self.totals: Counter[str] = Counter()
         self.metrics = WorkerMetrics()  # flushed to Redis for the API's /metrics
         self.joiner: JoinHandler | None = None
+        self._engine_weather: Any = None
+        self.prediction_engine: ProcessEngine | None = None
+        # The bookings in flight, oldest first: each batch's events and its prediction.
+        self._in_flight: asyncio.Queue[tuple[list[EventT], asyncio.Future[BatchSummary]]] = (
+            asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        )
 
     async def on_start(self) -> None:
         s = self.settings
-        path = await build_prediction_path(s, load_model=s.runs_predict)
+        engine_process = s.predict_engine is PredictEngine.PROCESS and s.runs_predict
+        # The engine process holds the model; this one needs the forest only when it predicts.
+        path = await build_prediction_path(s, load_model=s.runs_predict and not engine_process)
         self.executor, self.model_executor = path.executor, path.model_executor
         self.redis, self.flags, self.models = path.redis, path.flags, path.models
         self.weather, self.predictor = path.weather, path.predictor
@@ -61,24 +95,35 @@ class Runtime(Service):
         app.producer.buffer.max_messages = max(2_000, 4 * s.batch_max)
         self.engine = make_engine(s.database_url.get_secret_value())
         if s.runs_outcomes:  # history, alerts and drift belong to the outcome path
+            # Imported here: river and scikit-learn, which the predict role never needs.
+            from streams.recorder_wiring import RecorderThread, build_recorder
+
             self.recorder = RecorderThread(build_recorder(s, self.engine), self.engine)
             self.recorder.start()
         self.predictions_topic = s.topic("predictions")
         self.dead_letters_topic = s.topic("dead-letters")
+        if engine_process:
+            self.prediction_engine = ProcessEngine(s.log_level)
+            description = await self.prediction_engine.start()
+        else:
+            description = f"{self.flags.state.describe()} (flags from {self.flags.source}), " + (
+                "model not loaded (this role does not predict)"
+                if not s.runs_predict
+                else f"model {self.models.model.version}"
+                if self.models.model
+                else f"model none ({self.models.detail})"
+            )
         self._ready.set()
         log.info(
-            "[ML] worker ready (role %s, group %s): %s (flags from %s), model %s",
+            "[ML] worker ready (role %s, group %s, predicting %s): %s",
             s.worker_role.value,
             s.worker_group,
-            self.flags.state.describe(),
-            self.flags.source,
-            (
-                "not loaded (this role does not predict)"
-                if not s.runs_predict
-                else self.models.model.version
-                if self.models.model
-                else f"none ({self.models.detail})"
-            ),
+            "in an engine process"
+            if engine_process
+            else "in this process"
+            if s.runs_predict
+            else "nothing",
+            description,
         )
 
     async def wait_until_ready(self) -> None:
@@ -120,12 +165,8 @@ class Runtime(Service):
     @Service.task
     async def _reload_models(self) -> None:
         await self._ready.wait()
-        if not self.settings.runs_predict:
-            return
-        loop = asyncio.get_running_loop()
-        while not self.should_stop:
-            await self.sleep(MODEL_RELOAD_INTERVAL_S)
-            await loop.run_in_executor(self.executor, self.models.reload_if_changed)
+        if self.settings.runs_predict and self.prediction_engine is None:  # else the engine reloads
+            await reload_forever(self.models, self.executor)
 
     @Service.task
     async def _log_stats(self) -> None:
@@ -141,7 +182,7 @@ class Runtime(Service):
                 t["ml_served"],
                 t["fallbacks"],
                 t["dead_letters"],
-                self.weather.stats(),
+                self._weather_stats(),
             )
 
     @Service.task
@@ -151,57 +192,83 @@ class Runtime(Service):
             await self.sleep(FLUSH_INTERVAL_S)
             await self._flush_metrics_once()
 
+    def _weather_stats(self) -> Any:
+        """The running weather counters of whichever process looks weather up."""
+        if self.prediction_engine is not None:
+            return self._engine_weather or self.weather.stats()
+        return self.weather.stats()
+
     async def _flush_metrics_once(self) -> None:
-        self.metrics.record_weather(self.weather.stats())
+        self.metrics.record_weather(self._weather_stats())
         await flush(self.redis, metrics_key(self.settings), self.metrics)
 
-    async def handle_bookings(self, records: list[Inbound]) -> None:
-        """Predict a batch and wait until Kafka acknowledged every output record."""
+    async def submit_bookings(self, events: list[EventT]) -> None:
+        """Hand a batch to the pipeline; returns as soon as it is queued (waits while
+        ``PIPELINE_DEPTH`` batches are in flight). Its offsets stay uncommitted until Kafka
+        acknowledged its output."""
+        for event in events:
+            event.message.incref()  # released in _acknowledge
+        records = [inbound(event) for event in events]
+        await self._in_flight.put((events, asyncio.ensure_future(self._predict(records))))
+
+    async def _predict(self, records: list[Inbound]) -> BatchSummary:
+        """Predict and send a batch; never raises: what cannot be predicted is dead-lettered."""
+        topics = OutputTopics(self.predictions_topic, self.dead_letters_topic)
+        if self.prediction_engine is None:
+            return await predict_and_send(self.predictor, self.producer, topics, records)
         try:
-            result = await self.predictor.run(records)
+            try:
+                return await self.prediction_engine.run(records)
+            except EngineDied:  # killed (out of memory, a signal): once more on a new engine
+                return await self.prediction_engine.run(records)
         except Exception as exc:
-            # A bug must not stop the stream nor lose the batch: dead-letter it, to requeue later.
-            log.exception(
-                "[ML] batch of %d bookings failed; sending it to dead-letters", len(records)
+            log.error(
+                "[ML] batch of %d bookings failed in the engine (%s: %s); "
+                "sending it to dead-letters",
+                len(records),
+                type(exc).__name__,
+                exc,
             )
-            now = utc_now()
-            reason = f"processing failed: {type(exc).__name__}: {exc}"
-            letters = [
-                dead_letter(r, DeadLetterKind.PROCESSING, reason, agent="predict", now=now)
-                for r in records
-            ]
-            result = BatchResult([], letters)
-        out = [
-            Record(self.predictions_topic, p.booking_id.encode(), p.model_dump_json().encode())
-            for p in result.predictions
-        ]
-        out.extend(
-            Record(self.dead_letters_topic, d.source_key, d.model_dump_json().encode())
-            for d in result.dead_letters
-        )
-        started = time.perf_counter()
-        await self.producer.send_batch(out)
-        send_ms = (time.perf_counter() - started) * 1000
-        if result.dead_letters:
+            failed = failed_batch(records, exc, utc_now())
+            return await send_result(self.producer, topics, len(records), failed)
+
+    @Service.task
+    async def _acknowledge(self) -> None:
+        """In order, once Kafka acknowledged a batch's output: release its source offsets for
+        commit, and count it."""
+        await self._ready.wait()
+        on_message_out = app.sensors.on_message_out
+        while not self.should_stop:
+            events, prediction = await self._in_flight.get()
+            summary = await prediction
+            if summary.weather is not None:
+                self._engine_weather = summary.weather
+            for event in events:
+                if event.ack():
+                    message = event.message
+                    on_message_out(message.tp, message.offset, message)
+            self._count(summary)
+
+    def _count(self, summary: BatchSummary) -> None:
+        if summary.dead_letters:
             log.warning(
                 "[ML] %d events sent to %s: %s",
-                len(result.dead_letters),
+                summary.dead_letters,
                 self.dead_letters_topic,
-                result.dead_letters[0].error[:200],
+                (summary.first_error or "")[:200],
             )
         t = self.totals
-        t["bookings"] += len(records)
-        t["predictions"] += len(result.predictions)
-        t["ml_served"] += result.ml_served
-        t["fallbacks"] += sum(result.fallbacks.values())
-        t["dead_letters"] += len(result.dead_letters)
+        t["bookings"] += summary.bookings
+        t["predictions"] += summary.predictions
+        t["ml_served"] += summary.ml_served
+        t["fallbacks"] += sum(summary.fallbacks.values())
+        t["dead_letters"] += summary.dead_letters
         self.metrics.record_batch(
-            bookings=len(records),
-            predictions=result.predictions,
-            fallbacks=result.fallbacks,
-            dead_letters=len(result.dead_letters),
+            bookings=summary.bookings,
+            predictions=summary.served,
+            fallbacks=summary.fallbacks,
+            dead_letters=summary.dead_letters,
         )
-        log.debug("batch of %d handled, output acknowledged in %.1f ms", len(records), send_ms)
 
     async def flush_join_counters(self) -> None:
         """Add the join's counters (outcomes, duplicates, expired) since the last flush to
@@ -236,6 +303,8 @@ class Runtime(Service):
             await self.weather.aclose()
         if hasattr(self, "redis"):
             await self.redis.aclose()
+        if self.prediction_engine is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.prediction_engine.close)
         for name in ("executor", "model_executor"):
             if hasattr(self, name):
                 getattr(self, name).shutdown(wait=False, cancel_futures=True)

@@ -37,6 +37,13 @@ class WorkerRole(StrEnum):
     OUTCOMES = "outcomes"  # the join, the history recorder, alerts and drift
 
 
+class PredictEngine(StrEnum):
+    """Where a predict worker computes its batches (see :mod:`streams.predict_engine`)."""
+
+    PROCESS = "process"  # an engine process next to the worker: a second core
+    INLINE = "inline"  # the worker's own event loop
+
+
 def delaycast_home() -> Path:
     """Where the stack, models and caches live: DELAYCAST_HOME, else ``./.delaycast``."""
     return Path(os.environ.get("DELAYCAST_HOME", ".delaycast")).resolve()
@@ -135,6 +142,10 @@ class Settings(BaseSettings):
 
     # Agent
     worker_role: WorkerRole = WorkerRole.ALL
+    predict_engine: PredictEngine = Field(
+        default=PredictEngine.PROCESS,
+        description="Where predictions are computed: a process next to the worker's, or inline.",
+    )
     batch_max: int = Field(default=500, ge=1, le=50_000)
     batch_within_s: float = Field(default=0.05, gt=0, le=10)
     worker_threads: int = Field(default=4, ge=1, le=64)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
+import re
 import shutil
+import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -252,3 +255,87 @@ def test_a_worker_killed_mid_stream_loses_no_booking(stack, topic_prefix, home):
     ids = {p["booking_id"] for p in predictions}
     assert ids == {key.decode() for key, _ in payloads}
     print(f"{len(predictions) - len(ids)} bookings predicted twice after the kill")
+
+
+ENGINE_READY = re.compile(r"prediction engine ready in process (\d+)")
+
+
+def engine_pids(worker: Worker) -> list[int]:
+    return [int(pid) for pid in ENGINE_READY.findall(worker.log())]
+
+
+def children_of(pid: int) -> set[int]:
+    found: set[int] = set()
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        found |= {int(child) for child in path.read_text().split()}
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # a zombie has ended
+    except OSError:
+        return True
+
+
+def test_an_engine_killed_mid_stream_is_replaced_and_no_booking_is_lost(stack, topic_prefix, home):
+    set_flags(stack, topic_prefix, enabled=True, percentage=50)
+    payloads = booking_payloads(3000, "E-")
+    with start_worker(stack, topic_prefix, home) as worker:
+        [first] = engine_pids(worker)
+        produce(stack, f"{topic_prefix}bookings", payloads)
+        collect(stack, f"{topic_prefix}predictions", 300, timeout_s=60)
+        os.kill(first, signal.SIGKILL)
+        worker.wait_for_log("the next batch starts a new one", 30)
+        predictions = collect_until_quiet(
+            stack, f"{topic_prefix}predictions", quiet_s=4, timeout_s=120
+        )
+        pids = engine_pids(worker)
+    assert gone(first)
+    assert len(pids) == 2 and pids[1] != first  # exactly one new engine
+    assert {p["booking_id"] for p in predictions} == {key.decode() for key, _ in payloads}
+    # The batches the dead engine held were predicted again by the new one, not dead-lettered.
+    letters = collect_until_quiet(stack, f"{topic_prefix}dead-letters", quiet_s=1, timeout_s=5)
+    assert letters == []
+
+
+def test_a_worker_killed_with_sigkill_leaves_no_engine_behind(stack, topic_prefix, home):
+    worker = start_worker(stack, topic_prefix, home)
+    try:
+        [engine] = engine_pids(worker)
+        assert worker.process is not None
+        helpers = children_of(worker.process.pid)
+        assert engine in helpers
+        worker.kill()
+        deadline = time.monotonic() + 15
+        while not all(gone(pid) for pid in helpers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [pid for pid in helpers if not gone(pid)] == []
+    finally:
+        worker.stop()
+
+
+def test_the_inline_engine_gives_the_engine_process_s_predictions(stack, topic_prefix, home):
+    """PREDICT_ENGINE=inline runs the same path in the worker's own loop. Two workers in
+    consumer groups of their own, one per engine, predict the same bookings: each booking's two
+    predictions are equal field by field, but for the times."""
+    set_flags(stack, topic_prefix, enabled=True, percentage=50)
+    produce(stack, f"{topic_prefix}bookings", booking_payloads(300, "S-", seed=11))
+    logs = {}
+    for n, engine in enumerate(["inline", "process"], start=1):
+        group = {"CONSUMER_GROUP": f"engine-{engine}", "PREDICT_ENGINE": engine}
+        with start_worker(stack, topic_prefix, home, **group) as worker:
+            collect(stack, f"{topic_prefix}predictions", 300 * n, timeout_s=60)
+            logs[engine] = worker.log()
+    assert "prediction engine ready" not in logs["inline"]
+    assert "prediction engine ready" in logs["process"]
+    predictions = collect_until_quiet(stack, f"{topic_prefix}predictions", quiet_s=2)
+    timeless = {"predicted_at", "processing_ms", "latency_ms"}
+    pairs: dict[str, list[dict[str, object]]] = {}
+    for p in predictions:
+        pairs.setdefault(p["booking_id"], []).append(
+            {k: v for k, v in p.items() if k not in timeless}
+        )
+    assert len(pairs) == 300
+    assert all(len(pair) == 2 and pair[0] == pair[1] for pair in pairs.values())
+    assert {pair[0]["served_by"] for pair in pairs.values()} == {"ml", "heuristic"}

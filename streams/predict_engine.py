@@ -1,0 +1,371 @@
+"""Where a worker computes and sends its predictions: in a process of its own, or in its loop.
+
+Decoding, weather, routing, the model and the JSON of a batch cost about as much CPU as Faust's
+own consumption of it, and one Python process runs on one core. With ``PREDICT_ENGINE=process``
+(the default) a predict worker hands each batch's raw records to an engine process next to it,
+which holds the whole prediction path (:mod:`streams.prediction_wiring`: flags, champion,
+weather) and a Kafka producer of its own. It predicts the batch, produces the predictions and
+dead letters, and answers with a small :class:`BatchSummary` once Kafka acknowledged them; only
+then does the worker release the batch's offsets. The Faust consumer and the engine use a core
+each, and several batches are in flight at once (see :mod:`streams.runtime`).
+``PREDICT_ENGINE=inline`` runs :func:`predict_and_send` in the worker's own loop.
+
+The engine ends when its pipe closes, so it never outlives its worker, even one killed with
+SIGKILL. When the engine dies, the batches it held fail with :class:`EngineDied`; the next batch
+starts a new engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import signal
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+from connectors.kafka import BatchProducer, Record
+from connectors.weather import WeatherStats
+from schemas import DeadLetterKind
+from streams.clock import utc_now
+from streams.decode import Inbound, dead_letter
+from streams.model_holder import reload_forever
+from streams.predict_batch import BatchPredictor, BatchResult
+from streams.prediction_wiring import build_prediction_path
+from streams.settings import load_settings
+
+log = logging.getLogger("delaycast.engine")
+
+START_TIMEOUT_S = 120.0  # imports and the champion's load, on a busy machine
+
+# One record as it crosses the pipe: (topic, partition, offset, key, value, timestamp_ms).
+RawRecord = tuple[str, int, int, bytes | None, bytes | None, float | None]
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the worker's metrics need of one prediction."""
+
+    arm: str
+    latency_ms: float | None
+
+
+@dataclass
+class BatchSummary:
+    """What became of a batch whose output Kafka has acknowledged: what the worker counts."""
+
+    bookings: int
+    served: list[Served] = field(default_factory=list)  # one per prediction
+    fallbacks: Counter[str] = field(default_factory=Counter)
+    ml_served: int = 0
+    dead_letters: int = 0
+    first_error: str | None = None  # of the dead letters, for the worker's log
+    weather: WeatherStats | None = None  # the running weather counters of the engine
+
+    @property
+    def predictions(self) -> int:
+        return len(self.served)
+
+
+@dataclass(frozen=True)
+class OutputTopics:
+    predictions: str
+    dead_letters: str
+
+
+def failed_batch(records: list[Inbound], exc: Exception, now: datetime) -> BatchResult:
+    """A batch that could not be predicted, as dead letters: a bug must neither stop the stream
+    nor lose the batch, which can be requeued once fixed."""
+    reason = f"processing failed: {type(exc).__name__}: {exc}"
+    letters = [
+        dead_letter(r, DeadLetterKind.PROCESSING, reason, agent="predict", now=now) for r in records
+    ]
+    return BatchResult([], letters)
+
+
+async def predict_and_send(
+    predictor: BatchPredictor,
+    producer: BatchProducer,
+    topics: OutputTopics,
+    records: list[Inbound],
+    weather: Callable[[], WeatherStats | None] = lambda: None,
+) -> BatchSummary:
+    """Predict ``records`` and return once Kafka acknowledged every output record."""
+    try:
+        result = await predictor.run(records)
+    except Exception as exc:
+        log.exception("[ML] batch of %d bookings failed; sending it to dead-letters", len(records))
+        result = failed_batch(records, exc, utc_now())
+    return await send_result(producer, topics, len(records), result, weather())
+
+
+async def send_result(
+    producer: BatchProducer,
+    topics: OutputTopics,
+    bookings: int,
+    result: BatchResult,
+    weather: WeatherStats | None = None,
+) -> BatchSummary:
+    """Produce a batch's predictions and dead letters; return once Kafka acknowledged them."""
+    out = [
+        Record(topics.predictions, p.booking_id.encode(), p.model_dump_json().encode())
+        for p in result.predictions
+    ]
+    out.extend(
+        Record(topics.dead_letters, d.source_key, d.model_dump_json().encode())
+        for d in result.dead_letters
+    )
+    await producer.send_batch(out)
+    return BatchSummary(
+        bookings=bookings,
+        served=[Served(p.arm.value, p.latency_ms) for p in result.predictions],
+        fallbacks=result.fallbacks,
+        ml_served=result.ml_served,
+        dead_letters=len(result.dead_letters),
+        first_error=result.dead_letters[0].error if result.dead_letters else None,
+        weather=weather,
+    )
+
+
+def raw(record: Inbound) -> RawRecord:
+    return (
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        record.timestamp_ms,
+    )
+
+
+class EngineDied(RuntimeError):
+    """The engine process ended before it answered."""
+
+
+class ProcessEngine:
+    """The worker's side of an engine process: send a batch, await its encoded output."""
+
+    def __init__(self, log_level: str, start_timeout_s: float = START_TIMEOUT_S) -> None:
+        self._log_level = log_level
+        self._start_timeout_s = start_timeout_s
+        self._ids = itertools.count()
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._conn: Connection | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="engine-send")
+        self._starting = asyncio.Lock()
+        self.description = "not started"
+        self.starts = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def start(self) -> str:
+        """Start the engine and wait until it is ready; returns its description (flags,
+        model). Raises :class:`EngineDied` when it ends or does not get ready in time."""
+        async with self._starting:
+            if self.alive:
+                return self.description
+            loop = asyncio.get_running_loop()
+            context = multiprocessing.get_context("spawn")  # never fork a process with threads
+            ours, theirs = context.Pipe(duplex=True)
+            process = context.Process(
+                target=engine_main,
+                args=(theirs, self._log_level),
+                name="delaycast-engine",
+                daemon=True,  # ended by multiprocessing when the worker exits normally
+            )
+            await loop.run_in_executor(self._sender, process.start)
+            theirs.close()  # the engine holds the only other end: its EOF is our death
+            self._process, self._conn = process, ours
+            self.starts += 1
+            ready: asyncio.Future[Any] = loop.create_future()
+            self._pending[-1] = ready
+            threading.Thread(
+                target=self._receive, args=(ours, loop), name="engine-receive", daemon=True
+            ).start()
+            try:
+                self.description = await asyncio.wait_for(ready, self._start_timeout_s)
+            except Exception as exc:  # timed out, ended, or failed while starting
+                self._kill()
+                raise EngineDied(f"the prediction engine did not start: {exc}") from None
+            log.info("[ML] prediction engine ready in process %s", process.pid)
+            return self.description
+
+    async def run(self, records: list[Inbound]) -> BatchSummary:
+        """Predict ``records``; returns once Kafka acknowledged their output. Starts the engine
+        when it is not running."""
+        if not self.alive:
+            await self.start()
+        conn = self._conn
+        assert conn is not None
+        loop = asyncio.get_running_loop()
+        batch_id = next(self._ids)
+        answer: asyncio.Future[Any] = loop.create_future()
+        self._pending[batch_id] = answer
+        try:
+            await loop.run_in_executor(
+                self._sender, conn.send, (batch_id, [raw(r) for r in records])
+            )
+        except (OSError, ValueError) as exc:  # the pipe broke: the receiver fails the rest
+            self._pending.pop(batch_id, None)
+            raise EngineDied(f"cannot send to the prediction engine: {exc}") from None
+        return await answer
+
+    def _receive(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
+        """Runs in a thread: hands every answer to the loop; on EOF, fails what is pending."""
+        while True:
+            try:
+                batch_id, status, payload = conn.recv()
+            except (EOFError, OSError):
+                break
+            loop.call_soon_threadsafe(self._answer, batch_id, status, payload)
+        loop.call_soon_threadsafe(self._lost, conn)
+
+    def _answer(self, batch_id: int, status: str, payload: Any) -> None:
+        future = self._pending.pop(batch_id, None)
+        if future is None or future.done():
+            return
+        if status == "ok":
+            future.set_result(payload)
+        else:
+            future.set_exception(RuntimeError(payload))
+
+    def _lost(self, conn: Connection) -> None:
+        if conn is not self._conn:
+            return
+        process = self._process
+        self._conn = None
+        code = process.exitcode if process is not None else None
+        if process is not None and code is None:
+            process.join(timeout=0.5)
+            code = process.exitcode
+        reason = f"the prediction engine ended (exit code {code})"
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(EngineDied(reason))
+        log.error("[ML] %s; the next batch starts a new one", reason)
+
+    def _kill(self) -> None:
+        process, conn = self._process, self._conn
+        self._conn = None
+        if conn is not None:
+            conn.close()
+        if process is not None and process.is_alive():
+            process.kill()
+            process.join(timeout=5)
+
+    def close(self) -> None:
+        """Stop the engine: closing the pipe ends it; killed if it has not ended in 5 s."""
+        process, conn = self._process, self._conn
+        self._conn = None
+        if conn is not None:
+            conn.close()
+        if process is not None:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+        self._sender.shutdown(wait=False, cancel_futures=True)
+
+
+# ---- the engine process ----
+
+
+def engine_main(conn: Connection, log_level: str) -> None:
+    """The engine process: serve batches from ``conn`` until it closes."""
+    # Ctrl-C in a terminal reaches the whole process group; the worker decides when to stop,
+    # and closing the pipe ends the engine.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(_serve(conn))
+    except Exception as exc:  # reported to the worker, which logs it and fails the batch
+        log.exception("[ML] prediction engine failed")
+        with contextlib.suppress(OSError, ValueError):
+            conn.send((-1, "error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+async def _serve(conn: Connection) -> None:
+    settings = load_settings()
+    loop = asyncio.get_running_loop()
+    path = await build_prediction_path(settings)
+    producer = BatchProducer(settings.kafka_bootstrap_servers)
+    topics = OutputTopics(settings.topic("predictions"), settings.topic("dead-letters"))
+    sender = ThreadPoolExecutor(1, thread_name_prefix="engine-send")
+    inbox: asyncio.Queue[tuple[int, list[RawRecord]] | None] = asyncio.Queue()
+
+    def send(message: tuple[int, str, Any]) -> asyncio.Future[None]:
+        return loop.run_in_executor(sender, conn.send, message)
+
+    def receive() -> None:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                loop.call_soon_threadsafe(inbox.put_nowait, None)
+                return
+            loop.call_soon_threadsafe(inbox.put_nowait, message)
+
+    async def handle(batch_id: int, records: list[Inbound]) -> None:
+        # Batches overlap: one waits for Kafka's acknowledgement while the next is predicted.
+        try:
+            summary = await predict_and_send(
+                path.predictor, producer, topics, records, path.weather.stats
+            )
+            answer: tuple[int, str, Any] = (batch_id, "ok", summary)
+        except Exception as exc:  # the worker dead-letters the batch itself
+            log.exception("[ML] batch of %d bookings failed in the engine", len(records))
+            answer = (batch_id, "error", f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError, ValueError):  # else the worker is gone
+            await send(answer)
+
+    background = {
+        asyncio.create_task(path.flags.run()),
+        asyncio.create_task(reload_forever(path.models, path.executor)),
+    }
+    threading.Thread(target=receive, name="engine-receive", daemon=True).start()
+    model = path.models.model
+    await send(
+        (
+            -1,
+            "ok",
+            f"{path.flags.state.describe()} (flags from {path.flags.source}), model "
+            + (model.version if model is not None else f"none ({path.models.detail})"),
+        )
+    )
+    handling: set[asyncio.Task[None]] = set()
+    try:
+        while (message := await inbox.get()) is not None:
+            batch_id, records = message
+            task = asyncio.create_task(handle(batch_id, [Inbound(*r) for r in records]))
+            handling.add(task)
+            task.add_done_callback(handling.discard)
+    finally:
+        for task in background | handling:
+            task.cancel()
+        await path.aclose()
+        await loop.run_in_executor(None, producer.close)
+        sender.shutdown(wait=False)
