@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from streams.bench.meter import parse_result
-from streams.bench.probes import peak_rss_mb
+from streams.bench.probes import tree_peak_rss_mb
 from streams.demo import spawn, stop
 
 
@@ -101,8 +101,9 @@ class Child:
         return self.result
 
     def peak_rss_mb(self) -> float | None:
+        """Of the process and its descendants together (a worker and its engine)."""
         try:
-            return peak_rss_mb(self.pid)
+            return tree_peak_rss_mb(self.pid)
         except (OSError, ValueError):
             return None
 

@@ -3,6 +3,9 @@ the meter of its subprocesses, booking tags, and the JSON and text it writes."""
 
 import doctest
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import click
@@ -17,7 +20,13 @@ from schemas import ActualDelay, BookingRequested
 from streams.bench.__main__ import CHOICES, parse_only
 from streams.bench.dataset import PLACEHOLDER, booking_id, generate, retag, retag_key
 from streams.bench.meter import Meter, parse_result
-from streams.bench.probes import parse_stat_cpu_ticks, parse_vmhwm_mb
+from streams.bench.probes import (
+    parse_stat_cpu_ticks,
+    parse_vmhwm_mb,
+    peak_rss_mb,
+    process_tree,
+    tree_peak_rss_mb,
+)
 from streams.bench.report import (
     document,
     evaluate_targets,
@@ -364,3 +373,19 @@ def test_result_files_are_named_by_utc_start_time():
     assert (
         result_filename(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "bench-20260102T030405Z.json"
     )
+
+
+def test_a_process_tree_counts_a_child_and_its_memory():
+    """A worker's figures include its engine process: the tree holds a child, and the summed
+    peak RSS is the parent's plus the child's."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        me = os.getpid()
+        assert process_tree(me)[0] == me
+        assert child.pid in process_tree(me)
+        assert tree_peak_rss_mb(me) >= peak_rss_mb(me) + peak_rss_mb(child.pid) - 0.5
+        assert tree_peak_rss_mb(me) > peak_rss_mb(me)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.pid not in process_tree(os.getpid())
