@@ -48,8 +48,23 @@ REPO = HERE.parents[1]
 # Under the checkout, not a 0700 pytest tmp dir: when tests run as root, PostgreSQL runs as the
 # `postgres` user, which must be able to reach its data directory.
 TEST_ROOT = REPO / ".delaycast" / "test-stack"
+
+
+def xdist_ports(kafka: int, redis: int, postgres: int) -> Ports:
+    """Preferred ports, 100 apart per pytest-xdist process (gw0, gw1, ...): sessions that start
+    side by side would otherwise both find the same port free and race for it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    step = 100 * int(worker[2:]) if worker[2:].isdigit() else 0
+    return Ports(
+        kafka=kafka + step,
+        kafka_controller=kafka + 1 + step,
+        redis=redis + step,
+        postgres=postgres + step,
+    )
+
+
 # Apart from a developer's own stack on the defaults (19092, 16379, 15432).
-TEST_PORTS = Ports(kafka=29092, kafka_controller=29093, redis=26379, postgres=25432)
+TEST_PORTS = xdist_ports(kafka=29092, redis=26379, postgres=25432)
 TEST_PARTITIONS = DEFAULT_PARTITIONS
 _OWNER = "owner.json"
 

@@ -42,10 +42,11 @@ from schemas.tables import alerts as alerts_table
 from schemas.tables import flag_changes, outcomes, predictions
 from schemas.topics import TOPICS, topic_name
 from streams.settings import Settings
-from streams.stack import Endpoints, External, Ports, StackManager
+from streams.stack import Endpoints, External, StackManager
 from streams.stack.manager import DEFAULT_PARTITIONS
 from streams.stack.ports import any_free_port
 from tests.fakes.openweather_server import FakeOpenWeather
+from tests.integration.conftest import xdist_ports
 from tests.integration.runbook_harness import RunbookRun, Service, answers, run_runbook, service
 from tests.integration.workers import Worker
 
@@ -53,7 +54,7 @@ REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = REPO / "runbooks"
 VENV_BIN = Path(sys.executable).parent
 DELAYCAST = str(VENV_BIN / "delaycast")
-PORTS = Ports(kafka=39092, kafka_controller=39093, redis=36379, postgres=35432)
+PORTS = xdist_ports(kafka=39092, redis=36379, postgres=35432)
 WEATHER_KEY = "runbook-weather-key"
 VERIFY_PASSED = re.compile(r"^verify: all \d+ checks passed$", re.MULTILINE)
 # Variables the runbooks read besides the settings; never inherited from the caller's shell.

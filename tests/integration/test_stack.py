@@ -27,13 +27,14 @@ from click.testing import CliRunner
 from connectors.kafka_admin import KafkaAdminError, delete_topics, ensure_topics, list_topics
 from schemas.topics import TOPICS, topic_name
 from streams.cli.main import cli
-from streams.stack import Endpoints, Ports, StackManager, UpResult
+from streams.stack import Endpoints, StackManager, UpResult
 from streams.stack.endpoints import ENV_NAMES
 from streams.stack.health import libpq_url
 from streams.stack.process import ProcessRef, is_alive, owns, start_time
-from tests.integration.conftest import TEST_PARTITIONS
+from tests.integration.conftest import TEST_PARTITIONS, xdist_ports
 
-PREFERRED = Ports(kafka=39092, kafka_controller=39093, redis=36379, postgres=35432)
+# Apart from the runbooks' stack, which may run at the same time in another xdist process.
+PREFERRED = xdist_ports(kafka=49092, redis=46379, postgres=45432)
 SERVERS = ("kafka", "redis", "postgres")
 _BYSTANDER = "import os, sys, time\nwhile os.getppid() == int(sys.argv[1]): time.sleep(0.2)"
 
