@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 from connectors.kafka import BatchProducer, Record
 from connectors.weather import WeatherStats
@@ -46,6 +46,7 @@ from streams.settings import load_settings
 log = logging.getLogger("delaycast.engine")
 
 START_TIMEOUT_S = 120.0  # imports and the champion's load, on a busy machine
+RESTART_BACKOFF_S = 30.0  # after a failed start
 
 # One record as it crosses the pipe: (topic, partition, offset, key, value, timestamp_ms).
 RawRecord = tuple[str, int, int, bytes | None, bytes | None, float | None]
@@ -151,28 +152,56 @@ class EngineDied(RuntimeError):
     """The engine process ended before it answered."""
 
 
-class ProcessEngine:
-    """The worker's side of an engine process: send a batch, await its encoded output."""
+class _Channel:
+    """One engine process, its pipe, and the answers it owes."""
 
-    def __init__(self, log_level: str, start_timeout_s: float = START_TIMEOUT_S) -> None:
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.closed = False
+
+    def fail(self, reason: str) -> None:
+        """Fail every answer still owed: the batches go back to the worker."""
+        self.closed = True
+        pending, self.pending = self.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(EngineDied(reason))
+
+
+class ProcessEngine:
+    """The worker's side of an engine process: send a batch, await its summary.
+
+    After a failed start, no new start is tried for ``restart_backoff_s``: :meth:`run` raises
+    :class:`EngineDied` at once, and the worker predicts in its own process meanwhile.
+    """
+
+    def __init__(
+        self,
+        log_level: str,
+        start_timeout_s: float = START_TIMEOUT_S,
+        restart_backoff_s: float = RESTART_BACKOFF_S,
+    ) -> None:
         self._log_level = log_level
         self._start_timeout_s = start_timeout_s
+        self._restart_backoff_s = restart_backoff_s
         self._ids = itertools.count()
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._conn: Connection | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._channel: _Channel | None = None  # set only once the engine said it is ready
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="engine-send")
         self._starting = asyncio.Lock()
+        self._no_start_before = 0.0
         self.description = "not started"
         self.starts = 0
+        self.weather: WeatherStats | None = None  # the engine's latest weather counters
 
     @property
     def alive(self) -> bool:
-        return self._conn is not None
+        return self._channel is not None and not self._channel.closed
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        return self._channel.process.pid if self._channel is not None else None
 
     async def start(self) -> str:
         """Start the engine and wait until it is ready; returns its description (flags,
@@ -181,107 +210,109 @@ class ProcessEngine:
             if self.alive:
                 return self.description
             loop = asyncio.get_running_loop()
+            if loop.time() < self._no_start_before:
+                raise EngineDied("the prediction engine failed to start a moment ago")
             context = multiprocessing.get_context("spawn")  # never fork a process with threads
             ours, theirs = context.Pipe(duplex=True)
             process = context.Process(
                 target=engine_main,
                 args=(theirs, self._log_level),
                 name="delaycast-engine",
-                daemon=True,  # ended by multiprocessing when the worker exits normally
+                daemon=True,
             )
             await loop.run_in_executor(self._sender, process.start)
             theirs.close()  # the engine holds the only other end: its EOF is our death
-            self._process, self._conn = process, ours
-            self.starts += 1
+            channel = _Channel(process, ours)
             ready: asyncio.Future[Any] = loop.create_future()
-            self._pending[-1] = ready
+            channel.pending[-1] = ready
             threading.Thread(
-                target=self._receive, args=(ours, loop), name="engine-receive", daemon=True
+                target=self._receive, args=(channel, loop), name="engine-receive", daemon=True
             ).start()
             try:
-                self.description = await asyncio.wait_for(ready, self._start_timeout_s)
+                description = await asyncio.wait_for(ready, self._start_timeout_s)
             except Exception as exc:  # timed out, ended, or failed while starting
-                self._kill()
+                channel.fail("start failed")
+                await loop.run_in_executor(None, _end, channel, 0.0)  # killed at once
+                self._no_start_before = loop.time() + self._restart_backoff_s
                 raise EngineDied(f"the prediction engine did not start: {exc}") from None
+            self._channel, self.description = channel, description
+            self.starts += 1
             log.info("[ML] prediction engine ready in process %s", process.pid)
-            return self.description
+            return description
 
     async def run(self, records: list[Inbound]) -> BatchSummary:
-        """Predict ``records``; returns once Kafka acknowledged their output. Starts the engine
-        when it is not running."""
+        """Predict and send ``records``; returns once Kafka acknowledged their output. Starts
+        the engine when it is not running."""
         if not self.alive:
             await self.start()
-        conn = self._conn
-        assert conn is not None
+        channel = self._channel
+        assert channel is not None
         loop = asyncio.get_running_loop()
         batch_id = next(self._ids)
         answer: asyncio.Future[Any] = loop.create_future()
-        self._pending[batch_id] = answer
+        channel.pending[batch_id] = answer
         try:
             await loop.run_in_executor(
-                self._sender, conn.send, (batch_id, [raw(r) for r in records])
+                self._sender, channel.conn.send, (batch_id, [raw(r) for r in records])
             )
-        except (OSError, ValueError) as exc:  # the pipe broke: the receiver fails the rest
-            self._pending.pop(batch_id, None)
-            raise EngineDied(f"cannot send to the prediction engine: {exc}") from None
-        return await answer
+        except Exception as exc:  # the pipe broke, or the batch cannot be pickled
+            self._lost(channel, f"cannot send to the prediction engine: {exc}")
+        return cast(BatchSummary, await answer)
 
-    def _receive(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
-        """Runs in a thread: hands every answer to the loop; on EOF, fails what is pending."""
+    def _receive(self, channel: _Channel, loop: asyncio.AbstractEventLoop) -> None:
+        """Runs in a thread: hands every answer to the loop; at the end, fails what is owed."""
+        reason = "the prediction engine ended"
         while True:
             try:
-                batch_id, status, payload = conn.recv()
+                batch_id, status, payload = channel.conn.recv()
             except (EOFError, OSError):
                 break
-            loop.call_soon_threadsafe(self._answer, batch_id, status, payload)
-        loop.call_soon_threadsafe(self._lost, conn)
+            except Exception as exc:  # an answer that cannot be read: the channel is unusable
+                reason = f"unreadable answer from the prediction engine: {exc}"
+                break
+            loop.call_soon_threadsafe(self._answer, channel, batch_id, status, payload)
+        loop.call_soon_threadsafe(self._lost, channel, reason)
 
-    def _answer(self, batch_id: int, status: str, payload: Any) -> None:
-        future = self._pending.pop(batch_id, None)
+    def _answer(self, channel: _Channel, batch_id: int, status: str, payload: Any) -> None:
+        future = channel.pending.pop(batch_id, None)
         if future is None or future.done():
+            if status != "ok":
+                log.error("[ML] prediction engine: %s", payload)
             return
         if status == "ok":
+            if isinstance(payload, BatchSummary) and payload.weather is not None:
+                self.weather = payload.weather
             future.set_result(payload)
         else:
             future.set_exception(RuntimeError(payload))
 
-    def _lost(self, conn: Connection) -> None:
-        if conn is not self._conn:
+    def _lost(self, channel: _Channel, reason: str) -> None:
+        if channel.closed:
             return
-        process = self._process
-        self._conn = None
-        code = process.exitcode if process is not None else None
-        if process is not None and code is None:
-            process.join(timeout=0.5)
-            code = process.exitcode
-        reason = f"the prediction engine ended (exit code {code})"
-        pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(EngineDied(reason))
-        log.error("[ML] %s; the next batch starts a new one", reason)
-
-    def _kill(self) -> None:
-        process, conn = self._process, self._conn
-        self._conn = None
-        if conn is not None:
-            conn.close()
-        if process is not None and process.is_alive():
-            process.kill()
-            process.join(timeout=5)
+        code = channel.process.exitcode
+        channel.fail(f"{reason} (exit code {code})")
+        if channel is self._channel:
+            self._channel = None
+            log.error("[ML] %s (exit code %s); the next batch starts a new one", reason, code)
 
     def close(self) -> None:
-        """Stop the engine: closing the pipe ends it; killed if it has not ended in 5 s."""
-        process, conn = self._process, self._conn
-        self._conn = None
-        if conn is not None:
-            conn.close()
-        if process is not None:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout=5)
+        """Stop the engine (blocking): asks it to stop, kills it if it has not in 10 s."""
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.fail("the worker is stopping")
+            with contextlib.suppress(Exception):
+                channel.conn.send(None)  # the engine's signal to stop
+            _end(channel)
         self._sender.shutdown(wait=False, cancel_futures=True)
+
+
+def _end(channel: _Channel, timeout_s: float = 10.0) -> None:
+    """Wait for the engine process to end, kill it if it does not, and close the pipe."""
+    channel.process.join(timeout=timeout_s)
+    if channel.process.is_alive():
+        channel.process.kill()
+        channel.process.join(timeout=5)
+    channel.conn.close()
 
 
 # ---- the engine process ----
@@ -289,10 +320,9 @@ class ProcessEngine:
 
 def engine_main(conn: Connection, log_level: str) -> None:
     """The engine process: serve batches from ``conn`` until it closes."""
-    # Ctrl-C in a terminal reaches the whole process group; the worker decides when to stop,
-    # and closing the pipe ends the engine.
+    # Ctrl-C in a terminal reaches the whole process group: the worker stops in order and then
+    # stops the engine (a stop message, or the end of the pipe). SIGTERM ends it at once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
         level=log_level.upper(),
         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
@@ -300,6 +330,7 @@ def engine_main(conn: Connection, log_level: str) -> None:
     )
     try:
         asyncio.run(_serve(conn))
+        log.info("[ML] prediction engine stopped")
     except Exception as exc:  # reported to the worker, which logs it and fails the batch
         log.exception("[ML] prediction engine failed")
         with contextlib.suppress(OSError, ValueError):
@@ -324,10 +355,11 @@ async def _serve(conn: Connection) -> None:
         while True:
             try:
                 message = conn.recv()
-            except (EOFError, OSError):
-                loop.call_soon_threadsafe(inbox.put_nowait, None)
-                return
+            except Exception:  # the end of the pipe (EOFError, OSError), or garbage
+                message = None
             loop.call_soon_threadsafe(inbox.put_nowait, message)
+            if message is None:  # the worker asked to stop, or is gone
+                return
 
     async def handle(batch_id: int, records: list[Inbound]) -> None:
         # Batches overlap: one waits for Kafka's acknowledgement while the next is predicted.
@@ -339,8 +371,13 @@ async def _serve(conn: Connection) -> None:
         except Exception as exc:  # the worker dead-letters the batch itself
             log.exception("[ML] batch of %d bookings failed in the engine", len(records))
             answer = (batch_id, "error", f"{type(exc).__name__}: {exc}")
-        with contextlib.suppress(OSError, ValueError):  # else the worker is gone
+        try:
             await send(answer)
+        except (OSError, ValueError):
+            pass  # the worker is gone
+        except Exception as exc:  # the answer cannot be pickled: say so instead
+            with contextlib.suppress(Exception):
+                await send((batch_id, "error", f"unsendable answer: {type(exc).__name__}: {exc}"))
 
     background = {
         asyncio.create_task(path.flags.run()),

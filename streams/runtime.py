@@ -72,8 +72,8 @@ class Runtime(Service):
         self.totals: Counter[str] = Counter()
         self.metrics = WorkerMetrics()  # flushed to Redis for the API's /metrics
         self.joiner: JoinHandler | None = None
-        self._engine_weather: Any = None
         self.prediction_engine: ProcessEngine | None = None
+        self._inline_fallback = False  # predicting here while the engine cannot start
         # The bookings in flight, oldest first: each batch's events and its prediction.
         self._in_flight: asyncio.Queue[tuple[list[EventT], asyncio.Future[BatchSummary]]] = (
             asyncio.Queue(maxsize=PIPELINE_DEPTH)
@@ -102,10 +102,20 @@ class Runtime(Service):
             self.recorder.start()
         self.predictions_topic = s.topic("predictions")
         self.dead_letters_topic = s.topic("dead-letters")
+        description = None
         if engine_process:
-            self.prediction_engine = ProcessEngine(s.log_level)
-            description = await self.prediction_engine.start()
-        else:
+            self.prediction_engine = ProcessEngine(
+                s.log_level, start_timeout_s=s.predict_engine_start_timeout_s
+            )
+            try:
+                description = await self.prediction_engine.start()
+            except EngineDied as exc:
+                log.error("[ML] %s; predicting in this process until it starts", exc)
+                self._inline_fallback = True
+                await asyncio.get_running_loop().run_in_executor(
+                    self.executor, self.models.reload_if_changed
+                )
+        if description is None:
             description = f"{self.flags.state.describe()} (flags from {self.flags.source}), " + (
                 "model not loaded (this role does not predict)"
                 if not s.runs_predict
@@ -119,7 +129,7 @@ class Runtime(Service):
             s.worker_role.value,
             s.worker_group,
             "in an engine process"
-            if engine_process
+            if engine_process and not self._inline_fallback
             else "in this process"
             if s.runs_predict
             else "nothing",
@@ -195,7 +205,7 @@ class Runtime(Service):
     def _weather_stats(self) -> Any:
         """The running weather counters of whichever process looks weather up."""
         if self.prediction_engine is not None:
-            return self._engine_weather or self.weather.stats()
+            return self.prediction_engine.weather or self.weather.stats()
         return self.weather.stats()
 
     async def _flush_metrics_once(self) -> None:
@@ -212,25 +222,34 @@ class Runtime(Service):
         await self._in_flight.put((events, asyncio.ensure_future(self._predict(records))))
 
     async def _predict(self, records: list[Inbound]) -> BatchSummary:
-        """Predict and send a batch; never raises: what cannot be predicted is dead-lettered."""
+        """Predict and send a batch. A prediction that fails becomes dead letters; an engine
+        that died is replaced, and while none can start the batch is predicted in this process.
+        Only a failure to send to Kafka raises (and stops the worker: nothing is committed)."""
         topics = OutputTopics(self.predictions_topic, self.dead_letters_topic)
-        if self.prediction_engine is None:
-            return await predict_and_send(self.predictor, self.producer, topics, records)
-        try:
+        engine = self.prediction_engine
+        if engine is not None:
             try:
-                return await self.prediction_engine.run(records)
-            except EngineDied:  # killed (out of memory, a signal): once more on a new engine
-                return await self.prediction_engine.run(records)
-        except Exception as exc:
-            log.error(
-                "[ML] batch of %d bookings failed in the engine (%s: %s); "
-                "sending it to dead-letters",
-                len(records),
-                type(exc).__name__,
-                exc,
-            )
-            failed = failed_batch(records, exc, utc_now())
-            return await send_result(self.producer, topics, len(records), failed)
+                try:
+                    summary = await engine.run(records)
+                except EngineDied:  # killed (out of memory, a signal): once more on a new one
+                    summary = await engine.run(records)
+            except EngineDied as exc:
+                if not self._inline_fallback:
+                    log.error("[ML] %s; predicting in this process until it is back", exc)
+                self._inline_fallback = True
+            except Exception as exc:  # the engine's own error for this batch
+                log.error("[ML] batch of %d bookings failed in the engine: %s", len(records), exc)
+                failed = failed_batch(records, exc, utc_now())
+                return await send_result(self.producer, topics, len(records), failed)
+            else:
+                if self._inline_fallback:
+                    log.info("[ML] the prediction engine is back")
+                    self._inline_fallback = False
+                return summary
+            # The same path in this process; the model is loaded here only when needed.
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.executor, self.models.reload_if_changed)
+        return await predict_and_send(self.predictor, self.producer, topics, records)
 
     @Service.task
     async def _acknowledge(self) -> None:
@@ -241,8 +260,6 @@ class Runtime(Service):
         while not self.should_stop:
             events, prediction = await self._in_flight.get()
             summary = await prediction
-            if summary.weather is not None:
-                self._engine_weather = summary.weather
             for event in events:
                 if event.ack():
                     message = event.message
@@ -291,6 +308,8 @@ class Runtime(Service):
         self.joiner.counters.subtract(snapshot)
 
     async def on_stop(self) -> None:
+        if self.prediction_engine is not None:  # first: nothing below may keep it running
+            await asyncio.get_running_loop().run_in_executor(None, self.prediction_engine.close)
         if hasattr(self, "recorder"):
             await asyncio.get_running_loop().run_in_executor(None, self.recorder.stop)
         if hasattr(self, "producer"):
@@ -303,8 +322,6 @@ class Runtime(Service):
             await self.weather.aclose()
         if hasattr(self, "redis"):
             await self.redis.aclose()
-        if self.prediction_engine is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.prediction_engine.close)
         for name in ("executor", "model_executor"):
             if hasattr(self, name):
                 getattr(self, name).shutdown(wait=False, cancel_futures=True)

@@ -146,6 +146,13 @@ class Settings(BaseSettings):
         default=PredictEngine.PROCESS,
         description="Where predictions are computed: a process next to the worker's, or inline.",
     )
+    predict_engine_start_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=600,
+        description="How long an engine process may take to get ready; the worker predicts "
+        "in its own process meanwhile if it does not.",
+    )
     batch_max: int = Field(default=500, ge=1, le=50_000)
     batch_within_s: float = Field(default=0.05, gt=0, le=10)
     worker_threads: int = Field(default=4, ge=1, le=64)

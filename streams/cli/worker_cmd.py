@@ -40,6 +40,8 @@ def worker(loglevel: str | None, role: str | None, faust_args: tuple[str, ...]) 
     """
     if role is not None:
         os.environ["WORKER_ROLE"] = role.lower()  # read by the settings, once, below
+    if loglevel is not None:
+        os.environ["LOG_LEVEL"] = loglevel.lower()  # the engine process reads it too
     from connectors.kafka_admin import ensure_topics
     from schemas import TOPICS
     from streams.settings import delaycast_home, get_settings

@@ -211,8 +211,8 @@ def test_the_two_paths_in_processes_of_their_own_give_the_same_outcomes(stack, t
     by_id = {p["booking_id"]: p for p in predictions}
     assert all(o["arm"] == by_id[o["booking_id"]]["arm"] for o in outcomes)
     # Each process ran its own path only, under its own consumer group.
-    assert f"role predict, group {topic_prefix}delaycast)" in predict_log
-    assert f"role outcomes, group {topic_prefix}delaycast-outcomes)" in join_log
+    assert f"role predict, group {topic_prefix}delaycast, predicting in an engine" in predict_log
+    assert f"role outcomes, group {topic_prefix}delaycast-outcomes, predicting nothing" in join_log
     assert "drift monitors:" not in predict_log  # the recorder (history, drift) ...
     assert "drift monitors:" in join_log  # ... runs with the outcome path
     assert "model not loaded (this role does not predict)" in join_log  # nor holds the forest

@@ -261,7 +261,11 @@ ENGINE_READY = re.compile(r"prediction engine ready in process (\d+)")
 
 
 def engine_pids(worker: Worker) -> list[int]:
-    return [int(pid) for pid in ENGINE_READY.findall(worker.log())]
+    return engine_pids_from(worker.log())
+
+
+def engine_pids_from(log: str) -> list[int]:
+    return [int(pid) for pid in ENGINE_READY.findall(log)]
 
 
 def children_of(pid: int) -> set[int]:
@@ -339,3 +343,32 @@ def test_the_inline_engine_gives_the_engine_process_s_predictions(stack, topic_p
     assert len(pairs) == 300
     assert all(len(pair) == 2 and pair[0] == pair[1] for pair in pairs.values())
     assert {pair[0]["served_by"] for pair in pairs.values()} == {"ml", "heuristic"}
+
+
+def test_while_no_engine_can_start_the_worker_predicts_in_its_own_process(
+    stack, topic_prefix, home
+):
+    """An engine that never gets ready in time (here: a start timeout of 1 ms) must not stop
+    predictions: the worker loads the model itself and serves every booking, ML included."""
+    set_flags(stack, topic_prefix, enabled=True, percentage=100)
+    payloads = booking_payloads(300, "F-")
+    with start_worker(stack, topic_prefix, home, PREDICT_ENGINE_START_TIMEOUT_S="0.001") as worker:
+        produce(stack, f"{topic_prefix}bookings", payloads)
+        predictions = collect(stack, f"{topic_prefix}predictions", 300, timeout_s=60)
+        log = worker.log()
+        assert worker.process is not None
+        helpers = children_of(worker.process.pid)
+    assert "predicting in this process until it starts" in log
+    assert "worker ready (role all, group" in log and "predicting in this process)" in log
+    assert engine_pids_from(log) == []
+    assert len(predictions) == 300
+    assert {p["served_by"] for p in predictions} == {"ml"}
+    assert all(gone(pid) for pid in helpers)  # the failed starts left no process
+
+
+def test_an_orderly_stop_stops_the_engine_without_killing_it(stack, topic_prefix, home):
+    worker = start_worker(stack, topic_prefix, home)
+    [engine] = engine_pids(worker)
+    worker.stop()
+    assert gone(engine)
+    assert "[ML] prediction engine stopped" in worker.log()  # it ended itself: not killed
