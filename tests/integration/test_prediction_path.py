@@ -282,6 +282,14 @@ def gone(pid: int) -> bool:
         return True
 
 
+def left_running(pids: set[int], timeout_s: float = 15.0) -> list[int]:
+    """The processes of ``pids`` still running after up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not all(gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [pid for pid in pids if not gone(pid)]
+
+
 def test_an_engine_killed_mid_stream_is_replaced_and_no_booking_is_lost(stack, topic_prefix, home):
     set_flags(stack, topic_prefix, enabled=True, percentage=50)
     payloads = booking_payloads(3000, "E-")
@@ -289,8 +297,10 @@ def test_an_engine_killed_mid_stream_is_replaced_and_no_booking_is_lost(stack, t
         [first] = engine_pids(worker)
         produce(stack, f"{topic_prefix}bookings", payloads)
         collect(stack, f"{topic_prefix}predictions", 300, timeout_s=60)
+        seen = len(worker.log())
         os.kill(first, signal.SIGKILL)
-        worker.wait_for_log("the next batch starts a new one", 30)
+        worker.wait_for_log("the next batch starts a new one", 30, start_at=seen)
+        worker.wait_for_log("prediction engine ready in process", 60, start_at=seen)
         predictions = collect_until_quiet(
             stack, f"{topic_prefix}predictions", quiet_s=4, timeout_s=120
         )
@@ -311,10 +321,7 @@ def test_a_worker_killed_with_sigkill_leaves_no_engine_behind(stack, topic_prefi
         helpers = children_of(worker.process.pid)
         assert engine in helpers
         worker.kill()
-        deadline = time.monotonic() + 15
-        while not all(gone(pid) for pid in helpers) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert [pid for pid in helpers if not gone(pid)] == []
+        assert left_running(helpers) == []
     finally:
         worker.stop()
 
@@ -363,7 +370,7 @@ def test_while_no_engine_can_start_the_worker_predicts_in_its_own_process(
     assert engine_pids_from(log) == []
     assert len(predictions) == 300
     assert {p["served_by"] for p in predictions} == {"ml"}
-    assert all(gone(pid) for pid in helpers)  # the failed starts left no process
+    assert left_running(helpers) == []  # the failed starts left no process
 
 
 def test_an_orderly_stop_stops_the_engine_without_killing_it(stack, topic_prefix, home):
