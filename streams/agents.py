@@ -8,24 +8,11 @@ from typing import Any
 from faust.types import TableT
 
 from streams.app import app, settings
+from streams.faust_config import raw_topic
 from streams.runtime import inbound, runtime
 
-bookings_topic = app.topic(
-    settings.topic("bookings"),
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
-
-join_topic = app.topic(
-    settings.topic("predictions"),
-    settings.topic("actual-delays"),
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
+bookings_topic = raw_topic(app, settings.topic("bookings"))
+join_topic = raw_topic(app, settings.topic("predictions"), settings.topic("actual-delays"))
 
 
 def join_state() -> TableT[bytes, Any]:

@@ -217,7 +217,7 @@ def measure(
     data = generate(count, now=datetime.now(UTC))
     model = None
     if "model" in parts:
-        clock.say("model figures (models.bench_forest on the champion)")
+        clock.say("model figures (streams.bench.forest_timing on the champion)")
         model = model_figures(settings.model_dir, settings.batch_max)
         clock.say(
             f"  one booking {model['one_booking_us']['median']:.1f} us, batch of "

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,25 +80,23 @@ class Child:
         except OSError:
             return False
 
-    def wait_for_log(self, text: str, timeout_s: float) -> None:
+    def _wait(self, done: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Until ``done()``; raises when the process fails first or ``timeout_s`` passes."""
         deadline = time.monotonic() + timeout_s
-        while not self.log_has(text):
+        while not done():
             problem = self.problem()
             if problem is not None:
                 raise RuntimeError(problem)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} did not log {text!r} within {timeout_s:g} s")
+                raise TimeoutError(f"{self.name} {what} within {timeout_s:g} s")
             time.sleep(0.1)
 
+    def wait_for_log(self, text: str, timeout_s: float) -> None:
+        self._wait(lambda: self.log_has(text), timeout_s, f"did not log {text!r}")
+
     def wait_for_result(self, timeout_s: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while self.result is None:
-            problem = self.problem()
-            if problem is not None:
-                raise RuntimeError(problem)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} reported nothing within {timeout_s:g} s")
-            time.sleep(0.1)
+        self._wait(lambda: self.result is not None, timeout_s, "reported nothing")
+        assert self.result is not None
         return self.result
 
     def peak_rss_mb(self) -> float | None:

@@ -1,8 +1,6 @@
-"""A Faust app configured like delaycast's own (:mod:`streams.app`), for the bench-only agents.
-
-Same broker, serializers, offset reset, commit interval and session timeouts as the worker, with
-an app id (consumer group) of its own, so scenarios (b) and (f) differ from the real worker
-only in what their agent does.
+"""A Faust app built like delaycast's own (:func:`streams.faust_config.make_app`), for the
+bench-only agents: an app id (consumer group) and data directory of its own, so scenarios (b)
+and (f) differ from the real worker only in what their agent does.
 """
 
 from __future__ import annotations
@@ -10,35 +8,18 @@ from __future__ import annotations
 import sys
 
 import faust
+from faust.types import TopicT
 
+from streams.faust_config import make_app, raw_topic
 from streams.settings import Settings, delaycast_home
 
 
 def bench_app(settings: Settings, name: str) -> faust.App:
-    return faust.App(
-        settings.topic(name),
-        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
-        store="memory://",
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.topic_partitions,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
-        broker_session_timeout=settings.consumer_session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.consumer_session_timeout_s / 3),
-        web_enabled=False,
-        datadir=str(delaycast_home() / "bench" / "faust" / "{conf.name}"),
-    )
+    return make_app(settings, settings.topic(name), delaycast_home() / "bench" / "faust")
 
 
-def bookings_topic(app: faust.App, settings: Settings) -> faust.TopicT:
-    return app.topic(
-        settings.topic("bookings"),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+def bookings_topic(app: faust.App, settings: Settings) -> TopicT:
+    return raw_topic(app, settings.topic("bookings"))
 
 
 def run_worker(app: faust.App) -> None:

@@ -1,5 +1,6 @@
 """The model figures: one booking's ML prediction, a batch's cost per booking, and agreement
-with scikit-learn, timed by :mod:`models.bench_forest` on the champion the workers serve."""
+with scikit-learn, timed by :mod:`streams.bench.forest_timing` on the champion the workers
+serve."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from models.bench_forest import Timing, load_from, time_cases
 from models.forest import ForestPredictor
+from streams.bench.forest_timing import Timing, load_from, time_cases
 
 SEED = 42
 SINGLE_CALLS = 100
@@ -22,7 +23,7 @@ def model_figures(model_dir: Path, batch_rows: int, repeats: int = 100) -> dict[
     predictor = ForestPredictor(estimator, version="bench")
     cases = {"sklearn": estimator.predict, "compiled": predictor.predict}
     timings = time_cases(cases, X, repeats)
-    # The worker's batch size (BATCH_MAX), timed the way bench_forest times its sizes.
+    # The worker's batch size (BATCH_MAX), timed the way forest_timing times its sizes.
     rows = min(batch_rows, len(X))
     batch = np.ascontiguousarray(X[:rows])
     predictor.predict(batch)

@@ -1,9 +1,11 @@
-"""Micro-benchmark of the forest's prediction: ``python -m models.bench_forest [--model-dir DIR]``.
+"""Micro-benchmark of the forest's prediction:
+``python -m streams.bench.forest_timing [--model-dir DIR]``.
 
-A developer's tool, and so the one module of ``models`` that reads a clock: it times, on the
-default model configuration, scikit-learn's own ``predict``, the previous per-tree path (each
-tree's compiled ``predict`` on the float32 batch) and :class:`models.forest.ForestPredictor`
-(the compiled forest, delays and confidences), for one row and per row at 100 and 1,000 rows, and
+A developer's tool (it reads a clock and the model store, so it lives with the bench, not in
+``models``): it times, on the default model configuration, scikit-learn's own ``predict``, the
+previous per-tree path (each tree's compiled ``predict`` on the float32 batch) and
+:class:`models.forest.ForestPredictor` (the compiled forest, delays and confidences), for one row
+and per row at 100 and 1,000 rows, and
 prints the medians, minima and maxima and the largest differences from scikit-learn. Each case
 runs its repetitions back to back (warm CPU caches); the one-row calls are then timed again with
 the caches flushed before each call, closer to a worker that did other work between two batches.
