@@ -83,14 +83,18 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
         assert token not in output.text  # the token is in a file, never printed
         assert oct((home / "api-token").stat().st_mode & 0o777) == "0o600"
 
-        def newest_prediction() -> str | None:
-            """The newest prediction's time (a count would stop at the endpoint's limit)."""
-            items = requests.get(f"{url}/api/ml-monitoring/predictions?limit=1", timeout=10)
-            newest = items.json()["items"]
-            return str(newest[0]["predicted_at"]) if newest else None
+        def predictions_made() -> float:
+            """The workers' prediction counters on /metrics: unlike a list of rows, which stops
+            at the endpoint's limit, or its newest time, which a row stamped later can pin."""
+            text = requests.get(f"{url}/metrics", timeout=10).text
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("delaycast_predictions_total{")
+            )
 
-        first = poll(newest_prediction, lambda t: t is not None, 60, "predictions reach the API")
-        poll(newest_prediction, lambda t: t != first, 30, "newer predictions keep arriving")
+        first = poll(predictions_made, lambda n: n > 0, 60, "predictions reach the API")
+        poll(predictions_made, lambda n: n > first, 30, "the number of predictions moves")
 
         def summary() -> dict[str, Any]:
             return requests.get(f"{url}/api/ml-monitoring/summary", timeout=10).json()
