@@ -42,13 +42,24 @@ async def predict(stream: AsyncIterable[bytes]) -> None:
 
 
 async def join(stream: AsyncIterable[bytes]) -> None:
-    """Match predictions with actual delays; each match becomes an outcome."""
+    """Match predictions with actual delays; each match becomes an outcome. A batch's offsets
+    are committed only once its outcomes and its table changes are in Kafka."""
     await runtime.wait_until_ready()
-    handler = runtime.join_handler(join_table)  # defined below, for the roles that join
+    await runtime.wait_for_changelog(join_table)  # defined below, for the roles that join
+    handler = runtime.join_handler(join_table)
     async for events in stream.take_events(  # type: ignore[attr-defined]
         settings.batch_max, within=settings.batch_within_s
     ):
-        await handler.handle([inbound(event) for event in events])
+        for event in events:
+            event.message.incref()  # Faust's own ack after this batch leaves them pending
+        try:
+            await handler.handle([inbound(event) for event in events])
+        except Exception as exc:
+            # Outcomes out but state not written, or neither: either way the batch must be
+            # joined again. Nothing of it is committed; the worker stops, its successor rejoins.
+            await runtime.crash(exc)
+            raise
+        runtime.release(events)
 
 
 async def expire_unmatched() -> None:

@@ -1,9 +1,9 @@
 """Everything a worker holds while it runs, wired from settings, started and stopped with the app.
 
-This is where settings meet connectors for the worker: the Kafka producer, the recorder, and the
-prediction path (flags, weather, model holder and batch predictor, built by
-:mod:`streams.prediction_wiring`, which replays share), in the worker's loop or in its engine
-process (:mod:`streams.predict_engine`).
+This is where settings meet connectors for the worker: the Kafka producer, the history recorder
+(in a process of its own, :mod:`streams.recorder_process`), and the prediction path (flags,
+weather, model holder and batch predictor, built by :mod:`streams.prediction_wiring`, which
+replays share), in the worker's loop or in its engine process (:mod:`streams.predict_engine`).
 
 Bookings go through a pipeline: the agent hands over a batch and takes the next while earlier
 ones are predicted, then produced, then acknowledged. A batch's source offsets are released for
@@ -18,9 +18,10 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, cast
 
-from faust.types import EventT
+from aiokafka.errors import KafkaError
+from faust.types import EventT, TableT
 from mode import Service
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -41,6 +42,7 @@ from streams.predict_engine import (
     send_result,
 )
 from streams.prediction_wiring import build_prediction_path, initial_flags
+from streams.recorder_process import RecorderProcess
 from streams.settings import PredictEngine, Settings
 from streams.worker_metrics import FLUSH_INTERVAL_S, WorkerMetrics, flush, metrics_key
 
@@ -95,11 +97,8 @@ class Runtime(Service):
         app.producer.buffer.max_messages = max(2_000, 4 * s.batch_max)
         self.engine = make_engine(s.database_url.get_secret_value())
         if s.runs_outcomes:  # history, alerts and drift belong to the outcome path
-            # Imported here: river and scikit-learn, which the predict role never needs.
-            from streams.recorder_wiring import RecorderThread, build_recorder
-
-            self.recorder = RecorderThread(build_recorder(s, self.engine), self.engine)
-            self.recorder.start()
+            self.recorder = RecorderProcess(s.log_level)
+            await asyncio.get_running_loop().run_in_executor(None, self.recorder.start)
         self.predictions_topic = s.topic("predictions")
         self.dead_letters_topic = s.topic("dead-letters")
         description = None
@@ -138,6 +137,23 @@ class Runtime(Service):
 
     async def wait_until_ready(self) -> None:
         await self._ready.wait()
+
+    async def wait_for_changelog(self, table: TableT[bytes, Any]) -> None:
+        """Wait until Faust's producer knows the table's changelog partitions.
+
+        A table write picks its changelog partition from the producer's metadata, synchronously:
+        a topic created a moment ago and not yet in that metadata makes the write raise.
+        """
+        topic = table.changelog_topic.get_topic_name()
+        # aiokafka's producer, which Faust's table writes go through (no public accessor)
+        producer = cast(Any, app.producer)._ensure_producer()
+        while True:
+            try:
+                await producer.partitions_for(topic)  # refreshes the metadata until it has them
+                return
+            except KafkaError as exc:
+                log.warning("[Kafka] waiting for the changelog %s: %r", topic, exc)
+                await self.sleep(1.0)
 
     def join_handler(self, table: MutableMapping[bytes, Any]) -> JoinHandler:
         s = self.settings
@@ -256,15 +272,20 @@ class Runtime(Service):
         """In order, once Kafka acknowledged a batch's output: release its source offsets for
         commit, and count it."""
         await self._ready.wait()
-        on_message_out = app.sensors.on_message_out
         while not self.should_stop:
             events, prediction = await self._in_flight.get()
             summary = await prediction
-            for event in events:
-                if event.ack():
-                    message = event.message
-                    on_message_out(message.tp, message.offset, message)
+            self.release(events)
             self._count(summary)
+
+    @staticmethod
+    def release(events: list[EventT]) -> None:
+        """Ack events held with ``incref``: their offsets may be committed now."""
+        on_message_out = app.sensors.on_message_out
+        for event in events:
+            if event.ack():
+                message = event.message
+                on_message_out(message.tp, message.offset, message)
 
     def _count(self, summary: BatchSummary) -> None:
         if summary.dead_letters:
