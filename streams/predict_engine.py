@@ -22,8 +22,6 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
-import signal
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -38,6 +36,7 @@ from connectors.weather import WeatherStats
 from schemas import DeadLetterKind
 from streams.clock import utc_now
 from streams.decode import Inbound, dead_letter
+from streams.helper_process import prepare_helper_process
 from streams.model_holder import reload_forever
 from streams.predict_batch import BatchPredictor, BatchResult
 from streams.prediction_wiring import build_prediction_path
@@ -320,14 +319,7 @@ def _end(channel: _Channel, timeout_s: float = 10.0) -> None:
 
 def engine_main(conn: Connection, log_level: str) -> None:
     """The engine process: serve batches from ``conn`` until it closes."""
-    # Ctrl-C in a terminal reaches the whole process group: the worker stops in order and then
-    # stops the engine (a stop message, or the end of the pipe). SIGTERM ends it at once.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
-        stream=sys.stderr,
-    )
+    prepare_helper_process(log_level)
     try:
         asyncio.run(_serve(conn))
         log.info("[ML] prediction engine stopped")

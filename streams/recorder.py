@@ -1,6 +1,7 @@
 """Recording predictions, outcomes and alerts in PostgreSQL, and watching them, off the hot path.
 
-The recorder is a thread with a consumer group of its own. It reads a batch, writes it to
+The recorder runs in a process of its own beside the outcome worker
+(:mod:`streams.recorder_process`), with a consumer group of its own. It reads a batch, writes it to
 PostgreSQL (waiting and retrying while PostgreSQL is down), and only then commits the batch's
 offsets, so nothing is lost and the prediction path never waits on PostgreSQL: a PostgreSQL outage
 delays history, never predictions. The same loop feeds the monitors (threshold rules, drift) and

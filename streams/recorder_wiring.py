@@ -147,22 +147,11 @@ def wait_for_schema(engine: sa.Engine, stop: threading.Event, every_s: float = 5
     return False
 
 
-class RecorderThread:
-    def __init__(self, recorder: Recorder, engine: sa.Engine) -> None:
-        self.recorder = recorder
-        self.engine = engine
-        self._thread = threading.Thread(target=self._run, name="delaycast-recorder", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            if wait_for_schema(self.engine, self.recorder.stop_event):
-                self.recorder.run()
-        except Exception:
-            log.exception("[ML] the history recorder stopped on an error")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self.recorder.stop()
-        self._thread.join(timeout_s)
+def run_recorder(recorder: Recorder, engine: sa.Engine) -> None:
+    """Record until the recorder is stopped, once PostgreSQL has the schema this code needs."""
+    try:
+        if wait_for_schema(engine, recorder.stop_event):
+            recorder.run()
+    except Exception:
+        log.exception("[ML] the history recorder stopped on an error")
+        raise

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 import shutil
+import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +21,13 @@ from models.synthetic import SyntheticWorld
 from schemas import BookingRequested
 from schemas.tables import metric_buckets
 from schemas.tables import outcomes as outcomes_table
-from tests.integration.test_prediction_path import set_flags, start_worker
+from tests.integration.test_prediction_path import (
+    children_of,
+    gone,
+    left_running,
+    set_flags,
+    start_worker,
+)
 from tests.integration.workers import collect, collect_until_quiet, produce
 
 
@@ -216,3 +225,63 @@ def test_the_two_paths_in_processes_of_their_own_give_the_same_outcomes(stack, t
     assert "drift monitors:" not in predict_log  # the recorder (history, drift) ...
     assert "drift monitors:" in join_log  # ... runs with the outcome path
     assert "model not loaded (this role does not predict)" in join_log  # nor holds the forest
+
+
+RECORDER_STARTED = re.compile(r"history recorder started in process (\d+)")
+
+
+def recorder_pids(log: str) -> list[int]:
+    return [int(pid) for pid in RECORDER_STARTED.findall(log)]
+
+
+def test_a_recorder_killed_mid_stream_is_started_again_and_records_every_outcome(
+    stack, topic_prefix, home, migrated_database
+):
+    n = 1500
+    bookings, actuals = world_events(n, "RK-", seed=12)
+    set_flags(stack, topic_prefix, enabled=True, percentage=50)
+    with start_worker(stack, topic_prefix, home) as worker:
+        [first] = recorder_pids(worker.log())
+        produce(
+            stack,
+            f"{topic_prefix}bookings",
+            [(b.booking_id.encode(), b.model_dump_json().encode()) for b in bookings],
+        )
+        produce(stack, f"{topic_prefix}actual-delays", actuals)
+        deadline = time.monotonic() + 60
+        while stored_outcomes(migrated_database, "RK-") < 100 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        seen = len(worker.log())
+        os.kill(first, signal.SIGKILL)
+        worker.wait_for_log("the history recorder process ended (exit code -9)", 30, start_at=seen)
+        worker.wait_for_log("history recorder started in process", 30, start_at=seen)
+        assert wait_for_stored(migrated_database, "RK-", n, timeout_s=120) == n
+        time.sleep(2)
+        pids = recorder_pids(worker.log())
+    assert gone(first)
+    assert len(pids) == 2 and pids[1] != first  # exactly one new recorder
+    assert stored_outcomes(migrated_database, "RK-") == n  # once each, none lost
+    assert_buckets_equal_offline(migrated_database)
+
+
+def test_a_worker_killed_with_sigkill_leaves_no_recorder_behind(stack, topic_prefix, home):
+    worker = start_worker(stack, topic_prefix, home, WORKER_ROLE="outcomes")
+    try:
+        [recorder] = recorder_pids(worker.log())
+        assert worker.process is not None
+        assert recorder in children_of(worker.process.pid)
+        worker.kill()
+        assert left_running({recorder}) == []
+    finally:
+        worker.stop()
+
+
+def test_an_orderly_stop_stops_the_recorder_without_killing_it(stack, topic_prefix, home):
+    worker = start_worker(stack, topic_prefix, home, WORKER_ROLE="outcomes")
+    [recorder] = recorder_pids(worker.log())
+    worker.wait_for_log("drift monitors:", 60)  # restored (none yet): the recorder runs
+    worker.stop()
+    assert gone(recorder)
+    log = worker.log()
+    assert "[ML] history recorder stopped" in log  # it ended itself: not killed
+    assert "did not stop" not in log

@@ -1,0 +1,158 @@
+"""The history recorder in a process of its own, beside an outcome worker.
+
+The recorder (:mod:`streams.recorder`) decodes every prediction and outcome, writes them to
+PostgreSQL and feeds the monitors (threshold rules, river's drift detectors): pure-Python work
+that, in a thread, would share one interpreter lock with the join agent and slow it down. It
+needs nothing of the worker but its settings (the environment) and has a consumer group of its
+own, so it runs in a spawned process: the join and the recorder get a core each.
+
+The worker supervises it: a recorder that dies (a bug, out of memory, a signal) is started
+again after a pause, and loses nothing, since it commits its offsets only after PostgreSQL has
+the batch. The recorder ends when its pipe closes, so it never outlives its worker, even one
+killed with SIGKILL; an orderly stop lets it save its drift checkpoints first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+
+from streams.helper_process import prepare_helper_process
+
+log = logging.getLogger("delaycast.recorder")
+
+RESTART_PAUSES_S = (1.0, 5.0, 30.0)  # after the first, second and every later unplanned end
+STOP_TIMEOUT_S = 20.0  # a batch being written, then the drift checkpoints
+
+
+class RecorderProcess:
+    """Starts the recorder process, starts it again when it ends unplanned, stops it in order."""
+
+    def __init__(
+        self,
+        log_level: str,
+        restart_pauses_s: tuple[float, ...] = RESTART_PAUSES_S,
+        target: Callable[[Connection, str], None] | None = None,
+    ) -> None:
+        self._log_level = log_level
+        self._target = target or recorder_main  # another only in tests
+        self._pauses = restart_pauses_s
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._watcher: threading.Thread | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        with self._lock:
+            return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the recorder (blocking for the spawn only) and watch it from a thread."""
+        self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="recorder-watch", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> bool:
+        """Start a recorder process; False when the recorder is stopping."""
+        context = multiprocessing.get_context("spawn")  # never fork a process with threads
+        with self._lock:  # stop() never misses a process started while it stops
+            if self._stopping.is_set():
+                return False
+            ours, theirs = context.Pipe(duplex=True)
+            process = context.Process(
+                target=self._target,
+                args=(theirs, self._log_level),
+                name="delaycast-recorder",
+                daemon=True,
+            )
+            process.start()
+            theirs.close()  # the recorder holds the only other end: our end's close is its stop
+            self._process, self._conn = process, ours
+        self.starts += 1
+        log.info("[ML] history recorder started in process %s", process.pid)
+        return True
+
+    def _watch(self) -> None:
+        ends = 0
+        while True:
+            with self._lock:
+                process, conn = self._process, self._conn
+            assert process is not None and conn is not None
+            wait([process.sentinel])
+            with self._lock:  # stop() reaps the process itself once it set _stopping
+                if self._stopping.is_set():
+                    return
+                process.join()  # reaped: its exit code is known
+            conn.close()
+            pause = self._pauses[min(ends, len(self._pauses) - 1)]
+            ends += 1
+            log.error(
+                "[ML] the history recorder process ended (exit code %s); starting it again in "
+                "%g s (history waits meanwhile, nothing is lost)",
+                process.exitcode,
+                pause,
+            )
+            if self._stopping.wait(pause):
+                return
+            try:
+                if not self._spawn():
+                    return
+            except Exception:
+                log.exception("[ML] cannot start the history recorder process")
+                if self._stopping.wait(self._pauses[-1]):
+                    return
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Ask the recorder to stop (blocking); kill it if it has not ended in ``timeout_s``."""
+        with self._lock:
+            self._stopping.set()
+            process, conn = self._process, self._conn
+        if process is None or conn is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(None)  # the recorder's signal to stop, after its current batch
+        process.join(timeout_s)
+        if process.is_alive():
+            log.error("[ML] the history recorder did not stop in %g s; killing it", timeout_s)
+            process.kill()
+            process.join(5)
+        conn.close()
+        if self._watcher is not None:
+            self._watcher.join(5)
+
+
+# ---- the recorder process ----
+
+
+def recorder_main(conn: Connection, log_level: str) -> None:
+    """The recorder process: record until the worker says stop or its pipe closes."""
+    prepare_helper_process(log_level)
+    # Imported here: the worker's process never needs river, scikit-learn or the database layer.
+    from connectors.postgres import make_engine
+    from streams.recorder_wiring import build_recorder, run_recorder
+    from streams.settings import load_settings
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url.get_secret_value())
+    recorder = build_recorder(settings, engine)
+
+    def until_told() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while conn.recv() is not None:
+                pass
+        recorder.stop()  # a stop message, or the worker is gone
+
+    threading.Thread(target=until_told, name="recorder-pipe", daemon=True).start()
+    try:
+        run_recorder(recorder, engine)
+        log.info("[ML] history recorder stopped")
+    finally:
+        engine.dispose()
+        conn.close()
