@@ -46,16 +46,20 @@ def spawn(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]
     )
 
 
-def stop(process: subprocess.Popen[bytes], name: str) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        print(f"  {name} did not stop in 20 s; killing it")
-        process.kill()
-        process.wait()
+def stop_all(processes: dict[str, subprocess.Popen[bytes]], timeout_s: float = 20.0) -> None:
+    """Stop every child at once (SIGTERM), so a slow one never delays the others; kill those
+    still running after ``timeout_s``."""
+    running = {name: p for name, p in processes.items() if p.poll() is None}
+    for process in running.values():
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for name, process in running.items():
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"  {name} did not stop in {timeout_s:g} s; killing it")
+            process.kill()
+            process.wait()
 
 
 def api_token(home: Path, env: dict[str, str]) -> Path:
@@ -281,9 +285,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\nstopping...")
     finally:
-        for name in ("producer", "api", "predict worker", "outcomes worker"):
-            if name in processes:
-                stop(processes[name], name)
+        stop_all(processes)
         if started_stack:
             delaycast("stack", "down", env=env, check=False)
         else:

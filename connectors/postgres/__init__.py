@@ -1,6 +1,6 @@
 """PostgreSQL: engine, migrations and the repositories that read and write delaycast's tables."""
 
-from connectors.postgres.engine import make_engine
+from connectors.postgres.engine import drop_database, make_engine
 from connectors.postgres.flag_audit import recent_flag_changes, record_flag_change
 from connectors.postgres.history import (
     AssignmentCounts,
@@ -26,6 +26,7 @@ __all__ = [
     "arrived_counts",
     "assignment_counts",
     "current_revision",
+    "drop_database",
     "head_revision",
     "is_connection_error",
     "latest_ab_result",

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from streams.bench.meter import parse_result
 from streams.bench.probes import tree_peak_rss_mb
-from streams.demo import spawn, stop
+from streams.demo import spawn, stop_all
 
 
 class Child:
@@ -107,4 +107,4 @@ class Child:
             return None
 
     def stop(self) -> None:
-        stop(self.process, self.name)
+        stop_all({self.name: self.process})

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.postgres import make_engine, upgrade
+from connectors.postgres import drop_database, make_engine, upgrade
 from schemas.tables import outcomes
 
 
@@ -47,8 +47,7 @@ def bench_database(url: str, run_id: str) -> Iterator[BenchDatabase]:
         yield BenchDatabase(url=target, name=name, own=own)
     finally:
         if own:
-            with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(admin, name)
         admin.dispose()
 
 

@@ -29,6 +29,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from connectors.flags import FlagState, FlagStore
 from connectors.postgres import (
+    drop_database,
     make_engine,
     upgrade,
     write_alerts,
@@ -71,8 +72,7 @@ def own_database(stack: Any, migrated_database: str) -> Iterator[str]:
     upgrade(engine)
     engine.dispose()
     yield url
-    with admin.connect() as c:
-        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    drop_database(admin, name)
     admin.dispose()
 
 

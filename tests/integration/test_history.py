@@ -30,6 +30,7 @@ from connectors.postgres import (
     arrived_counts,
     assignment_counts,
     current_revision,
+    drop_database,
     head_revision,
     latest_ab_result,
     load_checkpoint,
@@ -528,10 +529,11 @@ def empty_database(migrated_database: str) -> Iterator[str]:
             cur.execute(f'CREATE DATABASE "{name}"')
         url = sa.make_url(migrated_database).set(database=name)
         yield url.render_as_string(hide_password=False)
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     finally:
         admin.close()
+    engine = sa.create_engine(migrated_database)
+    drop_database(engine, name)
+    engine.dispose()
 
 
 def test_an_empty_database_migrates_from_0001_to_head_and_back(empty_database):
