@@ -139,6 +139,8 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
             demo.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(demo.pid, signal.SIGKILL)
+            for pid in processes_of(home):  # its children, in sessions of their own
+                os.kill(pid, signal.SIGKILL)
             raise
     assert "stopping..." in output.text
     deadline = time.monotonic() + 10
