@@ -5,6 +5,10 @@ sends bookings at a share of the framework's ceiling (b) for a short warm-up, th
 measured period; a consumer reads the predictions as they come. A booking's latency is the time
 from just before its ``produce()`` call to the moment the consumer received its prediction, both
 read from this process's monotonic clock.
+
+Two figures per rate say what the worker cannot do better than: a plain confluent-kafka consumer
+of the bookings themselves (the broker's own latency on this machine, at this load), and the
+whole machine's busy CPU (the worker shares its cores with the broker and this load generator).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from connectors.kafka import BlockingProducer
 from streams.bench import kafka_io
 from streams.bench.children import Child
 from streams.bench.dataset import Dataset
-from streams.bench.probes import CpuSampler
+from streams.bench.probes import CpuSampler, machine_busy_seconds
 from streams.bench.runs import Bench, child_env, clean_up, loadavg, run_names, set_flags
 from streams.bench.stats import cpu_at, latency_summary
 
@@ -108,7 +112,7 @@ def wait_received(receiver: Receiver, keys: list[bytes], limit_s: float) -> None
 def run_latency(bench: Bench, reference_per_s: float, timing: Timing) -> dict[str, Any]:
     prefix, tag = run_names(bench, "g", 0)
     out: dict[str, Any] = {"reference_b_per_s": reference_per_s, "loadavg": loadavg(), "rates": []}
-    child = receiver = None
+    child = receiver = plain = None
     try:
         kafka_io.create_run_topics(bench.bootstrap, prefix)
         env = child_env(bench, prefix, **set_flags(bench, prefix, 100.0))
@@ -116,6 +120,7 @@ def run_latency(bench: Bench, reference_per_s: float, timing: Timing) -> dict[st
         sampler = CpuSampler(child.pid).start()
         child.wait_for_log("Worker ready", READY_LIMIT_S)  # Faust's: partitions assigned
         receiver = Receiver(bench.bootstrap, f"{prefix}predictions")
+        plain = Receiver(bench.bootstrap, f"{prefix}bookings")  # the broker alone
         producer = BlockingProducer(bench.bootstrap)
         source = bookings(bench.data, tag)
         topic = f"{prefix}bookings"
@@ -126,9 +131,9 @@ def run_latency(bench: Bench, reference_per_s: float, timing: Timing) -> dict[st
             rate = share * reference_per_s
             send_paced(producer, topic, source, rate, timing.warmup_s, None)
             sent: dict[bytes, float] = {}
-            started = time.time()
+            started, busy_before = time.time(), machine_busy_seconds()
             achieved = send_paced(producer, topic, source, rate, timing.measure_s, sent)
-            ended = time.time()
+            ended, busy_after = time.time(), machine_busy_seconds()
             wait_received(receiver, list(sent), DRAIN_LIMIT_S)
             latencies = [
                 (receiver.received[k] - t) * 1000 for k, t in sent.items() if k in receiver.received
@@ -141,9 +146,13 @@ def run_latency(bench: Bench, reference_per_s: float, timing: Timing) -> dict[st
                 "sent": len(sent),
                 "received": len(latencies),
                 "worker_cpu_cores": cpu / (ended - started),
+                "machine_cpu_cores": (busy_after - busy_before) / (ended - started),
             }
             if latencies:
                 entry.update(latency_summary(latencies))
+            seen = [(plain.received[k] - t) * 1000 for k, t in sent.items() if k in plain.received]
+            if seen:
+                entry["plain_consumer"] = latency_summary(seen)
             out["rates"].append(entry)
             bench_progress(entry)
         producer.flush()
@@ -152,8 +161,9 @@ def run_latency(bench: Bench, reference_per_s: float, timing: Timing) -> dict[st
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
     finally:
-        if receiver is not None:
-            receiver.close()
+        for each in (receiver, plain):
+            if each is not None:
+                each.close()
         if child is not None:
             child.stop()
         try:
@@ -169,6 +179,8 @@ def bench_progress(entry: dict[str, Any]) -> None:
         f"    {p['share_of_b'] * 100:.0f} % of (b): {p['achieved_per_s']:,.0f}/s offered, "
         f"{p['received']}/{p['sent']} received, p50 {p.get('p50_ms', float('nan')):.1f} ms, "
         f"p99 {p.get('p99_ms', float('nan')):.1f} ms, max {p.get('max_ms', float('nan')):.1f} ms, "
-        f"worker {p['worker_cpu_cores']:.2f} cores",
+        f"worker {p['worker_cpu_cores']:.2f} cores, machine {p['machine_cpu_cores']:.2f} cores; "
+        f"a plain consumer of the bookings: p99 "
+        f"{p.get('plain_consumer', {}).get('p99_ms', float('nan')):.1f} ms",
         flush=True,
     )

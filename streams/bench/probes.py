@@ -45,6 +45,21 @@ def parse_vmhwm_mb(status: str) -> float:
     raise ValueError("no VmHWM line")
 
 
+def parse_machine_busy_ticks(stat: str) -> int:
+    """Clock ticks all CPUs spent busy (neither idle nor waiting for I/O), from /proc/stat.
+
+    >>> parse_machine_busy_ticks("cpu  100 5 30 900 20 1 2 0 0 0\\ncpu0 50 2 15 450 10 0 1 0 0 0")
+    138
+    """
+    fields = [int(v) for v in stat.splitlines()[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]  # idle and iowait
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot, over all its cores."""
+    return parse_machine_busy_ticks(Path("/proc/stat").read_text()) / CLOCK_TICKS
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds used so far by a process, its threads and its waited-for children."""
     return parse_stat_cpu_ticks(Path(f"/proc/{pid}/stat").read_text()) / CLOCK_TICKS

@@ -183,7 +183,8 @@ def metered(
     env = child_env(bench, prefix, BENCH_COUNT=str(count), BENCH_WEATHER_KEY=f"{prefix}weather")
     child = Child.program(module, env, bench.logs / f"{prefix}log")
     try:
-        report = child.wait_for_result(NO_PROGRESS_S + count / 50)
+        # Start-up, then the slowest program (the old design, 40-100/s) with room to spare.
+        report = child.wait_for_result(NO_PROGRESS_S + count / 20)
     except BaseException:
         child.stop()
         raise
