@@ -32,6 +32,7 @@ from streams.bench.database import BenchDatabase, bench_database
 from streams.bench.dataset import generate
 from streams.bench.latency import Timing, run_latency
 from streams.bench.model_figures import model_figures
+from streams.bench.probes import machine_cpu_seconds
 from streams.bench.report import document, render, result_filename
 from streams.bench.runs import SCENARIOS, Bench, RunResult, loadavg, rotated, run
 from streams.demo import delaycast, ensure_model
@@ -140,6 +141,7 @@ def main(
     env = dict(os.environ)
     started_stack = not (home / "stack" / "state.json").is_file()
     start_load = loadavg()
+    start_cpu = machine_cpu_seconds()
     clock.say(f"bench {run_id}: load average {start_load}; logs in {logs}")
     delaycast("stack", "up", env=env)
     try:
@@ -175,6 +177,10 @@ def main(
     finally:
         if started_stack:
             delaycast("stack", "down", env=env, check=False)
+    busy, stolen = (
+        end - start for end, start in zip(machine_cpu_seconds(), start_cpu, strict=True)
+    )
+    elapsed = time.monotonic() - clock.started
     doc = {
         "run_id": run_id,
         "started_at": started_at.isoformat(),
@@ -185,6 +191,10 @@ def main(
             "python": platform.python_version(),
             "loadavg_start": start_load,
             "loadavg_end": loadavg(),
+            # Cores in use on average over the run, and those the hypervisor gave to other
+            # guests: on a shared machine, a run with much stolen CPU is slower throughout.
+            "busy_cpu_cores": round(busy / elapsed, 2),
+            "stolen_cpu_cores": round(stolen / elapsed, 2),
         },
         **doc,
     }
@@ -194,6 +204,10 @@ def main(
     path.write_text(text)
     (out / "latest.json").write_text(text)
     click.echo("")
+    click.echo(
+        f"machine: {doc['host']['cpus']} cores, on average {doc['host']['busy_cpu_cores']} busy "
+        f"and {doc['host']['stolen_cpu_cores']} stolen by the hypervisor over the run"
+    )
     for line in render(doc):
         click.echo(line)
     click.echo(f"written to {path} and {out / 'latest.json'}")

@@ -8,7 +8,8 @@ read from this process's monotonic clock.
 
 Two figures per rate say what the worker cannot do better than: a plain confluent-kafka consumer
 of the bookings themselves (the broker's own latency on this machine, at this load), and the
-whole machine's busy CPU (the worker shares its cores with the broker and this load generator).
+whole machine's busy CPU (the worker shares its cores with the broker and this load generator),
+with the CPU the hypervisor gave to other guests (steal) apart.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from connectors.kafka import BlockingProducer
 from streams.bench import kafka_io
 from streams.bench.children import Child
 from streams.bench.dataset import Dataset
-from streams.bench.probes import CpuSampler, machine_busy_seconds
+from streams.bench.probes import CpuSampler, machine_cpu_seconds
 from streams.bench.runs import Bench, child_env, clean_up, loadavg, run_names, set_flags
 from streams.bench.stats import cpu_at, latency_summary
 
@@ -131,9 +132,9 @@ def run_latency(bench: Bench, reference_per_s: float, timing: Timing) -> dict[st
             rate = share * reference_per_s
             send_paced(producer, topic, source, rate, timing.warmup_s, None)
             sent: dict[bytes, float] = {}
-            started, busy_before = time.time(), machine_busy_seconds()
+            started, (busy_before, stolen_before) = time.time(), machine_cpu_seconds()
             achieved = send_paced(producer, topic, source, rate, timing.measure_s, sent)
-            ended, busy_after = time.time(), machine_busy_seconds()
+            ended, (busy_after, stolen_after) = time.time(), machine_cpu_seconds()
             wait_received(receiver, list(sent), DRAIN_LIMIT_S)
             latencies = [
                 (receiver.received[k] - t) * 1000 for k, t in sent.items() if k in receiver.received
@@ -147,6 +148,7 @@ def run_latency(bench: Bench, reference_per_s: float, timing: Timing) -> dict[st
                 "received": len(latencies),
                 "worker_cpu_cores": cpu / (ended - started),
                 "machine_cpu_cores": (busy_after - busy_before) / (ended - started),
+                "stolen_cpu_cores": (stolen_after - stolen_before) / (ended - started),
             }
             if latencies:
                 entry.update(latency_summary(latencies))
@@ -179,7 +181,8 @@ def bench_progress(entry: dict[str, Any]) -> None:
         f"    {p['share_of_b'] * 100:.0f} % of (b): {p['achieved_per_s']:,.0f}/s offered, "
         f"{p['received']}/{p['sent']} received, p50 {p.get('p50_ms', float('nan')):.1f} ms, "
         f"p99 {p.get('p99_ms', float('nan')):.1f} ms, max {p.get('max_ms', float('nan')):.1f} ms, "
-        f"worker {p['worker_cpu_cores']:.2f} cores, machine {p['machine_cpu_cores']:.2f} cores; "
+        f"worker {p['worker_cpu_cores']:.2f} cores, machine {p['machine_cpu_cores']:.2f} cores "
+        f"({p['stolen_cpu_cores']:.2f} more stolen by the hypervisor); "
         f"a plain consumer of the bookings: p99 "
         f"{p.get('plain_consumer', {}).get('p99_ms', float('nan')):.1f} ms",
         flush=True,

@@ -45,19 +45,23 @@ def parse_vmhwm_mb(status: str) -> float:
     raise ValueError("no VmHWM line")
 
 
-def parse_machine_busy_ticks(stat: str) -> int:
-    """Clock ticks all CPUs spent busy (neither idle nor waiting for I/O), from /proc/stat.
+def parse_machine_cpu_ticks(stat: str) -> tuple[int, int]:
+    """Clock ticks, over all CPUs, spent busy (user, system, interrupts: neither idle, nor
+    waiting for I/O, nor stolen) and stolen by the hypervisor for other guests, from /proc/stat.
 
-    >>> parse_machine_busy_ticks("cpu  100 5 30 900 20 1 2 0 0 0\\ncpu0 50 2 15 450 10 0 1 0 0 0")
-    138
+    >>> parse_machine_cpu_ticks("cpu  100 5 30 900 20 1 2 7 0 0\\ncpu0 50 2 15 450 10 0 1 0 0 0")
+    (138, 7)
     """
-    fields = [int(v) for v in stat.splitlines()[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4]  # idle and iowait
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in stat.splitlines()[0].split()[1:9]
+    )
+    return user + nice + system + irq + softirq, steal
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine spent busy since boot, over all its cores."""
-    return parse_machine_busy_ticks(Path("/proc/stat").read_text()) / CLOCK_TICKS
+def machine_cpu_seconds() -> tuple[float, float]:
+    """CPU seconds the machine spent busy, and those stolen from it, since boot (all cores)."""
+    busy, steal = parse_machine_cpu_ticks(Path("/proc/stat").read_text())
+    return busy / CLOCK_TICKS, steal / CLOCK_TICKS
 
 
 def cpu_seconds(pid: int) -> float:

@@ -208,7 +208,8 @@ def render(doc: dict[str, Any]) -> list[str]:
         )
         lines.append(
             f"  {'load':>6}{'offered/s':>11}{'received':>16}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'max ms':>9}{'worker cores':>14}{'machine cores':>15}{'plain p99 ms':>14}"
+            f"{'max ms':>9}{'worker cores':>14}{'machine cores':>15}{'stolen':>8}"
+            f"{'plain p99 ms':>14}"
         )
         for r in latency.get("rates", []):
             plain = r.get("plain_consumer") or {}
@@ -217,11 +218,13 @@ def render(doc: dict[str, Any]) -> list[str]:
                 f"{r['received']:>8}/{r['sent']:<7}{_number(r.get('p50_ms'), '.1f'):>9}"
                 f"{_number(r.get('p99_ms'), '.1f'):>9}{_number(r.get('max_ms'), '.1f'):>9}"
                 f"{r['worker_cpu_cores']:>14.2f}{_number(r.get('machine_cpu_cores'), '.2f'):>15}"
+                f"{_number(r.get('stolen_cpu_cores'), '.2f'):>8}"
                 f"{_number(plain.get('p99_ms'), '.1f'):>14}"
             )
         lines.append(
             "  plain p99: a plain confluent-kafka consumer of the same bookings (the broker "
-            "alone); machine cores: all processes"
+            "alone); machine cores: all processes; stolen: cores the hypervisor gave to other "
+            "guests"
         )
         if latency.get("error"):
             lines.append(f"  failed: {latency['error']}")

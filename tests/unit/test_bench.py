@@ -21,7 +21,7 @@ from streams.bench.__main__ import CHOICES, parse_only
 from streams.bench.dataset import PLACEHOLDER, booking_id, generate, retag, retag_key
 from streams.bench.meter import Meter, parse_result
 from streams.bench.probes import (
-    parse_machine_busy_ticks,
+    parse_machine_cpu_ticks,
     parse_stat_cpu_ticks,
     parse_vmhwm_mb,
     peak_rss_mb,
@@ -152,10 +152,10 @@ def test_stat_parsing_survives_spaces_and_parentheses_in_the_command_name():
     assert parse_stat_cpu_ticks(stat) == 351
 
 
-def test_machine_busy_time_leaves_out_idle_and_io_wait():
+def test_machine_time_splits_busy_from_stolen_and_leaves_out_idle_and_io_wait():
     # user nice system idle iowait irq softirq steal guest guest_nice, then per-CPU lines
     stat = "cpu  100 5 30 900 20 1 2 3 0 0\ncpu0 50 2 15 450 10 0 1 0 0 0\nintr 5\n"
-    assert parse_machine_busy_ticks(stat) == 100 + 5 + 30 + 1 + 2 + 3
+    assert parse_machine_cpu_ticks(stat) == (100 + 5 + 30 + 1 + 2, 3)
 
 
 def test_vmhwm_is_read_in_megabytes():
@@ -289,8 +289,8 @@ LATENCY = {
          "worker_cpu_cores": 0.3, "p50_ms": 20.0, "p99_ms": 40.0, "max_ms": 60.0},
         {"share_of_b": 0.5, "achieved_per_s": 4500.0, "sent": 10, "received": 10,
          "worker_cpu_cores": 0.6, "p50_ms": 30.0, "p99_ms": 49.0, "max_ms": 70.0,
-         "machine_cpu_cores": 1.75, "plain_consumer": {"n": 10, "p50_ms": 4.0,
-         "p99_ms": 33.5, "max_ms": 40.0}},
+         "machine_cpu_cores": 1.75, "stolen_cpu_cores": 0.25,
+         "plain_consumer": {"n": 10, "p50_ms": 4.0, "p99_ms": 33.5, "max_ms": 40.0}},
         {"share_of_b": 0.7, "achieved_per_s": 6300.0, "sent": 10, "received": 10,
          "worker_cpu_cores": 0.9, "p50_ms": 90.0, "p99_ms": 150.0, "max_ms": 300.0},
     ],
@@ -377,9 +377,9 @@ def test_the_document_is_json_and_the_text_shows_every_part():
     assert "met: 0.7875 x (b) (5 % above the limit)" in text
     assert "batch of 500" in text
     [at_half] = [line for line in text.splitlines() if line.strip().startswith("50%")]
-    assert at_half.split()[-2:] == ["1.75", "33.5"]  # machine cores, the plain consumer's p99
+    assert at_half.split()[-3:] == ["1.75", "0.25", "33.5"]  # machine, stolen, plain p99
     [at_fifth] = [line for line in text.splitlines() if line.strip().startswith("20%")]
-    assert at_fifth.split()[-2:] == ["-", "-"]  # not measured (an older document)
+    assert at_fifth.split()[-3:] == ["-", "-", "-"]  # not measured (an older document)
 
 
 def test_result_files_are_named_by_utc_start_time():
