@@ -8,6 +8,7 @@ predictions topic. Ctrl-C stops what the demo started, and only that.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import secrets
@@ -18,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +167,13 @@ def latest_verdict(engine: Any) -> str | None:
     return f"{result['verdict']} (n={n[0]}/{n[1]})"
 
 
-def watch(env: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) -> None:
+def watch(
+    env: dict[str, str],
+    processes: dict[str, subprocess.Popen[bytes]],
+    closers: list[Callable[[], object]],
+) -> None:
+    """Print a live line until Ctrl-C. What it opens is added to ``closers``, closed by the
+    caller once the children are stopped: Ctrl-C must reach them first, whatever closing takes."""
     from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
     from connectors.postgres import make_engine
@@ -189,9 +197,11 @@ def watch(env: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) ->
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         assignment += [TopicPartition(topic, p, OFFSET_END) for p in meta.partitions]
     consumer.assign(assignment)
+    closers.append(consumer.close)
     stats: Counter[str] = Counter()
     arms: Counter[str] = Counter()
     engine = make_engine(settings.database_url.get_secret_value())
+    closers.append(engine.dispose)
     verdict, verdict_read = "-", 0.0
     latencies: deque[float] = deque(maxlen=2000)
     scores = {"ml": ArmScore(), "heuristic": ArmScore()}
@@ -230,12 +240,12 @@ def watch(env: dict[str, str], processes: dict[str, subprocess.Popen[bytes]]) ->
                 sys.stdout.write(live_line(stats, latencies, arms, scores, verdict))
                 sys.stdout.flush()
     finally:
-        consumer.close()
-        engine.dispose()
         print()
 
 
 def main() -> None:
+    # `kill -USR1 <pid>` prints where every thread of the demo is: for a demo that hangs.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     home = delaycast_home()
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -245,6 +255,7 @@ def main() -> None:
     delaycast("stack", "up", env=env)
     delaycast("db", "upgrade", env=env)
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    closers: list[Callable[[], object]] = []
     try:
         ensure_model(home, env)
         weather_csv = home / "demo-data" / "weather.csv"
@@ -281,11 +292,13 @@ def main() -> None:
             log=logs / "producer.log",
         )
         print(f"worker and producer started; logs in {logs}. Ctrl-C to stop.")
-        watch(env, processes)
+        watch(env, processes, closers)
     except KeyboardInterrupt:
         print("\nstopping...")
     finally:
         stop_all(processes)
+        for close in closers:
+            close()
         if started_stack:
             delaycast("stack", "down", env=env, check=False)
         else:

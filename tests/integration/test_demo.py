@@ -138,10 +138,14 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
         try:
             demo.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            demo.send_signal(signal.SIGUSR1)  # the demo prints where its threads are
+            time.sleep(2)
             os.killpg(demo.pid, signal.SIGKILL)
             for pid in processes_of(home):  # its children, in sessions of their own
                 os.kill(pid, signal.SIGKILL)
-            raise
+            raise AssertionError(
+                f"the demo did not stop within 60 s of Ctrl-C:\n{output.text[-4000:]}"
+            ) from None
     assert "stopping..." in output.text
     deadline = time.monotonic() + 10
     while processes_of(home) and time.monotonic() < deadline:
