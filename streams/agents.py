@@ -56,9 +56,9 @@ async def join(stream: AsyncIterable[bytes]) -> None:
             await handler.handle([inbound(event) for event in events])
         except Exception as exc:
             # Outcomes out but state not written, or neither: either way the batch must be
-            # joined again. Nothing of it is committed; the worker stops, its successor rejoins.
-            await runtime.crash(exc)
-            raise
+            # joined again, and no offset after it may be committed. The worker ends at once;
+            # the one that follows (docker compose restarts it) joins the batch again.
+            runtime.halt(f"a join batch of {len(events)} events failed", exc)
         runtime.release(events)
 
 

@@ -50,18 +50,22 @@ def spawn(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]
 
 def stop_all(processes: dict[str, subprocess.Popen[bytes]], timeout_s: float = 20.0) -> None:
     """Stop every child at once (SIGTERM), so a slow one never delays the others; kill those
-    still running after ``timeout_s``."""
+    still running after ``timeout_s``, or at once on a second Ctrl-C."""
     running = {name: p for name, p in processes.items() if p.poll() is None}
     for process in running.values():
         process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    for name, process in running.items():
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"  {name} did not stop in {timeout_s:g} s; killing it")
-            process.kill()
-            process.wait()
+    try:
+        for name, process in running.items():
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"  {name} did not stop in {timeout_s:g} s; killing it")
+    finally:  # also after a second Ctrl-C: the children run in sessions of their own
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def api_token(home: Path, env: dict[str, str]) -> Path:
@@ -296,13 +300,18 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\nstopping...")
     finally:
-        stop_all(processes)
-        for close in closers:
-            close()
-        if started_stack:
-            delaycast("stack", "down", env=env, check=False)
-        else:
-            print("the stack was already running before the demo; left running")
+        try:
+            stop_all(processes)
+            for close in closers:
+                try:
+                    close()
+                except Exception as exc:  # the stack still goes down
+                    print(f"  closing the live view failed: {exc}")
+        finally:
+            if started_stack:
+                delaycast("stack", "down", env=env, check=False)
+            else:
+                print("the stack was already running before the demo; left running")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 
@@ -26,6 +27,7 @@ from streams.helper_process import prepare_helper_process
 log = logging.getLogger("delaycast.recorder")
 
 RESTART_PAUSES_S = (1.0, 5.0, 30.0)  # after the first, second and every later unplanned end
+HEALTHY_AFTER_S = 600.0  # a recorder that ran this long restarts after the first pause again
 STOP_TIMEOUT_S = 20.0  # a batch being written, then the drift checkpoints
 
 
@@ -55,7 +57,8 @@ class RecorderProcess:
 
     def start(self) -> None:
         """Start the recorder (blocking for the spawn only) and watch it from a thread."""
-        self._spawn()
+        if not self._spawn():
+            return  # stopped already
         self._watcher = threading.Thread(target=self._watch, name="recorder-watch", daemon=True)
         self._watcher.start()
 
@@ -82,29 +85,32 @@ class RecorderProcess:
     def _watch(self) -> None:
         ends = 0
         while True:
-            with self._lock:
-                process, conn = self._process, self._conn
-            assert process is not None and conn is not None
-            wait([process.sentinel])
-            with self._lock:  # stop() reaps the process itself once it set _stopping
-                if self._stopping.is_set():
-                    return
-                process.join()  # reaped: its exit code is known
-            conn.close()
-            pause = self._pauses[min(ends, len(self._pauses) - 1)]
-            ends += 1
-            log.error(
-                "[ML] the history recorder process ended (exit code %s); starting it again in "
-                "%g s (history waits meanwhile, nothing is lost)",
-                process.exitcode,
-                pause,
-            )
-            if self._stopping.wait(pause):
-                return
             try:
-                if not self._spawn():
+                with self._lock:
+                    process = self._process
+                assert process is not None
+                started = time.monotonic()
+                wait([process.sentinel])
+                with self._lock:  # stop() reaps the process itself once it set _stopping
+                    if self._stopping.is_set():
+                        return
+                    process.join()  # reaped: its exit code is known
+                    if self._conn is not None:
+                        self._conn.close()
+                        self._conn = None
+                if time.monotonic() - started > HEALTHY_AFTER_S:
+                    ends = 0  # it ran well for a while: the short pause again
+                pause = self._pauses[min(ends, len(self._pauses) - 1)]
+                ends += 1
+                log.error(
+                    "[ML] the history recorder process ended (exit code %s); starting it again "
+                    "in %g s (history waits meanwhile, nothing is lost)",
+                    process.exitcode,
+                    pause,
+                )
+                if self._stopping.wait(pause) or not self._spawn():
                     return
-            except Exception:
+            except Exception:  # never leave the recorder unwatched
                 log.exception("[ML] cannot start the history recorder process")
                 if self._stopping.wait(self._pauses[-1]):
                     return
@@ -114,16 +120,19 @@ class RecorderProcess:
         with self._lock:
             self._stopping.set()
             process, conn = self._process, self._conn
-        if process is None or conn is None:
+            self._conn = None
+        if process is None:
             return
-        with contextlib.suppress(OSError, ValueError):
-            conn.send(None)  # the recorder's signal to stop, after its current batch
+        if conn is not None and process.is_alive():
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(None)  # the recorder's signal to stop, after its current batch
         process.join(timeout_s)
         if process.is_alive():
             log.error("[ML] the history recorder did not stop in %g s; killing it", timeout_s)
             process.kill()
             process.join(5)
-        conn.close()
+        if conn is not None:
+            conn.close()
         if self._watcher is not None:
             self._watcher.join(5)
 

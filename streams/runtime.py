@@ -15,10 +15,12 @@ are in flight, so the pipeline bounds memory and the agent feels its back-pressu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections import Counter
 from collections.abc import MutableMapping
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from aiokafka.errors import KafkaError
 from faust.types import EventT, TableT
@@ -51,6 +53,7 @@ __all__ = ["Runtime", "initial_flags", "runtime"]
 log = logging.getLogger("delaycast.worker")
 
 STATS_INTERVAL_S = 10.0
+EXIT_HALTED = 70  # EX_SOFTWARE: a batch failed in a way that must not be committed
 PIPELINE_DEPTH = 8  # batches in flight: predicted, sent or awaiting their acknowledgement
 
 
@@ -277,6 +280,23 @@ class Runtime(Service):
             summary = await prediction
             self.release(events)
             self._count(summary)
+
+    @staticmethod
+    def halt(what: str, exc: BaseException) -> NoReturn:
+        """End the worker at once, committing nothing more.
+
+        An orderly stop would commit every offset acked so far, and Faust acks the events it
+        still buffers, or a restarted agent's later batches, past a failed one. Exiting here
+        leaves the committed offsets where they are: the failed batch and all after it are
+        consumed again by the next worker. The helper processes end with their pipes.
+        """
+        log.critical(
+            "[ML] %s: %r; the worker exits now, so that none of it is committed", what, exc
+        )
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        os._exit(EXIT_HALTED)
 
     @staticmethod
     def release(events: list[EventT]) -> None:

@@ -3,6 +3,7 @@ rollout flips from the API (the dashboard's path) and from the CLI, and Ctrl-C s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -142,7 +143,8 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
             time.sleep(2)
             os.killpg(demo.pid, signal.SIGKILL)
             for pid in processes_of(home):  # its children, in sessions of their own
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             raise AssertionError(
                 f"the demo did not stop within 60 s of Ctrl-C:\n{output.text[-4000:]}"
             ) from None
