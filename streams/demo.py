@@ -248,6 +248,11 @@ def watch(
 
 
 def main() -> None:
+    # Ctrl-C stops the demo even when its parent ignored or blocked SIGINT, which children
+    # inherit (Python then installs no handler of its own): a test runner, `nohup`, a
+    # background job of a non-interactive shell.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     # `kill -USR1 <pid>` prints where every thread of the demo is: for a demo that hangs.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     home = delaycast_home()

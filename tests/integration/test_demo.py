@@ -139,6 +139,7 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
         try:
             demo.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            masks = signal_masks(demo.pid)
             demo.send_signal(signal.SIGUSR1)  # the demo prints where its threads are
             time.sleep(2)
             os.killpg(demo.pid, signal.SIGKILL)
@@ -146,7 +147,7 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             raise AssertionError(
-                f"the demo did not stop within 60 s of Ctrl-C:\n{output.text[-4000:]}"
+                f"the demo did not stop within 60 s of Ctrl-C ({masks}):\n{output.text[-4000:]}"
             ) from None
     assert "stopping..." in output.text
     deadline = time.monotonic() + 10
@@ -156,6 +157,15 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", api_port)) != 0
     assert processes_of(home) == []
+
+
+def signal_masks(pid: int) -> str:
+    """The signals a process blocks, ignores and has pending, from /proc (hexadecimal masks)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as exc:
+        return f"no status: {exc}"
+    return ", ".join(line for line in lines if line.startswith(("SigPnd", "SigBlk", "SigIgn")))
 
 
 def processes_of(home: Path) -> list[int]:

@@ -22,4 +22,6 @@ def test_halting_exits_at_once_with_its_code_and_says_why():
     )
     assert done.returncode == EXIT_HALTED == 70
     assert "still running" not in done.stdout
-    assert "a join batch of 3 events failed: ValueError('boom'); the worker exits now" in done.stderr
+    assert (
+        "a join batch of 3 events failed: ValueError('boom'); the worker exits now" in done.stderr
+    )
