@@ -36,7 +36,7 @@ from connectors.weather import WeatherStats
 from schemas import DeadLetterKind
 from streams.clock import utc_now
 from streams.decode import Inbound, dead_letter
-from streams.helper_process import prepare_helper_process
+from streams.helper_process import end_helper, prepare_helper_process, spawn_helper
 from streams.model_holder import reload_forever
 from streams.predict_batch import BatchPredictor, BatchResult
 from streams.prediction_wiring import build_prediction_path
@@ -211,16 +211,9 @@ class ProcessEngine:
             loop = asyncio.get_running_loop()
             if loop.time() < self._no_start_before:
                 raise EngineDied("the prediction engine failed to start a moment ago")
-            context = multiprocessing.get_context("spawn")  # never fork a process with threads
-            ours, theirs = context.Pipe(duplex=True)
-            process = context.Process(
-                target=engine_main,
-                args=(theirs, self._log_level),
-                name="delaycast-engine",
-                daemon=True,
+            process, ours = await loop.run_in_executor(
+                self._sender, spawn_helper, engine_main, self._log_level, "delaycast-engine"
             )
-            await loop.run_in_executor(self._sender, process.start)
-            theirs.close()  # the engine holds the only other end: its EOF is our death
             channel = _Channel(process, ours)
             ready: asyncio.Future[Any] = loop.create_future()
             channel.pending[-1] = ready
@@ -307,11 +300,7 @@ class ProcessEngine:
 
 def _end(channel: _Channel, timeout_s: float = 10.0) -> None:
     """Wait for the engine process to end, kill it if it does not, and close the pipe."""
-    channel.process.join(timeout=timeout_s)
-    if channel.process.is_alive():
-        channel.process.kill()
-        channel.process.join(timeout=5)
-    channel.conn.close()
+    end_helper(channel.process, channel.conn, timeout_s)
 
 
 # ---- the engine process ----

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 
-from streams.helper_process import prepare_helper_process
+from streams.helper_process import end_helper, prepare_helper_process, spawn_helper
 
 log = logging.getLogger("delaycast.recorder")
 
@@ -64,19 +64,10 @@ class RecorderProcess:
 
     def _spawn(self) -> bool:
         """Start a recorder process; False when the recorder is stopping."""
-        context = multiprocessing.get_context("spawn")  # never fork a process with threads
         with self._lock:  # stop() never misses a process started while it stops
             if self._stopping.is_set():
                 return False
-            ours, theirs = context.Pipe(duplex=True)
-            process = context.Process(
-                target=self._target,
-                args=(theirs, self._log_level),
-                name="delaycast-recorder",
-                daemon=True,
-            )
-            process.start()
-            theirs.close()  # the recorder holds the only other end: our end's close is its stop
+            process, ours = spawn_helper(self._target, self._log_level, "delaycast-recorder")
             self._process, self._conn = process, ours
         self.starts += 1
         log.info("[ML] history recorder started in process %s", process.pid)
@@ -126,13 +117,8 @@ class RecorderProcess:
         if conn is not None and process.is_alive():
             with contextlib.suppress(OSError, ValueError):
                 conn.send(None)  # the recorder's signal to stop, after its current batch
-        process.join(timeout_s)
-        if process.is_alive():
+        if end_helper(process, conn, timeout_s):
             log.error("[ML] the history recorder did not stop in %g s; killing it", timeout_s)
-            process.kill()
-            process.join(5)
-        if conn is not None:
-            conn.close()
         if self._watcher is not None:
             self._watcher.join(5)
 
