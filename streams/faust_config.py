@@ -34,6 +34,23 @@ class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def perform_seek(self) -> None:
+        """Seek every partition to its committed offset, with no record delivered meanwhile.
+
+        After a table's recovery Faust resumes the stream partitions, then seeks them to their
+        committed offsets, and only then clears the agents' queues (``flow_control.resume()``).
+        Its consumer flow is still on from reading the changelog, so records fetched while the
+        seek waits for the broker reach the queues and are cleared unprocessed, while the
+        consumer's position has moved past them. The next record then looks like a gap in the
+        offsets, which Faust counts as acknowledged: those events were lost for good (seen as
+        a restarted worker joining only some of its outcomes). With the flow stopped first,
+        nothing is delivered until Faust resumes it after the clear, from the committed
+        offsets. Every caller (recovery's end, or a fetch that returned while the flow was
+        stopped) resumes the flow itself afterwards.
+        """
+        self.stop_flow()
+        await super().perform_seek()
+
 
 def make_app(settings: Settings, app_id: str, datadir: Path) -> faust.App:
     """A Faust app on the settings' broker; ``app_id`` is its consumer group."""

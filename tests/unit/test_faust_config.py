@@ -1,10 +1,11 @@
 """The Faust app delaycast builds: its consumer's fetches wait FETCH_MAX_WAIT_MS, not Faust's
-1,500 ms (built, never connected: no servers)."""
+1,500 ms, and it seeks with its flow stopped (built, never connected: no servers)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from streams.faust_config import FETCH_MAX_WAIT_MS, make_app
 from streams.settings import load_settings
@@ -23,3 +24,25 @@ def test_the_worker_consumer_waits_at_most_the_short_fetch_wait(tmp_path: Path) 
     wait_ms, poll_interval_ms = asyncio.run(build())
     assert wait_ms == FETCH_MAX_WAIT_MS < 1500  # Faust's own value
     assert poll_interval_ms > 0  # the rest of Faust's configuration is still there
+
+
+def test_the_consumer_seeks_to_committed_offsets_with_its_flow_stopped(tmp_path: Path) -> None:
+    """No record reaches an agent while the seek waits for the broker (the flow stays stopped
+    until Faust resumes it, after it cleared the agents' queues): records delivered then would be
+    cleared unprocessed and counted as acknowledged."""
+    app = make_app(load_settings(), "seek-test", tmp_path)
+    consumer = app.consumer
+    flow_during_seek: list[bool] = []
+
+    async def seek_to_committed() -> dict[Any, int]:
+        flow_during_seek.append(consumer.flow_active)
+        await asyncio.sleep(0)  # the broker's answer: other coroutines run meanwhile
+        flow_during_seek.append(consumer.flow_active)
+        return {}
+
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    consumer.resume_flow()  # as after recovery read the changelog
+    asyncio.run(consumer.perform_seek())
+    assert flow_during_seek == [False, False]
+    assert consumer.flow_active is False  # the caller resumes it
+    assert not consumer.can_resume_flow.is_set()
