@@ -11,6 +11,9 @@ from typing import Any
 from streams.bench.stats import Summary, ratios
 
 REFERENCE = "b"
+# (e) counts outcomes; each is the join of two input events (a prediction and an actual delay),
+# where (b) counts one event each. Its input rate is what compares with the framework's ceiling.
+INPUTS_PER_OUTCOME = 2
 
 
 def summarize(runs: Sequence[dict[str, Any]], titles: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -103,6 +106,8 @@ def evaluate_targets(
     def ratio_to_b(scenario: str) -> float | None:
         return _median(scenarios.get(scenario, {}).get("ratio_to_b"))
 
+    e_ratio = ratio_to_b("e")
+
     d = scenarios.get("d", {})
     worker_rss = [scenarios.get(s, {}).get("peak_rss_mb") for s in ("c", "d", "e")]
     worker_rss.append((latency or {}).get("peak_rss_mb"))
@@ -117,7 +122,10 @@ def evaluate_targets(
         Target("(d) >= 5,000 bookings/s", 5000, True, "/s").check(
             _median(d.get("throughput_per_s"))
         ),
-        Target("(e) >= 0.75 x (b)", 0.75, True, "x (b)").check(ratio_to_b("e")),
+        Target("(e) >= 0.75 x (b)", 0.75, True, "x (b)").check(e_ratio),
+        Target("(e) input events >= 0.75 x (b)", 0.75, True, "x (b)").check(
+            None if e_ratio is None else INPUTS_PER_OUTCOME * e_ratio
+        ),
         Target("(d) / (f) >= 10", 10, True, "x").check(paired_ratio(runs, "d", "f")),
         Target("p99 at 50 % of (b) <= 50 ms", 50, False, "ms").check(latency_at(latency, 0.5)),
         Target("p99 at 70 % of (b) <= 100 ms", 100, False, "ms").check(latency_at(latency, 0.7)),
@@ -196,7 +204,8 @@ def render(doc: dict[str, Any]) -> list[str]:
             if r["scenario"] == "e" and r["error"] is None
         ]
         lines.append(
-            f"  (e) counts outcomes, each the join of 2 input events; the history in PostgreSQL "
+            f"  (e) counts outcomes, each the join of {INPUTS_PER_OUTCOME} input events; "
+            f"the history in PostgreSQL "
             f"was complete {_range(_dict(Summary.of(recorded)), '.1f')} s after the first "
             f"outcome, {_range(_dict(Summary.of(lags)), '.1f')} s after the last"
         )

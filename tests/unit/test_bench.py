@@ -333,12 +333,15 @@ def targets_by_name(runs, latency, model):
 
 def test_targets_say_met_not_met_and_by_how_much():
     t = targets_by_name(RUNS, LATENCY, MODEL)
-    assert len(t) == 10
+    assert len(t) == 11
     assert t["(d) >= 0.75 x (b)"]["met"] is True
     assert t["(d) >= 0.75 x (b)"]["measured"] == pytest.approx(0.7875)
     assert t["(d) >= 5,000 bookings/s"]["met"] is True
     assert t["(e) >= 0.75 x (b)"]["met"] is False  # 2000 / 8000
     assert t["(e) >= 0.75 x (b)"]["margin_pct"] == pytest.approx((0.25 - 0.75) / 0.75 * 100)
+    # Two input events per outcome: 4000 events/s against 8000.
+    assert t["(e) input events >= 0.75 x (b)"]["measured"] == pytest.approx(0.5)
+    assert t["(e) input events >= 0.75 x (b)"]["met"] is False
     assert t["(d) / (f) >= 10"]["met"] is True
     assert t["p99 at 50 % of (b) <= 50 ms"]["met"] is True
     assert t["p99 at 70 % of (b) <= 100 ms"] | {"margin_pct": None} == {
