@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from streams.bench.meter import parse_result
-from streams.bench.probes import tree_peak_rss_mb
+from streams.bench.probes import tree_peak_rss_mb, tree_peak_rss_per_process_mb
 from streams.demo import spawn, stop_all
 
 
@@ -103,6 +103,13 @@ class Child:
         """Of the process and its descendants together (a worker and its engine)."""
         try:
             return tree_peak_rss_mb(self.pid)
+        except (OSError, ValueError):
+            return None
+
+    def peak_rss_per_process_mb(self) -> list[float] | None:
+        """Of the process, then of each of its descendants."""
+        try:
+            return [round(mb, 1) for mb in tree_peak_rss_per_process_mb(self.pid)]
         except (OSError, ValueError):
             return None
 

@@ -97,6 +97,15 @@ def _sum_over_tree(pid: int, read: Callable[[int], float]) -> float:
     return total
 
 
+def tree_peak_rss_per_process_mb(pid: int) -> list[float]:
+    """The peak RSS of ``pid``, then of each living descendant (a worker, then its helpers)."""
+    peaks = [peak_rss_mb(pid)]
+    for child in process_tree(pid)[1:]:
+        with contextlib.suppress(OSError, ValueError):
+            peaks.append(peak_rss_mb(child))
+    return peaks
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of ``pid`` and its living descendants (a descendant's CPU is lost with it
     once it ended, unless ``pid`` waited for it)."""

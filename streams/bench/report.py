@@ -29,6 +29,11 @@ def summarize(runs: Sequence[dict[str, Any]], titles: dict[str, str]) -> dict[st
         throughputs = [r["throughput_per_s"] for r in good]
         paired = ratios(throughputs, [reference.get(r["rep"]) for r in good])
         rss = [r["peak_rss_mb"] for r in good if r["peak_rss_mb"] is not None]
+        largest = max(
+            (r for r in good if r["peak_rss_mb"] is not None),
+            key=lambda r: r["peak_rss_mb"],
+            default=None,
+        )
         out[scenario] = {
             "title": title,
             "runs": len(mine),
@@ -40,6 +45,8 @@ def summarize(runs: Sequence[dict[str, Any]], titles: dict[str, str]) -> dict[st
                 Summary.of([r["cpu_us_per_event"] for r in good if r["cpu_us_per_event"]])
             ),
             "peak_rss_mb": max(rss, default=None),
+            # The repetition with the largest sum: its worker, then each helper process.
+            "peak_rss_mb_per_process": (largest or {}).get("peak_rss_mb_per_process"),
             "errors": [f"rep {r['rep']}: {r['error']}" for r in mine if r["error"] is not None],
         }
     return out
@@ -191,6 +198,13 @@ def render(doc: dict[str, Any]) -> list[str]:
             f"{_number(s['peak_rss_mb'], '.0f'):>8}{s['succeeded']:>4}/{s['runs']}"
         )
         lines.extend(f"    failed: {error}" for error in s["errors"])
+    split = [
+        f"({key}) {' + '.join(f'{mb:.0f}' for mb in s['peak_rss_mb_per_process'])}"
+        for key, s in doc["scenarios"].items()
+        if s.get("peak_rss_mb_per_process") and len(s["peak_rss_mb_per_process"]) > 1
+    ]
+    if split:
+        lines.append(f"  RSS MB is a worker's and its helper processes' peaks: {', '.join(split)}")
     e = next((r for r in doc["runs"] if r["scenario"] == "e" and r["error"] is None), None)
     if e is not None:
         recorded = [

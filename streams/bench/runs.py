@@ -261,6 +261,7 @@ def worker_run(
         )
         extra = after(child, sampler) if after is not None else {}
         rss = child.peak_rss_mb()
+        extra["peak_rss_mb_per_process"] = child.peak_rss_per_process_mb()
         output_done = time.monotonic()
     finally:
         child.stop()

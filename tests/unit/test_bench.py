@@ -27,6 +27,7 @@ from streams.bench.probes import (
     peak_rss_mb,
     process_tree,
     tree_peak_rss_mb,
+    tree_peak_rss_per_process_mb,
 )
 from streams.bench.report import (
     document,
@@ -277,6 +278,7 @@ RUNS = [
         1,
         2000.0,
         rss=520.0,
+        peak_rss_mb_per_process=[310.4, 209.6],
         history_all_recorded_after_first_outcome_s=30.0,
         history_lag_after_last_outcome_s=1.5,
     ),
@@ -317,6 +319,7 @@ def test_summaries_pair_each_repetition_with_its_own_b():
     assert d["throughput_per_s"] == {"median": 7000.0, "min": 7000.0, "max": 7000.0, "n": 2}
     assert d["ratio_to_b"] == {"median": 0.7875, "min": 0.7, "max": 0.875, "n": 2}
     assert d["peak_rss_mb"] == 390.0
+    assert scenarios["e"]["peak_rss_mb_per_process"] == [310.4, 209.6]
     assert d["errors"] == ["rep 3: TimeoutError: stuck"]
     assert scenarios["b"]["ratio_to_b"]["median"] == 1.0
     assert scenarios["f"]["throughput_per_s"]["median"] == 150.0
@@ -379,6 +382,7 @@ def test_the_document_is_json_and_the_text_shows_every_part():
     assert "NOT MET: 150 ms (50 % above the limit)" in text
     assert "met: 0.7875 x (b) (5 % above the limit)" in text
     assert "batch of 500" in text
+    assert "helper processes' peaks: (e) 310 + 210" in text  # (d) has no split: not shown
     [at_half] = [line for line in text.splitlines() if line.strip().startswith("50%")]
     assert at_half.split()[-3:] == ["1.75", "0.25", "33.5"]  # machine, stolen, plain p99
     [at_fifth] = [line for line in text.splitlines() if line.strip().startswith("20%")]
@@ -401,6 +405,10 @@ def test_a_process_tree_counts_a_child_and_its_memory():
         assert child.pid in process_tree(me)
         assert tree_peak_rss_mb(me) >= peak_rss_mb(me) + peak_rss_mb(child.pid) - 0.5
         assert tree_peak_rss_mb(me) > peak_rss_mb(me)
+        summed = tree_peak_rss_mb(me)  # peaks only grow: each one read later is at least as high
+        mine, *children = tree_peak_rss_per_process_mb(me)
+        assert len(children) >= 1 and mine + sum(children) >= summed - 0.5
+        assert mine <= peak_rss_mb(me)
     finally:
         child.kill()
         child.wait()
