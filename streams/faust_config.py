@@ -3,15 +3,18 @@ bench-only apps are built here alike, so they differ only in their id and data d
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, cast
 
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TopicT
+from faust.types import TP, TopicT
 
 from streams.settings import Settings
+
+log = logging.getLogger("delaycast.kafka")
 
 # How long the broker may hold a fetch that finds no new records. Faust asks for 1,500 ms, and
 # aiokafka sends one fetch per broker at a time. When Faust is slow to take records it already
@@ -50,6 +53,20 @@ class _Consumer(faust_aiokafka.Consumer):
         """
         self.stop_flow()
         await super().perform_seek()
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Faust counts offsets it read past without delivering them as acknowledged (for
+        compacted topics and transaction markers, which delaycast's inputs never have): on an
+        input topic that means events no agent saw and will never see. Say so."""
+        log.warning(
+            "[Kafka] %s[%d]: offsets %d..%d were passed over without reaching an agent; Faust "
+            "counts them as processed",
+            tp.topic,
+            tp.partition,
+            offset_from,
+            offset_to - 1,
+        )
+        await super()._add_gap(tp, offset_from, offset_to)
 
 
 def make_app(settings: Settings, app_id: str, datadir: Path) -> faust.App:

@@ -1,11 +1,16 @@
 """The Faust app delaycast builds: its consumer's fetches wait FETCH_MAX_WAIT_MS, not Faust's
-1,500 ms, and it seeks with its flow stopped (built, never connected: no servers)."""
+1,500 ms, it seeks with its flow stopped, and it logs offsets it passed over (built, never
+connected: no servers)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
+
+import pytest
+from faust.types import TP
 
 from streams.faust_config import FETCH_MAX_WAIT_MS, make_app
 from streams.settings import load_settings
@@ -46,3 +51,19 @@ def test_the_consumer_seeks_to_committed_offsets_with_its_flow_stopped(tmp_path:
     assert flow_during_seek == [False, False]
     assert consumer.flow_active is False  # the caller resumes it
     assert not consumer.can_resume_flow.is_set()
+
+
+def test_offsets_passed_over_without_delivery_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Faust counts them as processed; on delaycast's inputs that is a loss, and says so."""
+    app = make_app(load_settings(), "gap-test", tmp_path)
+    consumer = app.consumer
+    tp = TP("t-bookings", 2)
+    with caplog.at_level(logging.WARNING, logger="delaycast.kafka"):
+        asyncio.run(consumer._add_gap(tp, 19, 102))  # read 18, then 102: 19..101 never came
+    assert [r.getMessage() for r in caplog.records] == [
+        "[Kafka] t-bookings[2]: offsets 19..101 were passed over without reaching an agent; "
+        "Faust counts them as processed"
+    ]
+    assert consumer._gap[tp].overlaps(19, 102)  # Faust's own bookkeeping still runs
