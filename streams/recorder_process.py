@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
+from typing import Protocol
 
 from streams.helper_process import end_helper, prepare_helper_process, spawn_helper
 
@@ -126,9 +128,57 @@ class RecorderProcess:
 # ---- the recorder process ----
 
 
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+class PipeWatch:
+    """Watches the recorder's end of the pipe from the process's first moment.
+
+    A stop message or the pipe's end stops the recorder once it runs. Before that (imports,
+    the database, the drift checkpoints: seconds on a loaded machine), there is nothing to save,
+    and the process ends at once through ``exit_now``: a worker killed while its recorder starts
+    leaves no recorder behind.
+    """
+
+    def __init__(self, conn: Connection, exit_now: Callable[[], None]) -> None:
+        self._conn = conn
+        self._exit_now = exit_now
+        self._lock = threading.Lock()
+        self._stoppable: Stoppable | None = None
+        self._told = False
+        self._thread = threading.Thread(target=self._watch, name="recorder-pipe", daemon=True)
+
+    def start(self) -> PipeWatch:
+        self._thread.start()
+        return self
+
+    def running(self, stoppable: Stoppable) -> None:
+        """The recorder is built: from now on, the pipe stops it. Told already: stops it now."""
+        with self._lock:
+            self._stoppable = stoppable
+            told = self._told
+        if told:
+            stoppable.stop()
+
+    def _watch(self) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while self._conn.recv() is not None:
+                pass
+        with self._lock:
+            self._told = True
+            stoppable = self._stoppable
+        if stoppable is None:
+            log.info("[ML] the history recorder was told to stop while starting: ending now")
+            self._exit_now()
+        else:
+            stoppable.stop()  # a stop message, or the worker is gone
+
+
 def recorder_main(conn: Connection, log_level: str) -> None:
     """The recorder process: record until the worker says stop or its pipe closes."""
     prepare_helper_process(log_level)
+    watch = PipeWatch(conn, exit_now=lambda: os._exit(0)).start()
     # Imported here: the worker's process never needs river, scikit-learn or the database layer.
     from connectors.postgres import make_engine
     from streams.recorder_wiring import build_recorder, run_recorder
@@ -137,14 +187,7 @@ def recorder_main(conn: Connection, log_level: str) -> None:
     settings = load_settings()
     engine = make_engine(settings.database_url.get_secret_value())
     recorder = build_recorder(settings, engine)
-
-    def until_told() -> None:
-        with contextlib.suppress(EOFError, OSError):
-            while conn.recv() is not None:
-                pass
-        recorder.stop()  # a stop message, or the worker is gone
-
-    threading.Thread(target=until_told, name="recorder-pipe", daemon=True).start()
+    watch.running(recorder)
     try:
         run_recorder(recorder, engine)
         log.info("[ML] history recorder stopped")

@@ -1,14 +1,17 @@
 """The recorder's supervision, with stand-in recorders (no servers): restarted when it ends
-unplanned, stopped by a message, killed when it does not stop."""
+unplanned, stopped by a message, killed when it does not stop; and its watch on the pipe, from
+the recorder process's first moment."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from streams.recorder_process import RecorderProcess
+from streams.recorder_process import PipeWatch, RecorderProcess
 
 
 def ends_at_once(conn: Connection, log_level: str) -> None:
@@ -69,3 +72,40 @@ def test_a_recorder_that_does_not_stop_is_killed(caplog):
     assert time.monotonic() - started < 10
     assert recorder.starts == 1
     assert "did not stop in 1 s; killing it" in caplog.text
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def watching() -> tuple[PipeWatch, Connection, threading.Event]:
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    exited = threading.Event()
+    return PipeWatch(theirs, exit_now=exited.set).start(), ours, exited
+
+
+def test_a_recorder_still_starting_ends_at_once_when_its_worker_goes():
+    watch, worker_end, exited = watching()
+    worker_end.close()  # the worker died (SIGKILL closes its end too)
+    assert exited.wait(10)
+    recorder = Recording()
+    watch.running(recorder)  # had the exit been late, the recorder would stop at once
+    assert recorder.stopped.is_set()
+
+
+def test_a_running_recorder_is_stopped_not_exited_by_a_stop_message_or_the_pipes_end():
+    for end in ("message", "close"):
+        watch, worker_end, exited = watching()
+        recorder = Recording()
+        watch.running(recorder)
+        assert not recorder.stopped.wait(0.2)  # nothing said yet: it records
+        if end == "message":
+            worker_end.send(None)
+        else:
+            worker_end.close()
+        assert recorder.stopped.wait(10)
+        assert not exited.is_set()  # its checkpoints get saved on the way out
