@@ -397,15 +397,22 @@ def test_result_files_are_named_by_utc_start_time():
 
 def test_a_process_tree_counts_a_child_and_its_memory():
     """A worker's figures include its engine process: the tree holds a child, and the summed
-    peak RSS is the parent's plus the child's."""
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    peak RSS is the parent's plus the child's. Peaks only grow, so each figure is compared with
+    ones read before it."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )
     try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
         me = os.getpid()
         assert process_tree(me)[0] == me
         assert child.pid in process_tree(me)
-        assert tree_peak_rss_mb(me) >= peak_rss_mb(me) + peak_rss_mb(child.pid) - 0.5
-        assert tree_peak_rss_mb(me) > peak_rss_mb(me)
-        summed = tree_peak_rss_mb(me)  # peaks only grow: each one read later is at least as high
+        child_peak = peak_rss_mb(child.pid)
+        parts = peak_rss_mb(me) + child_peak
+        summed = tree_peak_rss_mb(me)
+        assert child_peak > 1.0  # a Python process: its megabytes are in the sum
+        assert summed >= parts - 0.5
         mine, *children = tree_peak_rss_per_process_mb(me)
         assert len(children) >= 1 and mine + sum(children) >= summed - 0.5
         assert mine <= peak_rss_mb(me)
