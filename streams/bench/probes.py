@@ -87,23 +87,23 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def _sum_over_tree(pid: int, read: Callable[[int], float]) -> float:
-    """``read`` of ``pid`` plus ``read`` of each living descendant (one that ended meanwhile
-    counts 0)."""
-    total = read(pid)
+def _over_tree(pid: int, read: Callable[[int], float]) -> list[float]:
+    """``read`` of ``pid``, then of each living descendant (one that ended meanwhile is left
+    out)."""
+    values = [read(pid)]
     for child in process_tree(pid)[1:]:
         with contextlib.suppress(OSError, ValueError):
-            total += read(child)
-    return total
+            values.append(read(child))
+    return values
+
+
+def _sum_over_tree(pid: int, read: Callable[[int], float]) -> float:
+    return sum(_over_tree(pid, read))
 
 
 def tree_peak_rss_per_process_mb(pid: int) -> list[float]:
     """The peak RSS of ``pid``, then of each living descendant (a worker, then its helpers)."""
-    peaks = [peak_rss_mb(pid)]
-    for child in process_tree(pid)[1:]:
-        with contextlib.suppress(OSError, ValueError):
-            peaks.append(peak_rss_mb(child))
-    return peaks
+    return _over_tree(pid, peak_rss_mb)
 
 
 def tree_cpu_seconds(pid: int) -> float:
