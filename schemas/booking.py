@@ -3,9 +3,10 @@
 from enum import StrEnum
 from typing import Final, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from schemas._base import Event
+from schemas._types import BookingId, EventTime
 
 BOOKING_SCHEMA_VERSION: Final = 1
 
@@ -26,9 +27,9 @@ class BookingRequested(Event):
     """A booking for a pickup; keyed on Kafka by ``booking_id``."""
 
     schema_version: Literal[1] = BOOKING_SCHEMA_VERSION
-    booking_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
-    scheduled_pickup_at: AwareDatetime = Field(description="ISO 8601 with a UTC offset.")
-    created_at: AwareDatetime = Field(description="When the booking was made, with offset.")
+    booking_id: BookingId
+    scheduled_pickup_at: EventTime = Field(description="ISO 8601 with a UTC offset.")
+    created_at: EventTime = Field(description="When the booking was made, with offset.")
     pickup_lat: float = Field(ge=-90, le=90)
     pickup_lon: float = Field(ge=-180, le=180)
     dropoff_lat: float = Field(ge=-90, le=90)

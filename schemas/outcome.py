@@ -2,9 +2,10 @@
 
 from typing import Final, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from schemas._base import Event
+from schemas._types import BookingId, DelayMinutes, EventTime, Label
 from schemas.prediction import Arm, FallbackReason
 
 OUTCOME_SCHEMA_VERSION: Final = 1
@@ -15,20 +16,20 @@ class Outcome(Event):
     """``error`` is predicted − actual: negative when the pickup was later than predicted."""
 
     schema_version: Literal[1] = OUTCOME_SCHEMA_VERSION
-    booking_id: str
+    booking_id: BookingId
     arm: Arm
     served_by: Arm
-    model_version: str
+    model_version: Label
     bucket: float = Field(ge=0, lt=100)
     ml_traffic_percentage: float = Field(ge=0, le=100)
     fallback_reason: FallbackReason | None = None
-    predicted_delay_minutes: float
-    actual_delay_minutes: float
-    error: float
-    abs_error: float = Field(ge=0)
-    scheduled_pickup_at: AwareDatetime
-    predicted_at: AwareDatetime
-    observed_at: AwareDatetime = Field(description="The actual's event time; metrics use it.")
+    predicted_delay_minutes: DelayMinutes
+    actual_delay_minutes: DelayMinutes
+    error: float = Field(ge=-20_160, le=20_160)
+    abs_error: float = Field(ge=0, le=20_160)
+    scheduled_pickup_at: EventTime
+    predicted_at: EventTime
+    observed_at: EventTime = Field(description="The actual's event time; metrics use it.")
     replay: bool = False
 
     @property

@@ -3,9 +3,18 @@
 from enum import StrEnum
 from typing import Final, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from schemas._base import Event
+from schemas._types import (
+    BookingId,
+    DelayMinutes,
+    DurationMs,
+    EventTime,
+    FeatureName,
+    FeatureValue,
+    Label,
+)
 from schemas.weather import Weather
 
 PREDICTION_SCHEMA_VERSION: Final = 1
@@ -41,26 +50,28 @@ class FlagSource(StrEnum):
 
 class Prediction(Event):
     schema_version: Literal[1] = PREDICTION_SCHEMA_VERSION
-    booking_id: str
-    predicted_delay_minutes: float
+    booking_id: BookingId
+    predicted_delay_minutes: DelayMinutes
     confidence: float = Field(ge=0, le=1)
     risk_level: RiskLevel
     arm: Arm = Field(description="The arm the flag assigned (intention to treat).")
     served_by: Arm = Field(description="The predictor that produced the number.")
     bucket: float = Field(ge=0, lt=100)
-    model_version: str = Field(description="The ML model or heuristic version that served it.")
+    model_version: Label = Field(description="The ML model or heuristic version that served it.")
     fallback_reason: FallbackReason | None = None
     fallback_detail: str | None = Field(default=None, max_length=500)
     ml_enabled: bool
     ml_traffic_percentage: float = Field(ge=0, le=100)
     flag_source: FlagSource
-    features: dict[str, float] = Field(description="The feature values used, weather included.")
+    features: dict[FeatureName, FeatureValue] = Field(
+        max_length=64, description="The feature values used, weather included."
+    )
     weather: Weather
-    scheduled_pickup_at: AwareDatetime
-    booking_created_at: AwareDatetime
-    predicted_at: AwareDatetime
-    processing_ms: float = Field(ge=0, description="From the batch's arrival to its prediction.")
-    latency_ms: float | None = Field(
+    scheduled_pickup_at: EventTime
+    booking_created_at: EventTime
+    predicted_at: EventTime
+    processing_ms: DurationMs = Field(description="From the batch's arrival to its prediction.")
+    latency_ms: DurationMs | None = Field(
         default=None, description="From the booking's Kafka timestamp to its prediction."
     )
     replay: bool = False

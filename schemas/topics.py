@@ -24,6 +24,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("bookings", BookingRequested, "Bookings from dispatch, keyed by booking_id."),
     TopicSpec("predictions", Prediction, "One prediction per booking, keyed by booking_id."),
     TopicSpec("actual-delays", ActualDelay, "Observed delays, keyed by booking_id."),
+    TopicSpec(
+        "actual-delays-routed",
+        ActualDelay,
+        "Internal: actual delays the join found on another partition than their booking_id's "
+        "(a producer with another partitioner, or no key), re-keyed onto it.",
+    ),
     TopicSpec("outcomes", Outcome, "Predictions joined with actual delays."),
     TopicSpec("alerts", Alert, "Drift, thresholds and experiment results.", co_partitioned=False),
     TopicSpec("dead-letters", DeadLetter, "Events that failed, with the reason.", False),

@@ -2,9 +2,10 @@
 
 from enum import StrEnum
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from schemas._base import Event
+from schemas._types import EventTime
 
 
 class WeatherSource(StrEnum):
@@ -22,7 +23,7 @@ class Weather(Event):
     visibility_m: float = Field(ge=0, le=100_000)
     humidity_pct: float = Field(ge=0, le=100)
     condition: str = Field(min_length=1, max_length=40, description="e.g. clear, clouds, rain")
-    observed_at: AwareDatetime
+    observed_at: EventTime
     source: WeatherSource
     is_default: bool = Field(
         default=False, description="True when no real observation was available."

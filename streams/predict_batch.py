@@ -34,7 +34,7 @@ from schemas import (
     Prediction,
     Weather,
 )
-from streams.decode import Decoded, Inbound, decode_batch
+from streams.decode import DEFAULT_CONTRACT, Contract, Decoded, Inbound, decode_batch
 from streams.model_holder import ModelHolder
 
 log = logging.getLogger("delaycast.predict")
@@ -69,6 +69,7 @@ class RiskThresholds:
 class BatchResult:
     predictions: list[Prediction]
     dead_letters: list[DeadLetter]
+    sources: list[Inbound] = field(default_factory=list)  # the record of each prediction
     fallbacks: Counter[str] = field(default_factory=Counter)
     weather_notes: Counter[str] = field(default_factory=Counter)
 
@@ -90,6 +91,7 @@ class BatchPredictor:
         weather_wait_s: float,
         agent: str = "predict",
         replay: bool = False,
+        contract: Contract = DEFAULT_CONTRACT,
     ) -> None:
         self._weather = weather
         self._flags = flags
@@ -100,11 +102,14 @@ class BatchPredictor:
         self._weather_wait_s = weather_wait_s
         self._agent = agent
         self._replay = replay
+        self._contract = contract
 
     async def run(self, records: list[Inbound]) -> BatchResult:
         started = time.perf_counter()
         received_at = self._clock()
-        decoded, dead = decode_batch(records, BookingRequested, agent=self._agent, now=received_at)
+        decoded, dead = decode_batch(
+            records, BookingRequested, agent=self._agent, now=received_at, contract=self._contract
+        )
         if not decoded:
             return BatchResult([], dead)
         bookings = [d.event for d in decoded]
@@ -149,6 +154,7 @@ class BatchPredictor:
             note = lookups[i].note
             if note is not None:
                 result.weather_notes[note] += 1
+            result.sources.append(item.record)
             result.predictions.append(
                 self._prediction(
                     item,

@@ -108,5 +108,6 @@ async def build_prediction_path(
         weather_wait_s=s.weather_wait_ms / 1000.0,
         agent=agent,
         replay=replay,
+        contract=s.contract,
     )
     return PredictionPath(executor, model_executor, client, flags, models, weather, predictor)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,9 @@ from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from schemas.bounds import TimeBounds
+from streams.decode import Contract
 
 DEFAULT_KAFKA = "127.0.0.1:19092"
 DEFAULT_REDIS = "redis://127.0.0.1:16379/0"
@@ -117,6 +121,17 @@ class Settings(BaseSettings):
         default=250.0, ge=0, le=5000, description="How long a batch waits for weather."
     )
 
+    # Input contract (streams/decode.py, schemas/bounds.py): what a record must meet.
+    event_max_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=1024 * 1024, description="Larger values are refused."
+    )
+    event_clock_skew_s: float = Field(
+        default=300.0, ge=0, le=3600, description="How far ahead a producer's clock may run."
+    )
+    event_max_age_days: float = Field(
+        default=30.0, gt=0, le=366, description="How old an event may be when published."
+    )
+
     # Outcome path
     join_horizon_days: float = Field(
         default=7.0, gt=0, le=90, description="Unmatched entries expire."
@@ -176,6 +191,16 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _StackEndpoints(settings_cls)
+
+    @property
+    def contract(self) -> Contract:
+        return Contract(
+            max_value_bytes=self.event_max_bytes,
+            bounds=TimeBounds(
+                max_skew=timedelta(seconds=self.event_clock_skew_s),
+                max_age=timedelta(days=self.event_max_age_days),
+            ),
+        )
 
     def topic(self, base: str) -> str:
         return f"{self.topic_prefix}{base}"

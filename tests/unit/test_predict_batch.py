@@ -85,7 +85,7 @@ def booking_json(i, **changes):
 
 
 def records(values):
-    return [Inbound("bookings", 0, i, b"k", v, timestamp_ms=None) for i, v in enumerate(values)]
+    return [Inbound("bookings", 0, i, None, v, timestamp_ms=None) for i, v in enumerate(values)]
 
 
 def holder(model=None, reason=None, tmp_path=None):
@@ -225,3 +225,40 @@ def test_flag_source_and_weather_notes_are_reported(executor, tmp_path):
     assert {p.flag_source for p in result.predictions} == {FlagSource.LAST_SEEN}
     assert result.weather_notes == {"timeout": 3}
     assert weather.asked == 3
+
+
+class PoisonedWeather(FixedWeather):
+    """Weather that fails a whole lookup when one point is at the poisoned latitude."""
+
+    async def get_many(self, points, wait_s):
+        if any(lat == 45.0 for lat, _, _ in points):
+            raise OverflowError("weather key out of range")
+        return await super().get_many(points, wait_s)
+
+
+class CapturingProducer:
+    def __init__(self):
+        self.sent = []
+
+    async def send_batch(self, records):
+        self.sent.extend(records)
+
+
+def test_a_batch_that_fails_is_retried_record_by_record_and_only_the_culprit_dead_lettered(
+    executor, tmp_path
+):
+    from streams.predict_engine import OutputTopics, predict_and_send
+
+    predictor = make(executor, tmp_path, percentage=50, weather=PoisonedWeather())
+    values = [booking_json(i) for i in range(30)]
+    values[17] = booking_json(17, pickup_lat=45.0)
+    producer = CapturingProducer()
+    summary = asyncio.run(
+        predict_and_send(predictor, producer, OutputTopics("p", "d"), records(values))
+    )
+    predicted = sorted(json.loads(r.value)["booking_id"] for r in producer.sent if r.topic == "p")
+    letters = [json.loads(r.value) for r in producer.sent if r.topic == "d"]
+    assert predicted == sorted(f"B-{i}" for i in range(30) if i != 17)
+    assert [(x["source_offset"], x["kind"]) for x in letters] == [(17, "processing")]
+    assert "OverflowError" in letters[0]["error"]
+    assert (summary.bookings, summary.predictions, summary.dead_letters) == (30, 29, 1)
