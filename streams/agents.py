@@ -12,7 +12,13 @@ from streams.faust_config import raw_topic
 from streams.runtime import inbound, runtime
 
 bookings_topic = raw_topic(app, settings.topic("bookings"))
-join_topic = raw_topic(app, settings.topic("predictions"), settings.topic("actual-delays"))
+# The join also reads the actual delays it routed home from another partition (join_handler).
+join_topic = raw_topic(
+    app,
+    settings.topic("predictions"),
+    settings.topic("actual-delays"),
+    settings.topic("actual-delays-routed"),
+)
 
 
 def join_state() -> TableT[bytes, Any]:

@@ -138,15 +138,19 @@ class JoinBatch:
                 table[key] = value
 
 
+def is_expired(entry: Any, *, stream_time: float, horizon_s: float) -> bool:
+    """True when ``entry`` is older than ``horizon_s`` before ``stream_time``."""
+    return bool(entry) and entry.get("t", stream_time) < stream_time - horizon_s
+
+
 def expired_keys(
     items: Iterable[tuple[bytes, Any]], *, stream_time: float, horizon_s: float
 ) -> tuple[list[bytes], Counter[str]]:
     """Keys whose entries are older than ``horizon_s`` before ``stream_time``, by side."""
-    cutoff = stream_time - horizon_s
     keys: list[bytes] = []
     counts: Counter[str] = Counter()
     for key, entry in items:
-        if entry and entry.get("t", cutoff) < cutoff:
+        if is_expired(entry, stream_time=stream_time, horizon_s=horizon_s):
             keys.append(key)
-            counts[f"expired_{entry['side']}s"] += 1
+            counts[f"expired_{entry.get('side', 'unknown')}s"] += 1
     return keys, counts

@@ -31,9 +31,9 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any, cast
 
-from connectors.kafka import BatchProducer, Record
+from connectors.kafka import BatchProducer, Record, Undeliverable
 from connectors.weather import WeatherStats
-from schemas import DeadLetterKind
+from schemas import Arm, DeadLetter, DeadLetterKind
 from streams.clock import utc_now
 from streams.decode import Inbound, dead_letter
 from streams.helper_process import end_helper, prepare_helper_process, spawn_helper
@@ -102,20 +102,42 @@ async def predict_and_send(
     """Predict ``records`` and return once Kafka acknowledged every output record."""
     try:
         result = await predictor.run(records)
-    except Exception as exc:
-        log.exception("[ML] batch of %d bookings failed; sending it to dead-letters", len(records))
-        result = failed_batch(records, exc, utc_now())
-    return await send_result(producer, topics, len(records), result, weather())
+    except Exception:
+        log.exception(
+            "[ML] batch of %d bookings failed; predicting it record by record", len(records)
+        )
+        result = await predict_one_by_one(predictor, records)
+    return await send_result(producer, topics, records, result, weather())
+
+
+async def predict_one_by_one(predictor: BatchPredictor, records: list[Inbound]) -> BatchResult:
+    """A failed batch again, one record at a time: only the records that fail alone become dead
+    letters; their neighbours are predicted."""
+    merged = BatchResult([], [])
+    for record in records:
+        try:
+            result = await predictor.run([record])
+        except Exception as exc:
+            result = failed_batch([record], exc, utc_now())
+        merged.predictions += result.predictions
+        merged.sources += result.sources
+        merged.dead_letters += result.dead_letters
+        merged.fallbacks.update(result.fallbacks)
+        merged.weather_notes.update(result.weather_notes)
+    return merged
 
 
 async def send_result(
     producer: BatchProducer,
     topics: OutputTopics,
-    bookings: int,
+    records: list[Inbound],
     result: BatchResult,
     weather: WeatherStats | None = None,
 ) -> BatchSummary:
-    """Produce a batch's predictions and dead letters; return once Kafka acknowledged them."""
+    """Produce a batch's predictions and dead letters; return once Kafka acknowledged them.
+
+    A prediction Kafka refuses for good (too large for the topic, say) becomes a dead letter of
+    its booking; a dead letter Kafka refuses raises, and the worker stops with the reason."""
     out = [
         Record(topics.predictions, p.booking_id.encode(), p.model_dump_json().encode())
         for p in result.predictions
@@ -124,16 +146,55 @@ async def send_result(
         Record(topics.dead_letters, d.source_key, d.model_dump_json().encode())
         for d in result.dead_letters
     )
-    await producer.send_batch(out)
+    letters = len(result.dead_letters)
+    served = result.predictions
+    try:
+        await producer.send_batch(out)
+    except Undeliverable as exc:
+        position = {id(record): i for i, record in enumerate(out[: len(result.predictions)])}
+        refused = [(position.get(id(record)), why) for record, why in exc.refused]
+        if any(i is None for i, _ in refused):
+            raise RuntimeError(
+                f"dead letters cannot be written to {topics.dead_letters}: {exc}; check that "
+                "the topic exists (delaycast topics create) and that this worker may write to it"
+            ) from exc
+        now = utc_now()
+        more = [
+            dead_letter(
+                result.sources[i],
+                DeadLetterKind.UNDELIVERABLE,
+                f"its prediction was refused by Kafka: {why}",
+                agent="predict",
+                now=now,
+            )
+            for i, why in refused
+            if i is not None
+        ]
+        await send_letters(producer, topics, more)
+        letters += len(more)
+        gone = {i for i, _ in refused}
+        served = [p for i, p in enumerate(result.predictions) if i not in gone]
     return BatchSummary(
-        bookings=bookings,
-        served=[Served(p.arm.value, p.latency_ms) for p in result.predictions],
+        bookings=len(records),
+        served=[Served(p.arm.value, p.latency_ms) for p in served],
         fallbacks=result.fallbacks,
-        ml_served=result.ml_served,
-        dead_letters=len(result.dead_letters),
+        ml_served=sum(p.served_by is Arm.ML for p in served),
+        dead_letters=letters,
         first_error=result.dead_letters[0].error if result.dead_letters else None,
         weather=weather,
     )
+
+
+async def send_letters(
+    producer: BatchProducer, topics: OutputTopics, letters: list[DeadLetter]
+) -> None:
+    out = [Record(topics.dead_letters, d.source_key, d.model_dump_json().encode()) for d in letters]
+    try:
+        await producer.send_batch(out)
+    except Undeliverable as exc:
+        raise RuntimeError(
+            f"dead letters cannot be written to {topics.dead_letters}: {exc}"
+        ) from exc
 
 
 def raw(record: Inbound) -> RawRecord:

@@ -166,7 +166,10 @@ class Runtime(Service):
             predictions_topic=s.topic("predictions"),
             outcomes_topic=s.topic("outcomes"),
             dead_letters_topic=s.topic("dead-letters"),
+            routed_topic=s.topic("actual-delays-routed"),
+            partitions=s.topic_partitions,
             horizon_s=s.join_horizon_days * 86400.0,
+            contract=s.contract,
             clock=utc_now,
             ebb=self.drain_changelog,
         )
@@ -259,7 +262,7 @@ class Runtime(Service):
             except Exception as exc:  # the engine's own error for this batch
                 log.error("[ML] batch of %d bookings failed in the engine: %s", len(records), exc)
                 failed = failed_batch(records, exc, utc_now())
-                return await send_result(self.producer, topics, len(records), failed)
+                return await send_result(self.producer, topics, records, failed)
             else:
                 if self._inline_fallback:
                     log.info("[ML] the prediction engine is back")

@@ -9,7 +9,8 @@ from connectors.kafka.groups import (
     committed_offsets,
     describe_group,
 )
-from connectors.kafka.producer import BatchProducer, Record
+from connectors.kafka.partitions import home_partition
+from connectors.kafka.producer import BatchProducer, Record, Undeliverable
 from connectors.kafka.ranges import (
     OffsetRange,
     describe_ranges,
@@ -28,10 +29,12 @@ __all__ = [
     "OffsetRange",
     "RangeReader",
     "Record",
+    "Undeliverable",
     "alter_offsets",
     "committed_offsets",
     "describe_group",
     "describe_ranges",
+    "home_partition",
     "paced",
     "range_of_offsets",
     "ranges_between_times",

@@ -2,9 +2,12 @@
 
 librdkafka does the batching and retrying in its own threads; a daemon thread serves the
 delivery callbacks and hands the results to the event loop, so the loop never blocks.
-:meth:`BatchProducer.send_batch` returns only when Kafka has acknowledged every record; records
-that fail for good are sent again until they succeed, so a caller that commits its source offsets
-afterwards never loses one.
+:meth:`BatchProducer.send_batch` returns only when Kafka has acknowledged every record, so a
+caller that commits its source offsets afterwards never loses one. A record that failed for a
+reason that passes (a broker away, a timeout) is sent again, with a log line at each attempt; a
+record Kafka will never take (too large, unknown topic, not authorized) is not: once every other
+record is acknowledged, :class:`Undeliverable` names them, and the caller dead-letters them or
+stops.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 log = logging.getLogger("delaycast.kafka")
 
@@ -32,11 +35,42 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
+# Errors that sending again cannot cure.
+PERMANENT_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError.TOPIC_EXCEPTION,
+        KafkaError._INVALID_ARG,
+    }
+)
+
+
 @dataclass(frozen=True)
 class Record:
     topic: str
     key: bytes | None
     value: bytes
+
+
+class Undeliverable(Exception):
+    """Records Kafka refused for good; every other record of the batch was acknowledged."""
+
+    def __init__(self, refused: list[tuple[Record, str]]) -> None:
+        self.refused = refused
+        first = refused[0]
+        super().__init__(
+            f"{len(refused)} record(s) refused for good, the first to {first[0].topic}: {first[1]}"
+        )
+
+
+def is_permanent(error: KafkaError) -> bool:
+    return error.code() in PERMANENT_ERRORS or error.fatal()
 
 
 class _PendingBatch:
@@ -47,13 +81,16 @@ class _PendingBatch:
         self._remaining = size
         self.failed: list[tuple[int, KafkaError]] = []
         self.done = loop.create_future()
+        self._lock = threading.Lock()  # the poll thread and the loop may both report
 
     def callback(self, index: int) -> Any:
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                self.failed.append((index, err))
-            self._remaining -= 1
-            if self._remaining == 0:
+        def on_delivery(err: KafkaError | None, _msg: Message | None) -> None:
+            with self._lock:
+                if err is not None:
+                    self.failed.append((index, err))
+                self._remaining -= 1
+                last = self._remaining == 0
+            if last:
                 self._loop.call_soon_threadsafe(_resolve, self.done)
 
         return on_delivery
@@ -78,38 +115,49 @@ class BatchProducer:
             self._producer.poll(0.05)
 
     async def send_batch(self, records: Sequence[Record], retry_backoff_s: float = 0.5) -> None:
-        """Send ``records`` and wait until Kafka has acknowledged all of them."""
+        """Send ``records`` and wait until Kafka has acknowledged all of them; raises
+        :class:`Undeliverable` for those it refused for good, after the others are acknowledged."""
         pending = list(records)
+        refused: list[tuple[Record, str]] = []
         attempt = 0
         while pending:
             batch = _PendingBatch(asyncio.get_running_loop(), len(pending))
             for index, record in enumerate(pending):
-                await self._produce(record, batch.callback(index))
+                error = await self._produce(record, batch.callback(index))
+                if error is not None:  # refused before it left this process
+                    batch.callback(index)(error, None)
             await batch.done
-            if not batch.failed:
-                return
-            attempt += 1
-            first_error = batch.failed[0][1]
-            log.error(
-                "[Kafka] %d of %d records not acknowledged (%s); sending them again (attempt %d)",
-                len(batch.failed),
-                len(pending),
-                first_error,
-                attempt,
-            )
-            pending = [pending[index] for index, _ in sorted(batch.failed, key=lambda f: f[0])]
-            await asyncio.sleep(min(retry_backoff_s * attempt, 5.0))
+            failed = sorted(batch.failed, key=lambda f: f[0])
+            refused += [(pending[i], str(err)) for i, err in failed if is_permanent(err)]
+            retry = [i for i, err in failed if not is_permanent(err)]
+            if retry:
+                attempt += 1
+                log.error(
+                    "[Kafka] %d of %d records not acknowledged (%s); sending them again "
+                    "(attempt %d)",
+                    len(retry),
+                    len(pending),
+                    batch.failed[0][1],
+                    attempt,
+                )
+                await asyncio.sleep(min(retry_backoff_s * attempt, 5.0))
+            pending = [pending[i] for i in retry]
+        if refused:
+            raise Undeliverable(refused)
 
-    async def _produce(self, record: Record, on_delivery: Any) -> None:
+    async def _produce(self, record: Record, on_delivery: Any) -> KafkaError | None:
         while True:
             try:
                 self._producer.produce(
                     record.topic, value=record.value, key=record.key, on_delivery=on_delivery
                 )
-                return
+                return None
             except BufferError:
                 # librdkafka's local queue is full: let the poll thread drain it.
                 await asyncio.sleep(0.005)
+            except KafkaException as exc:  # e.g. larger than message.max.bytes
+                error: KafkaError = exc.args[0]
+                return error
 
     def close(self, timeout_s: float = 10.0) -> int:
         """Flush what is queued and stop; returns how many records were left undelivered."""

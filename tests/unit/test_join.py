@@ -159,6 +159,8 @@ def test_the_sweep_removes_expired_entries_in_chunks_draining_between_them():
         predictions_topic="p",
         outcomes_topic="o",
         dead_letters_topic="d",
+        routed_topic="r",
+        partitions=4,
         horizon_s=horizon_s,
         clock=lambda: datetime.now(UTC),
         ebb=ebb,
