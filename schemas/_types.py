@@ -43,8 +43,16 @@ def _plausible_year(value: datetime) -> datetime:
     return value
 
 
+# The same rule for a producer that reads only the exported JSON Schema.
+EVENT_TIME_PATTERN: Final = (
+    r"^(19[7-9][0-9]|20[0-9]{2}|2100)-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}"
+    r"(:[0-9]{2}(\.[0-9]{1,9})?)?([Zz]|[+-][0-9]{2}:?[0-9]{2})$"
+)
 EventTime = Annotated[
-    AwareDatetime, BeforeValidator(_iso_text_only), AfterValidator(_plausible_year)
+    AwareDatetime,
+    BeforeValidator(_iso_text_only),
+    AfterValidator(_plausible_year),
+    Field(json_schema_extra={"pattern": EVENT_TIME_PATTERN}),
 ]
 """An aware date-time, given as ISO 8601 text, between the years 1970 and 2100."""
 
