@@ -2,7 +2,9 @@
 
 - ``flag_changes``: the audit trail of routing-flag changes.
 - ``predictions``: one row per Prediction event, keyed by (booking_id, predicted_at): a redelivered
-  event is stored once, a replay (a new predicted_at) adds a row.
+  event is stored once, a replay (a new predicted_at) adds a row. Live predictions are also
+  unique by booking_id (``uq_predictions_live_booking``): a booking predicted again after a crash
+  or a group reset keeps its first row, so it counts once in the assignment counts.
 - ``outcomes``: one row per booking and replay flag (prediction ⋈ actual).
 - ``metric_buckets``: sums over outcomes per UTC hour of event time (observed_at), arm, model
   version and replay flag; buckets merge exactly by adding their columns. ``sum_error`` is over
@@ -82,6 +84,12 @@ predictions = Table(
         "ix_predictions_live_assignment",
         "predicted_at",
         postgresql_include=["arm", "ml_enabled", "ml_traffic_percentage"],
+        postgresql_where=text("NOT replay"),
+    ),
+    Index(
+        "uq_predictions_live_booking",
+        "booking_id",
+        unique=True,
         postgresql_where=text("NOT replay"),
     ),
 )
