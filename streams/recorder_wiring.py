@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from confluent_kafka import Consumer
@@ -12,14 +12,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.kafka import BlockingProducer
 from connectors.postgres import current_revision, head_revision, history
-from connectors.postgres.retry import describe, write_until_done
+from connectors.postgres.quarantine import write_quarantine
+from connectors.postgres.retry import describe, is_data_error, write_until_done
 from connectors.webhook import WebhookNotifier
 from models.alert_rules import ThresholdRules
 from schemas import Alert, Outcome, Prediction
+from schemas.quarantine import QuarantinedEvent
 from streams.ab_eval import periodic_task
 from streams.clock import utc_now
 from streams.drift_wiring import DriftWatch, restore_all, save_all
-from streams.recorder import Monitor, Recorder, RecorderTopics
+from streams.recorder import DataRefused, Monitor, Recorder, RecorderTopics
 from streams.settings import Settings
 
 log = logging.getLogger("delaycast.recorder")
@@ -28,32 +30,44 @@ CHECKPOINT_INTERVAL_S = 60.0
 
 
 class PostgresHistory:
-    """The recorder's writes, each retried until PostgreSQL has it."""
+    """The recorder's writes, each retried until PostgreSQL has it; a write PostgreSQL refuses
+    as data raises DataRefused (the recorder then sets the rows apart)."""
 
     def __init__(self, engine: sa.Engine, cancel: threading.Event) -> None:
         self.engine = engine
         self.cancel = cancel  # stops the waiting when the worker stops
 
+    def _write(self, write: Callable[[], int], what: str) -> int:
+        try:
+            return write_until_done(write, what=what, log=log, cancel=self.cancel)
+        except SQLAlchemyError as exc:
+            if is_data_error(exc):
+                raise DataRefused(describe(exc)) from None
+            raise
+
     def write_predictions(self, predictions: Sequence[Prediction]) -> int:
-        return write_until_done(
+        return self._write(
             lambda: history.write_predictions(self.engine, predictions=predictions),
-            what=f"predictions batch of {len(predictions)}",
-            log=log,
-            cancel=self.cancel,
+            f"predictions batch of {len(predictions)}",
         )
 
     def write_outcomes(self, outcomes: Sequence[Outcome]) -> int:
-        return write_until_done(
+        return self._write(
             lambda: history.write_outcomes(self.engine, outcomes=outcomes),
-            what=f"outcomes batch of {len(outcomes)}",
-            log=log,
-            cancel=self.cancel,
+            f"outcomes batch of {len(outcomes)}",
         )
 
     def write_alerts(self, alerts: Sequence[Alert]) -> int:
-        return write_until_done(
+        return self._write(
             lambda: history.write_alerts(self.engine, alerts=alerts),
-            what=f"alerts batch of {len(alerts)}",
+            f"alerts batch of {len(alerts)}",
+        )
+
+    def write_quarantine(self, events: Sequence[QuarantinedEvent]) -> int:
+        # Plain data (bytes, capped text): PostgreSQL has no reason to refuse it as data.
+        return write_until_done(
+            lambda: write_quarantine(self.engine, events=events),
+            what=f"quarantine of {len(events)}",
             log=log,
             cancel=self.cancel,
         )
