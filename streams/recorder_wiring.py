@@ -15,6 +15,7 @@ from connectors.postgres import current_revision, head_revision, history
 from connectors.postgres.quarantine import write_quarantine
 from connectors.postgres.retry import describe, is_data_error, write_until_done
 from connectors.webhook import WebhookNotifier
+from connectors.webhook_queue import WebhookQueue
 from models.alert_rules import ThresholdRules
 from schemas import Alert, Outcome, Prediction
 from schemas.quarantine import QuarantinedEvent
@@ -27,6 +28,7 @@ from streams.settings import Settings
 log = logging.getLogger("delaycast.recorder")
 
 CHECKPOINT_INTERVAL_S = 60.0
+WEBHOOK_QUEUE = 100  # alerts waiting for a slow webhook; older ones are dropped beyond it
 
 
 class PostgresHistory:
@@ -74,7 +76,10 @@ class PostgresHistory:
 
 
 def build_recorder(
-    settings: Settings, engine: sa.Engine, extra_monitors: Sequence[Monitor] = ()
+    settings: Settings,
+    engine: sa.Engine,
+    extra_monitors: Sequence[Monitor] = (),
+    webhook_queue: int = WEBHOOK_QUEUE,
 ) -> Recorder:
     s = settings
     consumer = Consumer(
@@ -100,11 +105,16 @@ def build_recorder(
         ml_error_rate=s.ml_error_rate_alert,
         storm_share=s.fallback_storm_share,
     )
-    webhook = (
-        WebhookNotifier(s.alert_webhook_url, timeout_s=s.alert_webhook_timeout_s)
-        if s.alert_webhook_url is not None
-        else None
-    )
+    # The webhook is sent from a queue by a thread of its own: a slow one never delays recording.
+    webhook: WebhookQueue | None = None
+    if s.alert_webhook_url is not None:
+        giving_up = threading.Event()
+        notifier = WebhookNotifier(
+            s.alert_webhook_url,
+            timeout_s=s.alert_webhook_timeout_s,
+            sleep=giving_up.wait,  # a backoff between retries ends at stop
+        )
+        webhook = WebhookQueue(notifier, capacity=webhook_queue, stopping=giving_up)
     stop = threading.Event()
     ab_task = periodic_task(engine, clock=utc_now, publish=publish, min_samples=s.ab_min_samples)
     drift = DriftWatch(s.model_dir)
@@ -119,13 +129,20 @@ def build_recorder(
     def checkpoint() -> None:
         save_all(drift, save, checkpoint_prefix)
 
-    def restore() -> None:
+    def start() -> None:
+        if webhook is not None:
+            webhook.start()
         restored = restore_all(drift, load, checkpoint_prefix)
         log.info("[ML] drift monitors: %d restored from their checkpoints", restored)
 
+    def stop_() -> None:
+        if webhook is not None:
+            webhook.stop()
+        checkpoint()
+
     return Recorder(
-        on_start=restore,
-        on_stop=checkpoint,
+        on_start=start,
+        on_stop=stop_,
         periodic=[(s.ab_interval_s, ab_task), (CHECKPOINT_INTERVAL_S, checkpoint)],
         stop_event=stop,
         consumer=consumer,
@@ -133,7 +150,7 @@ def build_recorder(
         history=PostgresHistory(engine, stop),
         monitors=[rules, drift, *extra_monitors],
         publish_alerts=publish,
-        notify=webhook.send if webhook else None,
+        notify=webhook.submit if webhook else None,
         clock=utc_now,
     )
 
