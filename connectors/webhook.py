@@ -27,10 +27,10 @@ class WebhookNotifier:
         retries: int = 2,
         backoff_s: float = 0.5,
         session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self._url = url
-        self._host = urlsplit(url.get_secret_value()).hostname or "webhook"
+        self.host = urlsplit(url.get_secret_value()).hostname or "webhook"
         self._timeout_s = timeout_s
         self._retries = retries
         self._backoff_s = backoff_s
@@ -58,6 +58,6 @@ class WebhookNotifier:
             if attempt < self._retries:
                 self._sleep(self._backoff_s * 2**attempt)
         log.warning(
-            "[ML] alert %s not delivered to webhook at %s: %s", alert.alert_id, self._host, problem
+            "[ML] alert %s not delivered to webhook at %s: %s", alert.alert_id, self.host, problem
         )
         return False

@@ -2,7 +2,9 @@
 
 - ``flag_changes``: the audit trail of routing-flag changes.
 - ``predictions``: one row per Prediction event, keyed by (booking_id, predicted_at): a redelivered
-  event is stored once, a replay (a new predicted_at) adds a row.
+  event is stored once, a replay (a new predicted_at) adds a row. Live predictions are also
+  unique by booking_id (``uq_predictions_live_booking``): a booking predicted again after a crash
+  or a group reset keeps its first row, so it counts once in the assignment counts.
 - ``outcomes``: one row per booking and replay flag (prediction ⋈ actual).
 - ``metric_buckets``: sums over outcomes per UTC hour of event time (observed_at), arm, model
   version and replay flag; buckets merge exactly by adding their columns. ``sum_error`` is over
@@ -11,6 +13,8 @@
 - ``alerts``: every alert raised, once per alert_id.
 - ``monitor_checkpoints``: the saved state of stateful monitors (drift detectors), by name.
 - ``pipeline_counters``: named running totals, e.g. predictions that expired unmatched.
+- ``quarantined_events``: events the recorder could not store (out of bounds, or refused by
+  PostgreSQL as data), with the reason and the original bytes, once per source record.
 
 Arms, risk levels, fallback reasons and alert kinds are stored as their string values. The
 partial indexes ``ix_predictions_live_assignment`` and ``ix_outcomes_live_arrivals`` cover the
@@ -25,6 +29,7 @@ from sqlalchemy import (
     Float,
     Identity,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -82,6 +87,12 @@ predictions = Table(
         "ix_predictions_live_assignment",
         "predicted_at",
         postgresql_include=["arm", "ml_enabled", "ml_traffic_percentage"],
+        postgresql_where=text("NOT replay"),
+    ),
+    Index(
+        "uq_predictions_live_booking",
+        "booking_id",
+        unique=True,
         postgresql_where=text("NOT replay"),
     ),
 )
@@ -170,4 +181,17 @@ pipeline_counters = Table(
     Column("name", String(200), primary_key=True),
     Column("value", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+quarantined_events = Table(
+    "quarantined_events",
+    metadata,
+    Column("source_topic", Text, primary_key=True),
+    Column("source_partition", Integer, primary_key=True),
+    Column("source_offset", BigInteger, primary_key=True),
+    Column("booking_id", Text),
+    Column("reason", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("quarantined_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_quarantined_events_quarantined_at", "quarantined_at"),
 )

@@ -35,6 +35,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("dead-letters", DeadLetter, "Events that failed, with the reason.", False),
 )
 
+#: Topics written by producers outside delaycast: the only ones a dead letter may be sent back to
+#: (``delaycast dead-letters requeue``). The others are written by delaycast's own agents, and a
+#: letter naming one is either a bug or forged.
+INPUT_TOPICS: tuple[str, ...] = ("bookings", "actual-delays")
+
 
 def topic_name(base: str, prefix: str = "") -> str:
     """The full topic name for ``base`` with the deployment's optional prefix."""

@@ -6,6 +6,11 @@ topic had when it started (letters a running worker adds meanwhile wait for the 
 commits a batch's offsets only after Kafka acknowledged every record of it: running it twice
 never sends a letter twice, and a crash in between sends a batch again rather than losing it.
 Letters that are not selected (``--kind``/``--source-topic``) are passed over for good.
+
+Only the catalogue's input topics (:data:`schemas.topics.INPUT_TOPICS`, with the deployment's
+prefix) are ever written: a letter is data from the dead-letters topic, which any client may
+write, so the topic it names is not trusted. A letter naming another topic is refused, counted
+and passed over.
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ from pydantic import ValidationError
 
 from connectors.kafka import BlockingProducer, OffsetRange, RangeReader
 from schemas import DeadLetter, DeadLetterKind
+from schemas.topics import INPUT_TOPICS, topic_name
+
+
+def requeueable_topics(prefix: str) -> frozenset[str]:
+    """The topics a requeue may write to: the catalogue's input topics, with ``prefix``."""
+    return frozenset(topic_name(base, prefix) for base in INPUT_TOPICS)
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,7 @@ class RequeueReport:
     passed_over: int = 0  # not selected
     unreadable: int = 0
     missing_topic: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)  # per named topic, not an input topic
     examined: int = 0
 
     @property
@@ -137,11 +149,15 @@ def requeue(
     selection: LetterFilter,
     *,
     existing_topics: set[str],
+    allowed_topics: frozenset[str],
     on_letter: Callable[[DeadLetter, bool], None] = lambda _l, _s: None,
     on_batch: Callable[[int], None] = lambda _: None,
     batch_size: int = 500,
 ) -> RequeueReport:
     """Send the selected letters of ``ranges`` back to their source topics and commit.
+
+    Only topics in ``allowed_topics`` (:func:`requeueable_topics`) are written; a selected
+    letter naming another is counted in ``refused`` and passed over.
 
     ``producer`` None is a dry run: nothing sent, nothing committed. ``on_letter(letter, sent)``
     is told of each selected letter. Raises DeliveryFailed (nothing of that batch committed)
@@ -153,7 +169,9 @@ def requeue(
         for batch in batches:
             next_offsets: dict[int, int] = {}
             for message in batch:
-                _route(message, producer, selection, existing_topics, report, on_letter)
+                _route(
+                    message, producer, selection, existing_topics, allowed_topics, report, on_letter
+                )
                 partition, offset = message.partition(), message.offset()
                 if partition is not None and offset is not None:
                     next_offsets[partition] = offset + 1
@@ -172,6 +190,7 @@ def _route(
     producer: BlockingProducer | None,
     selection: LetterFilter,
     existing_topics: set[str],
+    allowed_topics: frozenset[str],
     report: RequeueReport,
     on_letter: Callable[[DeadLetter, bool], None],
 ) -> None:
@@ -180,6 +199,9 @@ def _route(
         report.unreadable += 1
     elif not selection.matches(letter):
         report.passed_over += 1
+    elif letter.source_topic not in allowed_topics:
+        report.refused[letter.source_topic] += 1
+        on_letter(letter, False)
     elif letter.source_topic not in existing_topics:
         report.missing_topic[letter.source_topic] += 1
         on_letter(letter, False)

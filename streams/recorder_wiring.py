@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from confluent_kafka import Consumer
@@ -12,55 +12,74 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.kafka import BlockingProducer
 from connectors.postgres import current_revision, head_revision, history
-from connectors.postgres.retry import describe, write_until_done
+from connectors.postgres.quarantine import write_quarantine
+from connectors.postgres.retry import describe, is_data_error, write_until_done
 from connectors.webhook import WebhookNotifier
+from connectors.webhook_queue import WebhookQueue
 from models.alert_rules import ThresholdRules
 from schemas import Alert, Outcome, Prediction
+from schemas.quarantine import QuarantinedEvent
 from streams.ab_eval import periodic_task
 from streams.clock import utc_now
 from streams.drift_wiring import DriftWatch, restore_all, save_all
-from streams.recorder import Monitor, Recorder, RecorderTopics
+from streams.recorder import DataRefused, Monitor, Recorder, RecorderTopics
 from streams.settings import Settings
 
 log = logging.getLogger("delaycast.recorder")
 
 CHECKPOINT_INTERVAL_S = 60.0
+WEBHOOK_QUEUE = 100  # alerts waiting for a slow webhook; older ones are dropped beyond it
 
 
 class PostgresHistory:
-    """The recorder's writes, each retried until PostgreSQL has it."""
+    """The recorder's writes, each retried until PostgreSQL has it; a write PostgreSQL refuses
+    as data raises DataRefused (the recorder then sets the rows apart)."""
 
     def __init__(self, engine: sa.Engine, cancel: threading.Event) -> None:
         self.engine = engine
         self.cancel = cancel  # stops the waiting when the worker stops
 
+    def _write(self, write: Callable[[], int], what: str) -> int:
+        try:
+            return write_until_done(write, what=what, log=log, cancel=self.cancel)
+        except SQLAlchemyError as exc:
+            if is_data_error(exc):
+                raise DataRefused(describe(exc)) from None
+            raise
+
     def write_predictions(self, predictions: Sequence[Prediction]) -> int:
-        return write_until_done(
+        return self._write(
             lambda: history.write_predictions(self.engine, predictions=predictions),
-            what=f"predictions batch of {len(predictions)}",
-            log=log,
-            cancel=self.cancel,
+            f"predictions batch of {len(predictions)}",
         )
 
     def write_outcomes(self, outcomes: Sequence[Outcome]) -> int:
-        return write_until_done(
+        return self._write(
             lambda: history.write_outcomes(self.engine, outcomes=outcomes),
-            what=f"outcomes batch of {len(outcomes)}",
-            log=log,
-            cancel=self.cancel,
+            f"outcomes batch of {len(outcomes)}",
         )
 
     def write_alerts(self, alerts: Sequence[Alert]) -> int:
-        return write_until_done(
+        return self._write(
             lambda: history.write_alerts(self.engine, alerts=alerts),
-            what=f"alerts batch of {len(alerts)}",
+            f"alerts batch of {len(alerts)}",
+        )
+
+    def write_quarantine(self, events: Sequence[QuarantinedEvent]) -> int:
+        # Plain data (bytes, capped text): PostgreSQL has no reason to refuse it as data.
+        return write_until_done(
+            lambda: write_quarantine(self.engine, events=events),
+            what=f"quarantine of {len(events)}",
             log=log,
             cancel=self.cancel,
         )
 
 
 def build_recorder(
-    settings: Settings, engine: sa.Engine, extra_monitors: Sequence[Monitor] = ()
+    settings: Settings,
+    engine: sa.Engine,
+    extra_monitors: Sequence[Monitor] = (),
+    webhook_queue: int = WEBHOOK_QUEUE,
 ) -> Recorder:
     s = settings
     consumer = Consumer(
@@ -86,11 +105,16 @@ def build_recorder(
         ml_error_rate=s.ml_error_rate_alert,
         storm_share=s.fallback_storm_share,
     )
-    webhook = (
-        WebhookNotifier(s.alert_webhook_url, timeout_s=s.alert_webhook_timeout_s)
-        if s.alert_webhook_url is not None
-        else None
-    )
+    # The webhook is sent from a queue by a thread of its own: a slow one never delays recording.
+    webhook: WebhookQueue | None = None
+    if s.alert_webhook_url is not None:
+        giving_up = threading.Event()
+        notifier = WebhookNotifier(
+            s.alert_webhook_url,
+            timeout_s=s.alert_webhook_timeout_s,
+            sleep=giving_up.wait,  # a backoff between retries ends at stop
+        )
+        webhook = WebhookQueue(notifier, capacity=webhook_queue, stopping=giving_up)
     stop = threading.Event()
     ab_task = periodic_task(engine, clock=utc_now, publish=publish, min_samples=s.ab_min_samples)
     drift = DriftWatch(s.model_dir)
@@ -105,13 +129,20 @@ def build_recorder(
     def checkpoint() -> None:
         save_all(drift, save, checkpoint_prefix)
 
-    def restore() -> None:
+    def start() -> None:
+        if webhook is not None:
+            webhook.start()
         restored = restore_all(drift, load, checkpoint_prefix)
         log.info("[ML] drift monitors: %d restored from their checkpoints", restored)
 
+    def stop_() -> None:
+        if webhook is not None:
+            webhook.stop()
+        checkpoint()
+
     return Recorder(
-        on_start=restore,
-        on_stop=checkpoint,
+        on_start=start,
+        on_stop=stop_,
         periodic=[(s.ab_interval_s, ab_task), (CHECKPOINT_INTERVAL_S, checkpoint)],
         stop_event=stop,
         consumer=consumer,
@@ -119,7 +150,7 @@ def build_recorder(
         history=PostgresHistory(engine, stop),
         monitors=[rules, drift, *extra_monitors],
         publish_alerts=publish,
-        notify=webhook.send if webhook else None,
+        notify=webhook.submit if webhook else None,
         clock=utc_now,
     )
 

@@ -18,7 +18,8 @@ from connectors.postgres.history import (
     write_predictions,
 )
 from connectors.postgres.migrate import current_revision, head_revision, upgrade
-from connectors.postgres.retry import is_connection_error, write_until_done
+from connectors.postgres.quarantine import read_quarantine, write_quarantine
+from connectors.postgres.retry import is_connection_error, is_data_error, write_until_done
 
 __all__ = [
     "AssignmentCounts",
@@ -29,11 +30,13 @@ __all__ = [
     "drop_database",
     "head_revision",
     "is_connection_error",
+    "is_data_error",
     "latest_ab_result",
     "load_checkpoint",
     "make_engine",
     "metric_buckets_between",
     "read_counters",
+    "read_quarantine",
     "recent_flag_changes",
     "record_flag_change",
     "save_checkpoint",
@@ -42,5 +45,6 @@ __all__ = [
     "write_alerts",
     "write_outcomes",
     "write_predictions",
+    "write_quarantine",
     "write_until_done",
 ]

@@ -98,6 +98,11 @@ def _predictions_statement() -> sa.Select[int]:
             [*(c.name for c in stored), "weather_source"],
             sa.select(*(batch.c[c.name] for c in stored), batch.c.weather["source"].astext),
         )
+        # No conflict target: a row is skipped when it repeats (booking_id, predicted_at) (the
+        # same event redelivered) and also when its booking already has a live prediction
+        # (uq_predictions_live_booking: predicted again after a crash, a replay of the input or
+        # a group reset). The first stored prediction wins: it is the one dispatch saw first,
+        # and keeping it makes every later write a no-op, so the counts never move.
         .on_conflict_do_nothing()
         .returning(table.c.booking_id)
         .cte("inserted")
@@ -113,7 +118,9 @@ def _prediction_key(p: Prediction) -> tuple[str, datetime]:
 
 
 def write_predictions(bind: Bind, *, predictions: Sequence[Prediction]) -> int:
-    """Store a batch of predictions; returns how many were new (a redelivered one is not)."""
+    """Store a batch of predictions; returns how many were new. A redelivered one is not, nor
+    a live prediction of a booking that already has one (the first stored wins; within a
+    batch, the earliest predicted_at)."""
     if not predictions:
         return 0
     with _transaction(bind) as connection:

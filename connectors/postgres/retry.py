@@ -35,6 +35,15 @@ def is_connection_error(error: BaseException) -> bool:
     return isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)
 
 
+def is_data_error(error: BaseException) -> bool:
+    """True for errors that say PostgreSQL refuses the data itself (a number out of range, an
+    invalid value, a violated constraint): writing the same rows again fails again, so they are
+    to be set apart, never waited for."""
+    if is_connection_error(error):
+        return False
+    return isinstance(error, sa.exc.DataError | sa.exc.IntegrityError)
+
+
 def describe(error: BaseException) -> str:
     """The driver's first line of the error: no SQL, no parameters, no connection URL."""
     original = error.orig if isinstance(error, sa.exc.DBAPIError) else error

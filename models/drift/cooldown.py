@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+
+from models.drift.persist import dict_of, int_of, time_of
 
 
 class Cooldown:
@@ -37,3 +40,26 @@ class Cooldown:
     def quiet_until(self, subject: str) -> datetime | None:
         last = self.last_alarm.get(subject)
         return None if last is None else last + self.span
+
+    def to_data(self) -> dict[str, Any]:
+        """The remembered alarms as JSON data (the span is the monitor's configuration)."""
+        return {
+            "last_alarm": {k: v.isoformat() for k, v in self.last_alarm.items()},
+            "suppressed": dict(self.suppressed),
+        }
+
+    @classmethod
+    def from_data(cls, span: timedelta, data: Any) -> Cooldown:
+        """A cooldown continuing from :meth:`to_data`; ValueError when the data is malformed."""
+        cooldown = cls(span)
+        last = dict_of(data, "last_alarm")
+        cooldown.last_alarm = {str(k): _aware(time_of(last, k)) for k in last}
+        suppressed = dict_of(data, "suppressed")
+        cooldown.suppressed = {str(k): int_of(suppressed, k) for k in suppressed}
+        return cooldown
+
+
+def _aware(at: datetime | None) -> datetime:
+    if at is None:
+        raise ValueError("a cooldown's last alarm without its time")
+    return at

@@ -34,7 +34,18 @@ import numpy as np
 from river import drift
 
 from models.drift.cooldown import Cooldown
-from models.drift.persist import dump_state, load_state
+from models.drift.page_hinkley import detector_data, restore_detector
+from models.drift.persist import (
+    dict_of,
+    dump_state,
+    encode_float,
+    encode_floats,
+    float_list,
+    float_of,
+    int_of,
+    load_state,
+    time_of,
+)
 from models.drift.signal import DriftSignal
 from schemas.alert import AlertKind
 from schemas.outcome import Outcome
@@ -184,11 +195,46 @@ class ErrorDriftMonitor:
         return out
 
     def state(self) -> bytes:
-        return dump_state(self._NAME, asdict(self.config), (self._arms, self._cooldown))
+        """The monitor's state as JSON (see :mod:`models.drift.persist`)."""
+        arms = {
+            arm: {
+                "detector": detector_data(s.detector),
+                "n": s.n,
+                "n_since_reset": s.n_since_reset,
+                "sum_since_reset": encode_float(s.sum_since_reset),
+                "recent": encode_floats(s.recent),
+                "alarms": s.alarms,
+                "last_event_time": None
+                if s.last_event_time is None
+                else s.last_event_time.isoformat(),
+            }
+            for arm, s in self._arms.items()
+        }
+        data = {"arms": arms, "cooldown": self._cooldown.to_data()}
+        return dump_state(self._NAME, asdict(self.config), data)
 
     def restore(self, state: bytes) -> None:
-        """Continue from :meth:`state`; ValueError when it was saved with another configuration."""
-        self._arms, self._cooldown = load_state(self._NAME, asdict(self.config), state)
+        """Continue from :meth:`state`; ValueError when it was saved with another configuration
+        or is not a valid state (the monitor is then left as it was)."""
+        data = load_state(self._NAME, asdict(self.config), state)
+        saved = dict_of(data, "arms")
+        arms = {str(arm): self._arm_from(saved[arm]) for arm in saved}
+        self._cooldown = Cooldown.from_data(self.config.cooldown, dict_of(data, "cooldown"))
+        self._arms = arms
+
+    def _arm_from(self, data: Any) -> _Arm:
+        recent = float_list(data, "recent")
+        if len(recent) > self.config.recent:
+            raise ValueError("saved recent errors exceed the configured window")
+        return _Arm(
+            detector=restore_detector(self._new_detector(), dict_of(data, "detector")),
+            n=int_of(data, "n"),
+            n_since_reset=int_of(data, "n_since_reset"),
+            sum_since_reset=float_of(data, "sum_since_reset"),
+            recent=deque(recent, maxlen=self.config.recent),
+            alarms=int_of(data, "alarms"),
+            last_event_time=time_of(data, "last_event_time"),
+        )
 
 
 def _excess(detector: drift.PageHinkley) -> float:

@@ -33,7 +33,16 @@ import numpy as np
 
 from models.distribution import FeatureDistribution
 from models.drift.cooldown import Cooldown
-from models.drift.persist import dump_state, load_state
+from models.drift.persist import (
+    dict_of,
+    dump_state,
+    encode_float,
+    float_of,
+    int_list,
+    int_of,
+    list_of,
+    load_state,
+)
 from models.drift.psi import Reference, bin_counts, largest_shift, psi
 from models.drift.signal import DriftSignal
 from models.drift.window import window_segments
@@ -176,11 +185,36 @@ class FeatureDriftMonitor:
         }
 
     def state(self) -> bytes:
-        data = (self._counts, self._filled, self._windows, self._last_psi, self._alarms)
-        return dump_state(self._NAME, self._fingerprint, (data, self._cooldown))
+        """The monitor's state as JSON (see :mod:`models.drift.persist`)."""
+        data = {
+            "counts": [c.tolist() for c in self._counts],
+            "filled": self._filled,
+            "windows": self._windows,
+            "last_psi": {f: encode_float(v) for f, v in self._last_psi.items()},
+            "alarms": dict(self._alarms),
+            "cooldown": self._cooldown.to_data(),
+        }
+        return dump_state(self._NAME, self._fingerprint, data)
 
     def restore(self, state: bytes) -> None:
         """Continue from :meth:`state`; ValueError when it was saved with another configuration
-        or other training distributions (a new model: start afresh)."""
-        data, self._cooldown = load_state(self._NAME, self._fingerprint, state)
-        self._counts, self._filled, self._windows, self._last_psi, self._alarms = data
+        or other training distributions (a new model: start afresh), or is not a valid state
+        (the monitor is then left as it was)."""
+        data = load_state(self._NAME, self._fingerprint, state)
+        saved = list_of(data, "counts", length=len(self._references))
+        counts = [
+            np.asarray(int_list({"counts": c}, "counts", length=ref.bins), dtype=np.int64)
+            for c, ref in zip(saved, self._references, strict=True)
+        ]
+        filled = int_of(data, "filled", high=self.config.window - 1)
+        if any(int(c.sum()) != filled for c in counts):
+            raise ValueError("saved counts do not add up to the open window's rows")
+        last_psi, alarms = dict_of(data, "last_psi"), dict_of(data, "alarms")
+        if not set(last_psi) | set(alarms) <= set(self._features):
+            raise ValueError("saved state names features this monitor does not watch")
+        windows = int_of(data, "windows")
+        psis = {f: float_of(last_psi, f) for f in last_psi}
+        alarm_counts = {f: int_of(alarms, f) for f in alarms}
+        cooldown = Cooldown.from_data(self.config.cooldown, dict_of(data, "cooldown"))
+        self._counts, self._filled, self._windows = counts, filled, windows
+        self._last_psi, self._alarms, self._cooldown = psis, alarm_counts, cooldown

@@ -34,7 +34,18 @@ from typing import Any
 import numpy as np
 
 from models.drift.cooldown import Cooldown
-from models.drift.persist import dump_state, load_state
+from models.drift.persist import (
+    dict_of,
+    dump_state,
+    encode_float,
+    encode_floats,
+    float_list,
+    int_list,
+    int_of,
+    list_of,
+    load_state,
+    optional_float_of,
+)
 from models.drift.psi import Reference, bin_counts, largest_shift, psi
 from models.drift.signal import DriftSignal
 from models.drift.window import window_segments
@@ -205,9 +216,77 @@ class PredictionDriftMonitor:
         return out
 
     def state(self) -> bytes:
-        return dump_state(self._NAME, self._fingerprint, (self._subjects, self._cooldown))
+        """The monitor's state as JSON (see :mod:`models.drift.persist`)."""
+        subjects = {name: _subject_data(s) for name, s in self._subjects.items()}
+        data = {"subjects": subjects, "cooldown": self._cooldown.to_data()}
+        return dump_state(self._NAME, self._fingerprint, data)
 
     def restore(self, state: bytes) -> None:
         """Continue from :meth:`state`; ValueError when it was saved with another configuration
-        or other supplied references."""
-        self._subjects, self._cooldown = load_state(self._NAME, self._fingerprint, state)
+        or other supplied references, or is not a valid state (the monitor is then left as it
+        was)."""
+        data = load_state(self._NAME, self._fingerprint, state)
+        saved = dict_of(data, "subjects")
+        subjects = {str(name): self._subject_from(saved[name]) for name in saved}
+        self._cooldown = Cooldown.from_data(self.config.cooldown, dict_of(data, "cooldown"))
+        self._subjects = subjects
+
+    def _subject_from(self, data: Any) -> _Subject:
+        c = self.config
+        history = c.trailing_windows or 1
+        needed = c.window * c.reference_windows
+        learned = int_of(data, "learned", high=needed)
+        last_psi = optional_float_of(data, "last_psi")
+        state = _Subject(
+            learned=learned,
+            windows=int_of(data, "windows"),
+            alarms=int_of(data, "alarms"),
+            last_psi=last_psi,
+        )
+        if data.get("reference") is None:  # still learning its reference sample
+            learning = [np.asarray(float_list({"v": v}, "v")) for v in list_of(data, "learning")]
+            if sum(len(v) for v in learning) != learned:
+                raise ValueError("saved reference sample does not match its count")
+            state.learning = learning
+            return state
+        ref = dict_of(data, "reference")
+        edges = np.asarray(float_list(ref, "edges"), dtype=np.float64)
+        fractions = np.asarray(float_list(ref, "fractions", length=len(edges) + 1))
+        if len(edges) < 1 or not np.all(np.diff(edges) > 0) or not np.all(fractions >= 0):
+            raise ValueError("saved reference bins are not increasing, or shares negative")
+        state.reference = Reference(edges, fractions)
+        bins = state.reference.bins
+        state.counts = np.asarray(int_list(data, "counts", length=bins), dtype=np.int64)
+        state.filled = int_of(data, "filled", high=c.window - 1)
+        if int(state.counts.sum()) != state.filled:
+            raise ValueError("saved counts do not add up to the open window's rows")
+        trailing = list_of(data, "trailing")
+        if not 1 <= len(trailing) <= history:
+            raise ValueError("saved trailing history does not fit the configuration")
+        state.trailing = deque(
+            (np.asarray(float_list({"h": h}, "h", length=bins)) for h in trailing),
+            maxlen=history,
+        )
+        return state
+
+
+def _subject_data(s: _Subject) -> dict[str, Any]:
+    reference = (
+        None
+        if s.reference is None
+        else {
+            "edges": encode_floats(s.reference.edges.tolist()),
+            "fractions": encode_floats(s.reference.fractions.tolist()),
+        }
+    )
+    return {
+        "reference": reference,
+        "learning": [encode_floats(v.tolist()) for v in s.learning],
+        "learned": s.learned,
+        "counts": None if s.counts is None else s.counts.tolist(),
+        "trailing": [encode_floats(h.tolist()) for h in s.trailing],
+        "filled": s.filled,
+        "windows": s.windows,
+        "last_psi": None if s.last_psi is None else encode_float(s.last_psi),
+        "alarms": s.alarms,
+    }

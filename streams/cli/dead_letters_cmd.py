@@ -117,6 +117,9 @@ def list_cmd(
 def requeue(kind: str | None, source_topic: str | None, dry_run: bool, as_json: bool) -> None:
     """Send each dead letter's original key and value back to its source topic.
 
+    Only the input topics (TOPIC_PREFIX + bookings, TOPIC_PREFIX + actual-delays) are written:
+    a letter naming any other topic is refused and counted, never sent.
+
     It reads with its own consumer group (TOPIC_PREFIX + CONSUMER_GROUP + "-requeue") from
     where the last requeue stopped to the end the topic has now, and commits only after Kafka
     acknowledged what it sent: a second run sends nothing already sent. Letters not selected
@@ -132,7 +135,7 @@ def requeue(kind: str | None, source_topic: str | None, dry_run: bool, as_json: 
     from connectors.kafka import BlockingProducer, DeliveryFailed, KafkaReadError, RangeReader
     from connectors.kafka_admin import KafkaAdminError, list_topics
     from streams.cli.progress import Progress
-    from streams.dead_letter_ops import letter_line, requeue_ranges
+    from streams.dead_letter_ops import letter_line, requeue_ranges, requeueable_topics
     from streams.dead_letter_ops import requeue as run_requeue
     from streams.settings import get_settings
 
@@ -141,10 +144,16 @@ def requeue(kind: str | None, source_topic: str | None, dry_run: bool, as_json: 
     topic = settings.topic("dead-letters")
     group_id = settings.topic(f"{settings.consumer_group}-requeue")
     selection = selection_of(None, kind, source_topic, settings.topic_prefix)
+    allowed = requeueable_topics(settings.topic_prefix)
 
     def show(letter: DeadLetter, sendable: bool) -> None:
         if dry_run:
-            mark = "would send" if sendable else "topic missing"
+            if sendable:
+                mark = "would send"
+            elif letter.source_topic not in allowed:
+                mark = "refused, not an input topic"
+            else:
+                mark = "topic missing"
             click.echo(f"{mark}: {letter_line(letter)}")
 
     try:
@@ -160,6 +169,7 @@ def requeue(kind: str | None, source_topic: str | None, dry_run: bool, as_json: 
                     ranges,
                     selection,
                     existing_topics=existing,
+                    allowed_topics=allowed,
                     on_letter=show,
                     on_batch=progress.update,
                 )
@@ -182,6 +192,8 @@ def requeue(kind: str | None, source_topic: str | None, dry_run: bool, as_json: 
                     "passed_over": report.passed_over,
                     "unreadable": report.unreadable,
                     "missing_topic": dict(report.missing_topic),
+                    "refused": dict(report.refused),
+                    "allowed_topics": sorted(allowed),
                 }
             )
         )
@@ -195,6 +207,13 @@ def requeue(kind: str | None, source_topic: str | None, dry_run: bool, as_json: 
             f", {sum(report.missing_topic.values())} for topics that no longer exist "
             f"({', '.join(sorted(report.missing_topic))})"
             if report.missing_topic
+            else ""
+        )
+        + (
+            f", {sum(report.refused.values())} refused: they name topics that are not input "
+            f"topics ({', '.join(sorted(report.refused))}); requeue writes only to "
+            f"{' and '.join(sorted(allowed))}"
+            if report.refused
             else ""
         )
         + ("; dry run, nothing sent or committed" if dry_run else f"; group {group_id} committed")

@@ -46,6 +46,7 @@ from connectors.postgres import (
 )
 from connectors.postgres.history import SUM_COLUMNS
 from connectors.postgres.migrate import MIGRATIONS
+from models.ab import sample_ratio_check
 from schemas import (
     Alert,
     AlertKind,
@@ -504,6 +505,53 @@ def test_assignment_and_arrival_counts_cover_live_predictions_in_the_window(engi
     assert left == 0
 
 
+def test_a_booking_predicted_three_times_is_stored_and_counted_once(engine, tag):
+    start = datetime(2033, 1, 1, tzinfo=UTC) + timedelta(hours=random.randrange(10**5))
+    first = [
+        make_prediction(f"{tag}-{i}", start + timedelta(minutes=i), arm=arm, percentage=40)
+        for i, arm in enumerate(["ml"] * 40 + ["heuristic"] * 60)
+    ]
+    window = {"since": start, "until": start + timedelta(hours=3)}
+    with engine.connect() as connection:
+        connection.begin()
+        assert write_predictions(connection, predictions=first) == 100
+        before = assignment_counts(connection, **window)
+        # Predicted again after a crash (seconds later) and after a group reset (an hour later,
+        # the flags moved meanwhile): each a new predicted_at, in batches of their own and in
+        # one batch with its first prediction.
+        again = [
+            p.model_copy(update={"predicted_at": p.predicted_at + later, "arm": Arm.ML})
+            for p in first[35:50]
+            for later in (timedelta(seconds=3), timedelta(hours=1))
+        ]
+        assert write_predictions(connection, predictions=again[::2]) == 0
+        assert write_predictions(connection, predictions=again[1::2] + first[:5]) == 0
+        after = assignment_counts(connection, **window)
+        # Three predictions in one batch, the latest first: the earliest is kept.
+        thrice = [
+            make_prediction(f"{tag}-x", start + timedelta(minutes=m), arm=arm)
+            for m, arm in ((9, "ml"), (8, "ml"), (7, "heuristic"))
+        ]
+        assert write_predictions(connection, predictions=thrice) == 1
+        stored = connection.execute(
+            sa.select(
+                predictions.c.booking_id, predictions.c.predicted_at, predictions.c.arm
+            ).where(predictions.c.booking_id.startswith(f"{tag}-"))
+        ).all()
+        connection.rollback()
+    assert len(stored) == 101
+    by_booking = {b: (at, arm) for b, at, arm in stored}
+    assert by_booking[f"{tag}-40"] == (start + timedelta(minutes=40), "heuristic")
+    assert by_booking[f"{tag}-x"] == (start + timedelta(minutes=7), "heuristic")
+    assert before.by_arm == after.by_arm == {"ml": 40, "heuristic": 60}
+    assert before.expected_ml_share == after.expected_ml_share == pytest.approx(0.4)
+    srm = [
+        sample_ratio_check("assigned", c.by_arm["ml"], c.by_arm["heuristic"], 0.4)
+        for c in (before, after)
+    ]
+    assert srm[0] == srm[1] and srm[0].p_value == pytest.approx(1.0) and not srm[0].flagged
+
+
 def test_upgrading_twice_changes_nothing(migrated_database):
     engine = make_engine(migrated_database)
     try:
@@ -562,5 +610,37 @@ def test_an_empty_database_migrates_from_0001_to_head_and_back(empty_database):
             command.downgrade(config, "0001")
         assert set(sa.inspect(engine).get_table_names()) == {"alembic_version", "flag_changes"}
         assert upgrade(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_the_migration_to_0003_keeps_each_bookings_first_live_prediction(empty_database, tag):
+    engine = make_engine(empty_database)
+    try:
+        assert upgrade(engine, "0002") == "0002"
+        rows = [
+            make_prediction(f"{tag}-a", T0 + timedelta(minutes=m), arm=arm)
+            for m, arm in ((5, "heuristic"), (1, "ml"), (9, "ml"))
+        ]
+        rows += [make_prediction(f"{tag}-b", T0 + timedelta(minutes=m)) for m in (3, 4)]
+        rows += [make_prediction(f"{tag}-a", T0 + timedelta(days=m), replay=True) for m in (1, 2)]
+        rows += [make_prediction(f"{tag}-c", T0)]
+        assert write_predictions(engine, predictions=rows) == 8  # no unique booking_id yet
+        assert upgrade(engine) == head_revision()
+        with engine.connect() as connection:
+            kept = connection.execute(
+                sa.select(
+                    predictions.c.booking_id, predictions.c.predicted_at, predictions.c.replay
+                ).order_by(predictions.c.booking_id, predictions.c.predicted_at)
+            ).all()
+        assert kept == [
+            (f"{tag}-a", T0 + timedelta(minutes=1), False),
+            (f"{tag}-a", T0 + timedelta(days=1), True),
+            (f"{tag}-a", T0 + timedelta(days=2), True),
+            (f"{tag}-b", T0 + timedelta(minutes=3), False),
+            (f"{tag}-c", T0, False),
+        ]
+        again = make_prediction(f"{tag}-c", T0 + timedelta(hours=1))
+        assert write_predictions(engine, predictions=[again]) == 0
     finally:
         engine.dispose()

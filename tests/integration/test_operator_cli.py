@@ -422,3 +422,49 @@ def test_dead_letters_are_listed_then_requeued_exactly_once(stack, topic_prefix,
     again = ok(run(env, "dead-letters", "requeue"))
     assert "requeued 0 of 0 dead letters" in again.stdout
     assert topic_size(stack, topic) == size + n
+
+
+def test_requeue_refuses_letters_naming_a_topic_that_is_not_an_input_topic(
+    stack, topic_prefix, home
+):
+    """A dead letter is data any client can write: one naming predictions (forged or a bug)
+    must not let requeue write predictions."""
+    from schemas import DeadLetter, DeadLetterKind
+
+    def forged(topic: str, i: int) -> tuple[bytes, bytes]:
+        letter = DeadLetter(
+            source_topic=topic,
+            source_partition=0,
+            source_offset=i,
+            source_key_b64=DeadLetter.encode_bytes(f"FL-{i}".encode()),
+            original_value_b64=DeadLetter.encode_bytes(b'{"forged": true}'),
+            kind=DeadLetterKind.VALIDATION,
+            error="forged for the test",
+            failed_at=datetime.now(UTC),
+            agent="predict",
+        )
+        return f"FL-{i}".encode(), letter.model_dump_json().encode()
+
+    p = topic_prefix
+    names = [f"{p}predictions"] * 3 + [f"{p}alerts", f"{p}outcomes"]
+    names += [f"{p}bookings", f"{p}actual-delays"]
+    produce(stack, f"{p}dead-letters", [forged(t, i) for i, t in enumerate(names)])
+    sizes = {t: topic_size(stack, t) for t in set(names)}
+    env = worker_env(stack, topic_prefix, home)
+
+    dry = ok(run(env, "dead-letters", "requeue", "--dry-run"))
+    assert dry.stdout.count("refused, not an input topic:") == 5
+    assert "would requeue 2 of 7 dead letters" in dry.stdout
+    assert (
+        f"5 refused: they name topics that are not input topics ({p}alerts, {p}outcomes, "
+        f"{p}predictions); requeue writes only to {p}actual-delays and {p}bookings"
+    ) in dry.stdout
+
+    report = json.loads(ok(run(env, "dead-letters", "requeue", "--json")).stdout)
+    assert report["sent"] == {f"{p}bookings": 1, f"{p}actual-delays": 1}
+    assert report["refused"] == {f"{p}predictions": 3, f"{p}alerts": 1, f"{p}outcomes": 1}
+    assert report["allowed_topics"] == [f"{p}actual-delays", f"{p}bookings"]
+    after = {t: topic_size(stack, t) for t in set(names)}
+    assert after == {
+        t: n + (1 if t in (f"{p}bookings", f"{p}actual-delays") else 0) for t, n in sizes.items()
+    }

@@ -1,6 +1,7 @@
 import doctest
 import json
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -291,3 +292,106 @@ def test_calibration_bounds_hold_on_a_reduced_run():
         for key in keys:
             assert result.detected_in_bound(key), report.render()
         assert result.alarms_before == 0 and not result.twin_alarms_after, report.render()
+
+
+class _RunsCodeWhenUnpickled:
+    ran: ClassVar[list[str]] = []
+
+    def __reduce__(self):
+        return (_RunsCodeWhenUnpickled.ran.append, ("unpickled",))
+
+
+def test_an_old_pickled_state_is_refused_without_being_unpickled():
+    import pickle
+
+    forged = pickle.dumps(
+        {"format": 1, "monitor": "error_drift", "payload": _RunsCodeWhenUnpickled()},
+        protocol=pickle.HIGHEST_PROTOCOL,
+    )
+    monitor = ErrorDriftMonitor()
+    monitor.update(["ml"] * 3, [1.0, 2.0, 3.0], times(3))
+    before = monitor.get()
+    with pytest.raises(ValueError, match="pickled"):
+        monitor.restore(forged)
+    assert _RunsCodeWhenUnpickled.ran == [] and monitor.get() == before
+
+
+def test_every_monitor_state_is_strict_json_data(distributions):
+    rng = np.random.default_rng(12)
+    errors = ErrorDriftMonitor()
+    errors.update(*error_stream(rng, 800, shift_at=None, extra=0.0))
+    features = FeatureDriftMonitor(distributions)
+    features.update(bookings_matrix(rng, 1500), times(1500))
+    predictions = PredictionDriftMonitor()
+    predictions.update(["ml"] * 4000, rng.gamma(3.0, 2.0, 4000), times(4000))
+
+    def strict(name: str) -> None:
+        raise AssertionError(f"{name} in a saved state")
+
+    for monitor in (errors, features, predictions):
+        saved = json.loads(monitor.state(), parse_constant=strict)
+        assert saved["format"] == 2 and isinstance(saved["data"], dict)
+    fresh = ErrorDriftMonitor()
+    fresh.update(["ml"], [4.0], times(1))
+    detector = json.loads(fresh.state())["data"]["arms"]["ml"]["detector"]
+    assert (detector["mean_n"], detector["mean"], detector["drift_detected"]) == (1.0, 4.0, False)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("arms", "ml", "n"), -1),
+        (("arms", "ml", "n"), "12"),
+        (("arms", "ml", "detector", "mean"), "__import__('os')"),
+        (("arms", "ml", "detector", "params", "threshold"), 1.0),
+        (("arms", "ml", "recent"), [1.0] * 101),
+        (("arms", "ml", "last_event_time"), "2026-03-12T07:00:00"),
+        (("cooldown", "suppressed", "ml"), True),
+    ],
+)
+def test_a_tampered_state_is_refused_and_the_monitor_left_as_it_was(path, value):
+    monitor = ErrorDriftMonitor()
+    monitor.update(["ml"] * 200, np.full(200, 2.0), times(200))
+    saved = json.loads(monitor.state())
+    node = saved["data"]
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    fresh = ErrorDriftMonitor()
+    fresh.update(["heuristic"], [1.0], times(1))
+    before = fresh.get()
+    with pytest.raises(ValueError):
+        fresh.restore(json.dumps(saved).encode())
+    assert fresh.get() == before
+
+
+@pytest.mark.parametrize("cut", [1, 499, 500, 14_137, 14_138, 14_147, 29_999])
+def test_error_monitor_restored_at_any_point_alarms_as_the_uninterrupted_one(cut):
+    # Alarms at 14_137 (ml) and 14_146: a cut just after one saves a detector that restarts on
+    # its next update.
+    rng = np.random.default_rng(6)
+    data = error_stream(rng, 30_000, shift_at=14_000, extra=5.0)
+
+    def feed(monitor, d, a, b):
+        return monitor.update(d[0][a:b], d[1][a:b], d[2][a:b])
+
+    expected, got, state, restored = run_in_two_parts(ErrorDriftMonitor, feed, data, cut=cut)
+    assert [s.to_dict() for s in got] == [s.to_dict() for s in expected] and len(expected) == 2
+    assert restored == state
+
+
+@pytest.mark.parametrize("cut", [7, 2_999, 6_001, 12_345])
+def test_prediction_monitor_restored_while_learning_or_testing_continues_exactly(cut):
+    rng = np.random.default_rng(8)
+    n = 20_000
+    subjects = np.where(rng.random(n) < 0.5, "ml", "heuristic").tolist()
+    predicted = rng.gamma(3.0, 2.0, n)
+    predicted[12_000:] += 4.0
+    data = (subjects, predicted, times(n))
+
+    def feed(monitor, d, a, b):
+        return monitor.update(d[0][a:b], d[1][a:b], d[2][a:b])
+
+    expected, got, state, restored = run_in_two_parts(PredictionDriftMonitor, feed, data, cut)
+    assert [s.to_dict() for s in got] == [s.to_dict() for s in expected]
+    assert sorted(s.subject for s in expected) == ["heuristic", "ml"] and restored == state

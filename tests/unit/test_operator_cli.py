@@ -21,7 +21,13 @@ from streams.cli.params import ISO_TIME, epoch_ms
 from streams.cli.produce_cmd import csv_records
 from streams.cli.progress import Progress
 from streams.cli.replay_cmd import replay_mode
-from streams.dead_letter_ops import LetterFilter, letter_line, parse_letter
+from streams.dead_letter_ops import (
+    LetterFilter,
+    letter_line,
+    parse_letter,
+    requeue,
+    requeueable_topics,
+)
 from streams.redaction import scrub, secrets_of
 from streams.settings import get_settings, load_settings
 from streams.weather_probe import ProbeStatus, classify
@@ -257,6 +263,74 @@ def test_a_message_that_is_not_a_letter_is_recognized_as_unreadable():
     assert parse_letter(letter().model_dump_json().encode()) == letter()
     assert parse_letter(b'{"source_topic": "x"}') is None
     assert parse_letter(None) is None
+
+
+class _Message:
+    def __init__(self, value: bytes, offset: int) -> None:
+        self._value, self._offset = value, offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class _Letters:
+    """The reading side of a requeue over a fixed list of letters (one batch, partition 0)."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        self.values = values
+        self.committed: dict[int, int] = {}
+
+    def read(self, topic, ranges, max_batch=500):
+        yield [_Message(v, i) for i, v in enumerate(self.values)]
+
+    def commit(self, topic, offsets):
+        self.committed.update(offsets)
+
+
+class _Sent:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None, bytes]] = []
+
+    def send(self, topic, key, value):
+        self.records.append((topic, key, value))
+
+    def flush(self):
+        pass
+
+
+def test_requeue_writes_only_to_the_input_topics_and_counts_the_refused_letters():
+    assert requeueable_topics("t.") == {"t.bookings", "t.actual-delays"}
+    names = ["t.bookings", "t.predictions", "t.actual-delays", "t.alerts", "__consumer_offsets"]
+    names += ["bookings", "t.predictions"]  # an input topic without the deployment's prefix
+    values = [letter(source_topic=n).model_dump_json().encode() for n in names]
+    reader, producer = _Letters(values), _Sent()
+    seen: list[tuple[str, bool]] = []
+    report = requeue(
+        reader,  # type: ignore[arg-type]
+        producer,  # type: ignore[arg-type]
+        "t.dead-letters",
+        [OffsetRange(0, 0, len(values))],
+        LetterFilter(),
+        existing_topics={*names, "t.outcomes"},
+        allowed_topics=requeueable_topics("t."),
+        on_letter=lambda a, sent: seen.append((a.source_topic, sent)),
+    )
+    assert [topic for topic, _, _ in producer.records] == ["t.bookings", "t.actual-delays"]
+    assert dict(report.sent) == {"t.bookings": 1, "t.actual-delays": 1}
+    assert dict(report.refused) == {
+        "t.predictions": 2,
+        "t.alerts": 1,
+        "__consumer_offsets": 1,
+        "bookings": 1,
+    }
+    assert report.examined == 7 and reader.committed == {0: 7}
+    assert seen.count(("t.predictions", False)) == 2
 
 
 def test_dead_letters_kind_must_be_one_of_the_three():

@@ -2,14 +2,23 @@
 
 from models.alert_rules import ThresholdRules
 from schemas import AlertKind, Arm
-from streams.recorder import Recorder, RecorderTopics
+from streams.recorder import DataRefused, Recorder, RecorderTopics
 from tests import factories
 from tests.factories import T0, seconds_after_t0
 
 
 class FakeMessage:
+    offsets = iter(range(10**9))
+
     def __init__(self, topic, value):
         self._topic, self._value = topic, value
+        self._offset = next(FakeMessage.offsets)
+
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return self._offset
 
     def error(self):
         return None
@@ -22,12 +31,24 @@ class FakeMessage:
 
 
 class FakeHistory:
-    def __init__(self):
-        self.predictions, self.outcomes, self.alerts = [], [], []
+    """Stores in lists; refuses, as PostgreSQL would refuse data, any batch holding a booking
+    whose id is in ``refuse``."""
+
+    def __init__(self, refuse=()):
+        self.predictions, self.outcomes, self.alerts, self.quarantine = [], [], [], []
+        self.refuse = set(refuse)
+        self.batches = []
 
     def write_predictions(self, predictions):
+        self.batches.append(len(predictions))
+        if any(p.booking_id in self.refuse for p in predictions):
+            raise DataRefused("NumericValueOutOfRange: value out of range: overflow")
         self.predictions += predictions
         return len(predictions)
+
+    def write_quarantine(self, events):
+        self.quarantine += events
+        return len(events)
 
     def write_outcomes(self, outcomes):
         self.outcomes += outcomes
@@ -66,6 +87,46 @@ def test_outcomes_are_stored_and_a_breach_is_published_then_stored_and_notified(
     assert notified == history.alerts
 
 
+def test_a_batch_refused_as_data_is_written_row_by_row_and_the_refused_row_quarantined():
+    history, published, notified = FakeHistory(refuse={"B2"}), [], []
+    rec = recorder(history, published, notified)
+    messages = [
+        FakeMessage("p", factories.prediction(f"B{i}").model_dump_json().encode()) for i in range(4)
+    ]
+    rec.handle(messages)
+    assert [p.booking_id for p in history.predictions] == ["B0", "B1", "B3"]
+    assert history.batches == [4, 1, 1, 1, 1]
+    [q] = history.quarantine
+    assert (q.source_topic, q.source_offset, q.booking_id) == ("p", messages[2].offset(), "B2")
+    assert q.reason == "refused by PostgreSQL: NumericValueOutOfRange: value out of range: overflow"
+    assert q.payload == messages[2].value()
+    assert rec.totals["predictions"] == 3 and rec.totals["quarantined"] == 1
+
+
+def test_huge_or_non_finite_numbers_are_quarantined_before_they_reach_the_sums():
+    history, published, notified = FakeHistory(), [], []
+    rec = recorder(history, published, notified)
+    forged = (
+        factories.prediction("B-huge")
+        .model_dump_json()
+        .replace('"predicted_delay_minutes":5.0', '"predicted_delay_minutes":1e200')
+    )
+    bad_outcome = outcome(7, 1.0).model_copy(update={"error": float("inf")})
+    rec.handle(
+        [
+            FakeMessage("p", forged.encode()),
+            FakeMessage("p", factories.prediction("B-ok").model_dump_json().encode()),
+            FakeMessage("o", bad_outcome.model_dump_json(round_trip=True).encode()),
+            FakeMessage("o", outcome(8, 1.0).model_dump_json().encode()),
+        ]
+    )
+    assert [p.booking_id for p in history.predictions] == ["B-ok"]
+    assert [o.booking_id for o in history.outcomes] == ["B8"]
+    reasons = {q.booking_id: q.reason for q in history.quarantine}
+    assert reasons["B-huge"] == "out of bounds: predicted_delay_minutes 1e+200 is beyond ±1e+06"
+    assert len(reasons) == 2 and history.batches == [1]
+
+
 def test_an_invalid_event_is_counted_and_skipped():
     history, published, notified = FakeHistory(), [], []
     rec = recorder(history, published, notified)
@@ -76,3 +137,5 @@ def test_an_invalid_event_is_counted_and_skipped():
         ]
     )
     assert len(history.outcomes) == 1 and rec.totals["invalid"] == 1
+    [q] = history.quarantine
+    assert q.reason.startswith("invalid: value: Invalid JSON") and q.payload == b"{not json"
