@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -15,7 +16,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from connectors.kafka.producer import DEFAULT_CONFIG
+from connectors.kafka.producer import DEFAULT_CONFIG, is_permanent
+
+log = logging.getLogger("delaycast.kafka")
 
 
 class DeliveryFailed(RuntimeError):
@@ -23,23 +26,57 @@ class DeliveryFailed(RuntimeError):
 
 
 class BlockingProducer:
-    """Produce records, counting deliveries; :meth:`flush` raises when any failed."""
+    """Produce records, counting deliveries; :meth:`flush` raises when any failed for good.
 
-    def __init__(self, bootstrap_servers: str, **config: Any) -> None:
+    A record that fails for a reason that passes (the broker away, its message timeout spent)
+    is produced again, so a command-line producer waits out a broker outage instead of dropping
+    what it holds; it says so every ``report_every_s`` while it waits. A record Kafka refuses
+    for good (too large, unknown topic, not authorized) fails at once.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        report: Callable[[str], None] = lambda line: log.warning("%s", line),
+        report_every_s: float = 10.0,
+        **config: Any,
+    ) -> None:
         self._producer = Producer(
             {**DEFAULT_CONFIG, "bootstrap.servers": bootstrap_servers, **config}
         )
         self.delivered = 0
         self.failed: list[str] = []
+        self.resent = 0
+        self._again: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self._report = report
+        self._report_every_s = report_every_s
+        self._last_report = 0.0
 
-    def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is None:
             self.delivered += 1
-        else:
+        elif is_permanent(err):
             self.failed.append(str(err))
+        else:
+            _, stamp = msg.timestamp()
+            self._again.append((msg.topic(), msg.key(), msg.value(), stamp or None))
+            now = time.monotonic()
+            if now - self._last_report >= self._report_every_s:
+                self._last_report = now
+                self._report(
+                    f"[Kafka] not delivered yet ({err}); holding the records and sending "
+                    "them again until the broker is back"
+                )
 
     def send(
         self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None
+    ) -> None:
+        self._produce(topic, key, value, timestamp_ms)
+        self._send_again()
+
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None
     ) -> None:
         kwargs: dict[str, Any] = {"timestamp": timestamp_ms} if timestamp_ms else {}
         while True:
@@ -52,8 +89,22 @@ class BlockingProducer:
                 self._producer.poll(0.05)
         self._producer.poll(0)
 
-    def flush(self, timeout_s: float = 30.0) -> None:
-        left = self._producer.flush(timeout_s)
+    def _send_again(self) -> None:
+        again, self._again = self._again, []
+        for topic, key, value, stamp in again:
+            self.resent += 1
+            self._produce(topic, key, value, stamp)
+
+    def flush(self, timeout_s: float = 30.0, outage_s: float = 600.0) -> None:
+        """Wait until every record is delivered: ``timeout_s`` while Kafka answers, and up to
+        ``outage_s`` in all while records keep coming back to be sent again."""
+        deadline = time.monotonic() + outage_s
+        while True:
+            left = self._producer.flush(timeout_s)
+            if not self._again or time.monotonic() >= deadline:
+                break
+            self._send_again()
+        left += len(self._again)
         if left or self.failed:
             raise DeliveryFailed(
                 f"{left} records still queued, {len(self.failed)} failed"
