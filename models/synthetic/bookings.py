@@ -59,6 +59,13 @@ def local_pickups(rng: np.random.Generator, day: date, count: int) -> list[datet
     ]
 
 
+# Each profile as shares of its day, so that a day's volume is DAY_VOLUME's whatever its profile.
+_HOUR_SHARE = {
+    weekend: np.array(profile) / sum(profile)
+    for weekend, profile in ((False, WEEKDAY_PROFILE), (True, WEEKEND_PROFILE))
+}
+
+
 def pickups_between(
     rng: np.random.Generator, start: datetime, end: datetime, count: int
 ) -> list[datetime]:
@@ -70,11 +77,7 @@ def pickups_between(
         raise ValueError("no 5-minute slot in [start, end)")
     local = [datetime.fromtimestamp(int(s) * GRID_S, LOCAL_TZ) for s in slots.tolist()]
     weights = np.array(
-        [
-            DAY_VOLUME[t.weekday()]
-            * (WEEKEND_PROFILE if t.weekday() >= 5 else WEEKDAY_PROFILE)[t.hour]
-            for t in local
-        ]
+        [DAY_VOLUME[t.weekday()] * _HOUR_SHARE[t.weekday() >= 5][t.hour] for t in local]
     )
     chosen = np.sort(rng.choice(len(slots), size=count, p=weights / weights.sum()))
     return [local[i] for i in chosen.tolist()]

@@ -6,7 +6,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -142,7 +142,7 @@ class SyntheticWorld:
         lead = timedelta(seconds=round(float(lead_minutes(gen, 1)[0]) * 60))
         booking_id = f"SYN-{int(gen.integers(0, 2**48)):012x}"
         noise_seed = int(gen.integers(0, 2**63))
-        target = now + after
+        target = now.astimezone(UTC) + after
         scheduled = _grid_ceil(target)
         booking = make_bookings([booking_id], [scheduled], [scheduled - lead], gen)[0]
         # Twice: the delay at the first placement moves the pickup, which may change the hour
@@ -188,7 +188,8 @@ class SyntheticWorld:
         pickups = pickups_between(gen, end - span, end, count)
         leads = lead_minutes(gen, count).tolist()
         created = [
-            p - timedelta(seconds=round(m * 60)) for p, m in zip(pickups, leads, strict=True)
+            p.astimezone(UTC) - timedelta(seconds=round(m * 60))
+            for p, m in zip(pickups, leads, strict=True)
         ]
         if ids is None:
             ids = [f"SYN-{n:012x}" for n in gen.integers(0, 2**48, count).tolist()]
@@ -232,7 +233,8 @@ def _observed(booking: BookingRequested, delay: float, source: str) -> ActualDel
 
 
 def _grid_ceil(at: datetime) -> datetime:
-    return datetime.fromtimestamp(math.ceil(at.timestamp() / GRID_S) * GRID_S, LOCAL_TZ)
+    """The first 5-minute grid instant at or after ``at``, in UTC (arithmetic on it is exact)."""
+    return datetime.fromtimestamp(math.ceil(at.timestamp() / GRID_S) * GRID_S, UTC)
 
 
 def generate_history(
