@@ -66,14 +66,20 @@ def analyse(
     """Compare the arms over outcomes observed (event time) in [start, end), without storing
     the result; returns it with the window's end.
 
-    Without ``end``, the window runs to the newest outcome's hour (or ``now`` when there is none).
+    Without ``end``, the window runs to the newest outcome's hour (or ``now`` when there is none),
+    and its assignment counts to ``now``: predictions are stamped by the wall clock, outcomes
+    at their observation, which can be hours earlier (an actual is never observed in the
+    future), so a window ending at the newest outcome would leave out the predictions of its
+    own bookings and see a sample-ratio mismatch that is not there.
     """
     hour = start.replace(minute=0, second=0, microsecond=0)
     rows = history.metric_buckets_between(engine, start=hour, end=end or FAR_FUTURE)
+    assigned_until = end
     if end is None:
         end = max((r["hour_start"] for r in rows), default=now - timedelta(hours=1))
         end += timedelta(hours=1)
-    assigned = history.assignment_counts(engine, since=start, until=end)
+        assigned_until = max(end, now)
+    assigned = history.assignment_counts(engine, since=start, until=assigned_until)
     return compare(arm_sums(rows), assigned, min_samples=min_samples), end
 
 

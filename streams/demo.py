@@ -4,6 +4,12 @@ Starts the local stack (unless it already runs), trains a model on synthetic his
 exists, rolls ML out to half of the traffic, starts the workers (one per path), the API with its
 dashboard (whose URL it prints) and a synthetic producer, and prints a live line from the
 predictions topic. Ctrl-C stops what the demo started, and only that.
+
+The synthetic world lives in the present. Its clock is compressed between a booking and its
+pickup only: each booking reaches the stream with its pickup placed so that the actual is
+observed about ten seconds later (its created_at lies its realistic lead time earlier), and
+the producer publishes each actual once the wall clock has reached its observed_at. Event time
+therefore stays within minutes of the wall clock, and no actual is from the future.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from streams.settings import delaycast_home
 RATE = float(os.environ.get("DEMO_RATE", "50"))
 PERCENTAGE = os.environ.get("DEMO_ML_PERCENTAGE", "50")
 API_WAIT_S = 30.0
+# Each actual is observed about this long after its booking is published (see the docstring).
+ACTUAL_AFTER_S = 10
 
 
 def delaycast(*args: str, env: dict[str, str] | None = None, check: bool = True) -> int:
@@ -296,7 +304,7 @@ def main() -> None:
             "--invalid-fraction",
             "0.01",
             "--actual-after-s",
-            "10",
+            str(ACTUAL_AFTER_S),
             env=env,
             log=logs / "producer.log",
         )

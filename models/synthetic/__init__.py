@@ -13,7 +13,7 @@ from models.synthetic.invalid import InvalidPayload, invalid_booking_payloads
 from models.synthetic.places import HOSPITALS, STATIONS, nearest_station
 from models.synthetic.truth import expected_delay
 from models.synthetic.weather import weather_series
-from models.synthetic.world import SyntheticHistory, SyntheticWorld, generate_history
+from models.synthetic.world import SyntheticHistory, SyntheticWorld, WorldEvent, generate_history
 
 __all__ = [
     "HOSPITALS",
@@ -21,6 +21,7 @@ __all__ = [
     "InvalidPayload",
     "SyntheticHistory",
     "SyntheticWorld",
+    "WorldEvent",
     "expected_delay",
     "generate_history",
     "invalid_booking_payloads",

@@ -29,6 +29,7 @@ WEEKEND_PROFILE: tuple[float, ...] = (
 )  # fmt: skip
 # Relative volume per weekday, Monday first.
 DAY_VOLUME: tuple[float, ...] = (1.15, 1.15, 1.15, 1.15, 1.15, 0.55, 0.45)
+GRID_S = 300  # dispatch schedules pickups on a 5-minute grid
 VEHICLE_MIX: tuple[tuple[VehicleType, float], ...] = (
     (VehicleType.STANDARD, 0.65),
     (VehicleType.WHEELCHAIR, 0.25),
@@ -56,6 +57,30 @@ def local_pickups(rng: np.random.Generator, day: date, count: int) -> list[datet
         (midnight.astimezone(UTC) + timedelta(hours=h, minutes=m)).astimezone(LOCAL_TZ)
         for h, m in zip(hours.tolist(), minutes.tolist(), strict=True)
     ]
+
+
+# Each profile as shares of its day, so that a day's volume is DAY_VOLUME's whatever its profile.
+_HOUR_SHARE = {
+    weekend: np.array(profile) / sum(profile)
+    for weekend, profile in ((False, WEEKDAY_PROFILE), (True, WEEKEND_PROFILE))
+}
+
+
+def pickups_between(
+    rng: np.random.Generator, start: datetime, end: datetime, count: int
+) -> list[datetime]:
+    """``count`` pickup times in [start, end), sorted, on a 5-minute grid, as many per slot as
+    the hourly profile and the weekday volume of its local day give it."""
+    first = math.ceil(start.timestamp() / GRID_S)
+    slots = np.arange(first, math.ceil(end.timestamp() / GRID_S), dtype=np.int64)
+    if len(slots) == 0:
+        raise ValueError("no 5-minute slot in [start, end)")
+    local = [datetime.fromtimestamp(int(s) * GRID_S, LOCAL_TZ) for s in slots.tolist()]
+    weights = np.array(
+        [DAY_VOLUME[t.weekday()] * _HOUR_SHARE[t.weekday() >= 5][t.hour] for t in local]
+    )
+    chosen = np.sort(rng.choice(len(slots), size=count, p=weights / weights.sum()))
+    return [local[i] for i in chosen.tolist()]
 
 
 def _priorities(rng: np.random.Generator, lead_min: np.ndarray) -> list[PatientPriority | None]:

@@ -26,6 +26,9 @@ from models.synthetic.noise import unit_normal
 DAY_EFFECT_STREAM = 8
 DAY_EFFECT_STD_MIN = 0.5
 PEAK_TRAFFIC_MIN = 7.5
+# Every observed delay lies in this range (minutes): a pickup is observed at most 15 minutes
+# before and 3 hours after its scheduled time.
+EARLIEST_DELAY_MIN, LATEST_DELAY_MIN = -15.0, 180.0
 
 
 def _bump(x: np.ndarray, centre: float, width: float) -> np.ndarray:
@@ -123,7 +126,7 @@ def observed_delays(
     incident = rng.random(len(X)) < 0.01 * (1.0 + busy + wet)
     extra = np.where(incident, rng.uniform(5.0, 20.0, size=len(X)), 0.0)
     delays = expected_delay(X, shift) + day_effect + noise + extra
-    return np.round(np.clip(delays, -15.0, 180.0), 1)
+    return np.round(np.clip(delays, EARLIEST_DELAY_MIN, LATEST_DELAY_MIN), 1)
 
 
 def local_day(at: datetime) -> int:

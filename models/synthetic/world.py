@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from models.features import LOCAL_TZ, feature_matrix
 from models.history import HistoryRow, StationWeather
-from models.synthetic.bookings import DAY_VOLUME, lead_minutes, local_pickups, make_bookings
+from models.synthetic.bookings import (
+    DAY_VOLUME,
+    GRID_S,
+    lead_minutes,
+    local_pickups,
+    make_bookings,
+    pickups_between,
+)
 from models.synthetic.places import STATIONS, nearest_station
-from models.synthetic.truth import day_effects, local_day, observed_delays
+from models.synthetic.truth import LATEST_DELAY_MIN, day_effects, local_day, observed_delays
 from models.synthetic.weather import weather_at, weather_series
 from schemas.actual import ActualDelay
 from schemas.booking import BookingRequested
@@ -27,6 +35,21 @@ def as_generator(rng: Rng) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(rng.getrandbits(64))
+
+
+# An actual is observed at most this long after its scheduled pickup.
+LATEST_OBSERVATION = timedelta(minutes=LATEST_DELAY_MIN)
+
+
+@dataclass(frozen=True)
+class WorldEvent:
+    """A booking, the weather of its pickup hour and its actual delay, observed at the pickup
+    (``actual.observed_at`` = scheduled pickup + delay). A producer publishes the booking no
+    earlier than its ``created_at`` and the actual no earlier than its ``observed_at``."""
+
+    booking: BookingRequested
+    weather: Weather
+    actual: ActualDelay
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,21 @@ class SyntheticWorld:
     True
     >>> weather = world.weather(booking.pickup_lat, booking.pickup_lon, booking.scheduled_pickup_at)
     >>> -15 <= world.actual_delay(booking, weather, rng) <= 180
+    True
+
+    Events whose pickups and observations are already past, for tests and replays:
+
+    >>> events = world.past(now, 3, rng)
+    >>> all(e.actual.observed_at <= now - timedelta(minutes=5) for e in events)
+    True
+
+    A booking reaching dispatch now, its pickup placed so that it is observed about a minute
+    later (the demo's compressed clock: its lead time stays realistic, its created_at is earlier):
+
+    >>> event = world.due(now, rng, after=timedelta(minutes=1))
+    >>> event.booking.created_at <= event.booking.scheduled_pickup_at - timedelta(minutes=10)
+    True
+    >>> abs(event.actual.observed_at - (now + timedelta(minutes=1))) < timedelta(minutes=30)
     True
     """
 
@@ -85,14 +123,118 @@ class SyntheticWorld:
         return float(observed_delays(X, day_effects(self.seed, day), as_generator(rng))[0])
 
     def actual(self, booking: BookingRequested, weather: Weather, rng: Rng) -> ActualDelay:
-        """An ``actual-delays`` event for the booking, observed at the pickup."""
+        """An ``actual-delays`` event for the booking, observed at the pickup (scheduled time
+        plus delay): publish it only once the clock has reached its ``observed_at``."""
         delay = self.actual_delay(booking, weather, rng)
-        return ActualDelay(
-            booking_id=booking.booking_id,
-            actual_delay_minutes=delay,
-            observed_at=booking.scheduled_pickup_at + timedelta(minutes=delay),
-            source="synthetic",
-        )
+        return _observed(booking, delay, "synthetic")
+
+    def due(self, now: datetime, rng: Rng, *, after: timedelta) -> WorldEvent:
+        """A booking that reaches dispatch at ``now`` with its pickup placed so that the actual
+        is observed about ``after`` later: up to 5 minutes more, as pickups lie on the 5-minute
+        grid, and give or take the change of the delay's expectation between the first
+        placement and the final one (the delay is drawn there again, with the same noise).
+
+        Time is compressed between booking and pickup only: the lead time is drawn as for any
+        booking and ``created_at`` is that much before the pickup (it may lie after ``now``
+        for a short lead and an early pickup; publish the booking no earlier than it).
+        """
+        gen = as_generator(rng)
+        lead = timedelta(seconds=round(float(lead_minutes(gen, 1)[0]) * 60))
+        booking_id = f"SYN-{int(gen.integers(0, 2**48)):012x}"
+        noise_seed = int(gen.integers(0, 2**63))
+        target = now.astimezone(UTC) + after
+        scheduled = _grid_ceil(target)
+        booking = make_bookings([booking_id], [scheduled], [scheduled - lead], gen)[0]
+        # Twice: the delay at the first placement moves the pickup, which may change the hour
+        # (traffic, weather) and so the delay a little.
+        for _ in range(2):
+            delay = self._delay_at(booking, scheduled, noise_seed)
+            scheduled = _grid_ceil(target - timedelta(minutes=delay))
+            booking = booking.model_copy(
+                update={"scheduled_pickup_at": scheduled, "created_at": scheduled - lead}
+            )
+        weather = self.weather(booking.pickup_lat, booking.pickup_lon, scheduled)
+        delay = self.actual_delay(booking, weather, np.random.default_rng(noise_seed))
+        return WorldEvent(booking, weather, _observed(booking, delay, "synthetic"))
+
+    def _delay_at(self, booking: BookingRequested, at: datetime, noise_seed: int) -> float:
+        moved = booking.model_copy(update={"scheduled_pickup_at": at})
+        weather = self.weather(booking.pickup_lat, booking.pickup_lon, at)
+        return self.actual_delay(moved, weather, np.random.default_rng(noise_seed))
+
+    def past(
+        self,
+        now: datetime,
+        count: int,
+        rng: Rng,
+        *,
+        span: timedelta = timedelta(hours=24),
+        ids: Sequence[str] | None = None,
+        source: str = "synthetic",
+    ) -> list[WorldEvent]:
+        """``count`` events (sorted by pickup) whose actuals are all observed by ``now``:
+        pickups in the ``span`` before ``now`` minus the latest observation (3 hours), as the
+        hourly profile and weekday volume spread them; each booking made its lead time earlier.
+
+        ``ids`` names the bookings (default: random ``SYN-`` ids). Vectorized: 50,000 events
+        take a few seconds.
+        """
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        if ids is not None and len(ids) != count:
+            raise ValueError(f"{len(ids)} ids for {count} events")
+        gen = as_generator(rng)
+        end = now - LATEST_OBSERVATION
+        pickups = pickups_between(gen, end - span, end, count)
+        leads = lead_minutes(gen, count).tolist()
+        created = [
+            p.astimezone(UTC) - timedelta(seconds=round(m * 60))
+            for p, m in zip(pickups, leads, strict=True)
+        ]
+        if ids is None:
+            ids = [f"SYN-{n:012x}" for n in gen.integers(0, 2**48, count).tolist()]
+        bookings = make_bookings(ids, pickups, created, gen)
+        weathers = self._pickup_weather(bookings)
+        days = np.array([local_day(p) for p in pickups], dtype=np.int64)
+        distinct, index = np.unique(days, return_inverse=True)
+        delays = observed_delays(
+            feature_matrix(bookings, weathers), day_effects(self.seed, distinct)[index], gen
+        ).tolist()
+        return [
+            WorldEvent(b, w, _observed(b, d, source))
+            for b, w, d in zip(bookings, weathers, delays, strict=True)
+        ]
+
+    def _pickup_weather(self, bookings: Sequence[BookingRequested]) -> list[Weather]:
+        """The weather of each booking's pickup, computed once per station and hour."""
+        stations = nearest_station(
+            np.array([b.pickup_lat for b in bookings]), np.array([b.pickup_lon for b in bookings])
+        ).tolist()
+        cache: dict[tuple[int, int], Weather] = {}
+        out = []
+        for booking, station in zip(bookings, stations, strict=True):
+            hour = int(booking.scheduled_pickup_at.timestamp()) // 3600
+            weather = cache.get((station, hour))
+            if weather is None:
+                place = STATIONS[station]
+                weather = self.weather(place.lat, place.lon, booking.scheduled_pickup_at)
+                cache[station, hour] = weather
+            out.append(weather)
+        return out
+
+
+def _observed(booking: BookingRequested, delay: float, source: str) -> ActualDelay:
+    return ActualDelay(
+        booking_id=booking.booking_id,
+        actual_delay_minutes=delay,
+        observed_at=booking.scheduled_pickup_at + timedelta(minutes=delay),
+        source=source,
+    )
+
+
+def _grid_ceil(at: datetime) -> datetime:
+    """The first 5-minute grid instant at or after ``at``, in UTC (arithmetic on it is exact)."""
+    return datetime.fromtimestamp(math.ceil(at.timestamp() / GRID_S) * GRID_S, UTC)
 
 
 def generate_history(

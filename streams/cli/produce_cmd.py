@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-import random
 import secrets
 import time
-from collections import deque
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,46 +12,6 @@ import click
 
 # `delaycast synthetic history` uses the same default, so live weather matches the history's.
 DEFAULT_WORLD_SEED = 42
-
-
-def synthetic_records(
-    *,
-    count: int,
-    invalid_fraction: float,
-    seed: int | None,
-    prefix: str,
-    actuals: bool = False,
-    world_seed: int = DEFAULT_WORLD_SEED,
-) -> Iterator[tuple[bytes, bytes, bool] | tuple[bytes, bytes, bool, bytes]]:
-    """(key, value, valid[, actual]) for ``count`` bookings (endless when 0), some malformed.
-
-    With ``actuals``, each valid booking also carries its ground-truth ActualDelay (JSON).
-    """
-    from models.synthetic import SyntheticWorld, invalid_booking_payloads
-    from streams.clock import utc_now
-
-    rng = random.Random(seed)
-    # The world (its weather and ground truth) must be the one the weather history came from.
-    world = SyntheticWorld(world_seed)
-    numbers = itertools.count() if count == 0 else range(count)
-    for n in numbers:
-        booking_id = f"{prefix}-{n:08d}"
-        if invalid_fraction and rng.random() < invalid_fraction:
-            _kind, payload = rng.choice(invalid_booking_payloads(rng))
-            yield booking_id.encode(), payload, False
-            continue
-        booking = world.booking(utc_now(), rng).model_copy(update={"booking_id": booking_id})
-        if not actuals:
-            yield booking_id.encode(), booking.model_dump_json().encode(), True
-            continue
-        weather = world.weather(booking.pickup_lat, booking.pickup_lon, booking.scheduled_pickup_at)
-        actual = world.actual(booking, weather, rng)
-        yield (
-            booking_id.encode(),
-            booking.model_dump_json().encode(),
-            True,
-            actual.model_dump_json().encode(),
-        )
 
 
 @click.group()
@@ -101,7 +58,8 @@ def produce() -> None:
     "--actual-after-s",
     type=click.FloatRange(min=0),
     default=None,
-    help="Also publish each booking's actual delay (its ground truth) S seconds later.",
+    help="Also publish each booking's actual delay (its ground truth), observed about S "
+    "seconds later (up to 5 minutes more); it is published once observed, never earlier.",
 )
 def synthetic(
     count: int,
@@ -114,52 +72,66 @@ def synthetic(
 ) -> None:
     """Publish synthetic bookings around Geneva, created now (and their actual delays).
 
+    With --actual-after-s, each booking reaches the stream with its pickup placed so that its
+    actual is observed about S seconds later: the time between booking and pickup is
+    compressed (created_at lies its realistic lead time before the pickup), event time stays
+    at the wall clock, and no event is published before it happened. When --count is reached
+    the command waits for the last actuals to be observed.
+
     \b
     Examples:
       delaycast produce synthetic --count 1000 --rate 50 --id-prefix DEMO
       delaycast produce synthetic --count 200 --rate 0 --actual-after-s 5
     """
     from connectors.kafka import BlockingProducer, paced
+    from streams.cli.produce_plan import Schedule, synthetic_plans
+    from streams.clock import utc_now
     from streams.settings import get_settings
 
     settings = get_settings()
-    topic = settings.topic("bookings")
+    topic, actuals_topic = settings.topic("bookings"), settings.topic("actual-delays")
     producer = BlockingProducer(settings.kafka_bootstrap_servers)
     prefix = id_prefix or f"SYN-{secrets.token_hex(3)}"
-    records = synthetic_records(
+    plans = synthetic_plans(
         count=count,
         invalid_fraction=invalid_fraction,
         seed=seed,
         prefix=prefix,
-        actuals=actual_after_s is not None,
         world_seed=world_seed,
+        actual_after=None if actual_after_s is None else timedelta(seconds=actual_after_s),
+        clock=utc_now,
     )
-    actuals_topic = settings.topic("actual-delays")
-    due: deque[tuple[float, bytes, bytes]] = deque()
+    schedule = Schedule()
     sent = invalid = actuals_sent = 0
     started = last_report = time.monotonic()
 
-    def send_due(until: float) -> int:
-        n = 0
-        while due and due[0][0] <= until:
-            _, key, value = due.popleft()
-            producer.send(actuals_topic, key, value)
-            n += 1
-        return n
+    def send_due() -> None:
+        nonlocal sent, invalid, actuals_sent
+        for record in schedule.pop_due(utc_now()):
+            producer.send(settings.topic(record.topic), record.key, record.value)
+            if record.topic == "actual-delays":
+                actuals_sent += 1
+            else:
+                sent += 1
+                invalid += not record.valid
+
+    def report() -> None:
+        nonlocal last_report
+        if time.monotonic() - last_report >= 5:
+            last_report = time.monotonic()
+            waiting = f", {len(schedule)} waiting for their time" if len(schedule) else ""
+            click.echo(f"  sent {sent} ({invalid} malformed){waiting}", err=True)
 
     try:
-        for record in paced(records, rate):
-            key, value, valid = record[0], record[1], record[2]
-            producer.send(topic, key, value)
-            if len(record) == 4 and actual_after_s is not None:
-                due.append((time.monotonic() + actual_after_s, key, record[3]))
-            actuals_sent += send_due(time.monotonic())
-            sent += 1
-            invalid += not valid
-            if time.monotonic() - last_report >= 5:
-                last_report = time.monotonic()
-                click.echo(f"  sent {sent} ({invalid} malformed)", err=True)
-        actuals_sent += send_due(float("inf"))  # the stream ended: the rest now
+        for plan in paced(plans, rate):
+            schedule.add(plan)
+            send_due()
+            report()
+        # The stream ended: the rest (actuals observed later) as they fall due, never earlier.
+        while schedule:
+            time.sleep(min(1.0, max(0.0, (schedule.next_due - utc_now()).total_seconds())))
+            send_due()
+            report()
     except KeyboardInterrupt:
         pass
     finally:
@@ -173,6 +145,7 @@ def synthetic(
             if actual_after_s is not None
             else ""
         )
+        + (f"; {len(schedule)} not yet due left unsent" if schedule else "")
     )
 
 

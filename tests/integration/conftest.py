@@ -32,6 +32,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -174,9 +175,17 @@ def topic_prefix(stack: Endpoints, request: pytest.FixtureRequest) -> Iterator[s
         delete_topics(stack.kafka_bootstrap_servers, mine)
 
 
+def history_end(now: datetime) -> datetime:
+    """The hour after ``now`` (``now`` itself on the hour): a history ending there has recorded
+    weather for the pickup hour of every booking up to now, and 14 days beyond."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    return hour if hour == now else hour + timedelta(hours=1)
+
+
 @pytest.fixture(scope="session")
 def trained_model_dir(session_dir: Path) -> Path:
-    """A model trained through the real CLI on a small synthetic history (shared, read-only)."""
+    """A model trained through the real CLI on a small synthetic history (shared, read-only),
+    45 days ending at the current hour rounded up: the tests' world lives in the present."""
     data = session_dir / "model-data"
     models = session_dir / "trained-models"
     run = [sys.executable, "-m", "streams"]
@@ -192,7 +201,7 @@ def trained_model_dir(session_dir: Path) -> Path:
             "--bookings-per-day",
             "600",
             "--end",
-            "2026-11-20T00:00:00+00:00",
+            history_end(datetime.now(UTC)).isoformat(),
             "--seed",
             "5",
         ],

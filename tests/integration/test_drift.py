@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,17 +16,16 @@ from tests.integration.test_prediction_path import set_flags, start_worker
 from tests.integration.workers import collect_until_quiet, produce
 
 DRIFT_KINDS = {"error_drift", "feature_drift", "prediction_drift"}
+SHIFT = timedelta(minutes=10)
 
 
-def shifted(actuals: list[tuple[bytes, bytes]], minutes: float) -> list[tuple[bytes, bytes]]:
-    """The same actual delays, every pickup ``minutes`` later (rush-hour-like congestion)."""
+def shifted(actuals: list[tuple[bytes, bytes]], by: timedelta) -> list[tuple[bytes, bytes]]:
+    """The same actual delays, every pickup ``by`` later (rush-hour-like congestion)."""
     out = []
     for key, value in actuals:
         a = json.loads(value)
-        a["actual_delay_minutes"] += minutes
-        a["observed_at"] = (
-            datetime.fromisoformat(a["observed_at"]) + timedelta(minutes=minutes)
-        ).isoformat()
+        a["actual_delay_minutes"] += by.total_seconds() / 60
+        a["observed_at"] = (datetime.fromisoformat(a["observed_at"]) + by).isoformat()
         out.append((key, json.dumps(a).encode()))
     return out
 
@@ -46,7 +45,10 @@ def test_a_stationary_stream_stays_quiet_and_a_shift_raises_error_drift(
     }
     set_flags(stack, topic_prefix, enabled=True, percentage=50)
     calm_bookings, calm_actuals = world_events(2000, "DC-", seed=21, world_seed=MODEL_WORLD_SEED)
-    drift_bookings, drift_actuals = world_events(1200, "DS-", seed=22, world_seed=MODEL_WORLD_SEED)
+    # Observed 10 minutes earlier than now, so that the shifted actuals are not from the future.
+    drift_bookings, drift_actuals = world_events(
+        1200, "DS-", seed=22, world_seed=MODEL_WORLD_SEED, now=datetime.now(UTC) - SHIFT
+    )
     alerts_topic = f"{topic_prefix}alerts"
     with start_worker(stack, topic_prefix, tmp_path, **env) as worker:
         produce(
@@ -67,7 +69,7 @@ def test_a_stationary_stream_stays_quiet_and_a_shift_raises_error_drift(
             f"{topic_prefix}bookings",
             [(b.booking_id.encode(), b.model_dump_json().encode()) for b in drift_bookings],
         )
-        produce(stack, f"{topic_prefix}actual-delays", shifted(drift_actuals, 10.0))
+        produce(stack, f"{topic_prefix}actual-delays", shifted(drift_actuals, SHIFT))
         assert wait_for_stored(migrated_database, "DS-", 1200) == 1200
         after = [
             a

@@ -38,19 +38,20 @@ def home(tmp_path: Path, trained_model_dir: Path, migrated_database: str) -> Pat
 
 
 def world_events(
-    n: int, prefix: str, seed: int = 2, world_seed: int | None = None
+    n: int,
+    prefix: str,
+    seed: int = 2,
+    world_seed: int | None = None,
+    now: datetime | None = None,
 ) -> tuple[list[BookingRequested], list[tuple[bytes, bytes]]]:
-    """n bookings and their actual delays, from the synthetic world's ground truth."""
+    """n bookings and their actual delays, from the synthetic world's ground truth: pickups in
+    the day before ``now`` (default: the wall clock) less 3 hours, so every actual is observed
+    by then, whatever the day and the hour the test runs."""
     world = SyntheticWorld(seed if world_seed is None else world_seed)
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-    bookings, actuals = [], []
-    for i in range(n):
-        booking = world.booking(now, rng).model_copy(update={"booking_id": f"{prefix}{i:05d}"})
-        weather = world.weather(booking.pickup_lat, booking.pickup_lon, booking.scheduled_pickup_at)
-        actual = world.actual(booking, weather, rng)
-        bookings.append(booking)
-        actuals.append((booking.booking_id.encode(), actual.model_dump_json().encode()))
+    ids = [f"{prefix}{i:05d}" for i in range(n)]
+    events = world.past(now or datetime.now(UTC), n, random.Random(seed), ids=ids)
+    bookings = [e.booking for e in events]
+    actuals = [(e.booking.booking_id.encode(), e.actual.model_dump_json().encode()) for e in events]
     return bookings, actuals
 
 
@@ -66,8 +67,8 @@ def test_mixed_order_and_duplicates_give_exactly_one_outcome_per_booking(stack, 
     set_flags(stack, topic_prefix, enabled=True, percentage=50)
     engine = sa.create_engine(stack.database_url)
     before = history.read_counters(engine)
-    # The actuals of two weeks of pickups arrive at once, in random order: a horizon wider than
-    # that keeps every entry (with the default 7 days, event time says the oldest are stale).
+    # The actuals of a day of pickups arrive at once, in random order: a horizon far wider than
+    # that keeps every entry, whatever the order the sweeps see them in.
     env = {"JOIN_SWEEP_INTERVAL_S": "1", "JOIN_HORIZON_DAYS": "60"}
     with start_worker(stack, topic_prefix, home, **env):
         produce(stack, f"{topic_prefix}actual-delays", early)
