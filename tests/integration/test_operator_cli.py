@@ -27,7 +27,7 @@ from tests.integration.test_outcome_path import world_events
 from tests.integration.test_prediction_path import set_flags, start_worker
 from tests.integration.workers import collect, collect_until_quiet, produce, worker_env
 
-CHECKS = 15  # 3 model, kafka, 6 topics, 2 redis, 2 postgres, weather
+CHECKS = 16  # 3 model, kafka, 7 topics, 2 redis, 2 postgres, weather
 
 
 @pytest.fixture
