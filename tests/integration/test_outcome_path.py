@@ -50,10 +50,6 @@ def world_events(
     world = SyntheticWorld(seed if world_seed is None else world_seed)
     ids = [f"{prefix}{i:05d}" for i in range(n)]
     events = world.past(now or datetime.now(UTC), n, random.Random(seed), ids=ids)
-    # past() sorts by pickup, and lead times follow the hour of the pickup: in that order the
-    # stream's feature mix drifts by itself within a window (lead_time_min crossed 0.15 on a
-    # "stationary" stream). Shuffled, the stream is stationary, as drift tests need.
-    random.Random(seed + 1).shuffle(events)
     bookings = [e.booking for e in events]
     actuals = [(e.booking.booking_id.encode(), e.actual.model_dump_json().encode()) for e in events]
     return bookings, actuals
