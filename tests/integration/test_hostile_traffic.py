@@ -7,17 +7,20 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from confluent_kafka import Producer
 
 from connectors.kafka import home_partition
+from schemas.tables import predictions as predictions_table
 from tests.hostile.corpus import Case, actual, booking, hostile_cases
 from tests.integration.conftest import TEST_PARTITIONS
-from tests.integration.test_outcome_path import wait_for_stored
+from tests.integration.test_outcome_path import assert_buckets_equal_offline, wait_for_stored
 from tests.integration.test_prediction_path import set_flags, start_worker
 from tests.integration.workers import collect_until_quiet
 
@@ -150,3 +153,68 @@ def test_hostile_records_among_valid_traffic_from_foreign_producers_lose_nothing
     assert wrong == {}
     assert set(got) == set(expected), "a valid record was dead-lettered"
     assert Counter(c.kind for c in expected.values())["time_bounds"] >= 6
+
+
+def test_workers_joining_killed_and_leaving_mid_stream_lose_nothing_and_count_once(
+    stack, topic_prefix, home, migrated_database
+):
+    """2 predict and 2 outcome workers on 4 partitions; a third predict worker joins mid-stream,
+    one predict worker is killed with SIGKILL, one outcome worker leaves with SIGTERM."""
+    n, chunks = 2000, 4
+    now = datetime.now(UTC)
+    bookings, actuals = valid_events(n, now, prefix="W-")
+    set_flags(stack, topic_prefix, enabled=True, percentage=50)
+    env = {"JOIN_SWEEP_INTERVAL_S": "1", "CONSUMER_SESSION_TIMEOUT_S": "6"}
+    size = n // chunks
+
+    def send(i: int) -> None:
+        part = slice(i * size, (i + 1) * size)
+        publish(
+            stack.kafka_bootstrap_servers,
+            f"{topic_prefix}bookings",
+            [(json.loads(v)["booking_id"].encode(), v) for v in bookings[part]],
+            "murmur2_random",
+        )
+        publish(
+            stack.kafka_bootstrap_servers,
+            f"{topic_prefix}actual-delays",
+            [(json.loads(v)["booking_id"].encode(), v) for v in actuals[part]],
+            "murmur2_random",
+        )
+
+    workers = [
+        start_worker(stack, topic_prefix, home, WORKER_ROLE=role, **env)
+        for role in ("predict", "predict", "outcomes", "outcomes")
+    ]
+    try:
+        send(0)
+        workers.append(start_worker(stack, topic_prefix, home, WORKER_ROLE="predict", **env))
+        send(1)
+        workers[0].kill()  # SIGKILL: its uncommitted bookings go to the others
+        send(2)
+        workers[3].stop()  # SIGTERM: an orderly leave
+        send(3)
+        assert wait_for_stored(migrated_database, "W-", n, timeout_s=180) == n
+        time.sleep(3)  # time for anything to be counted twice
+        for w in (workers[1], workers[2], workers[4]):
+            assert w.process is not None and w.process.poll() is None, w.log()[-3000:]
+        predictions = collect_until_quiet(stack, f"{topic_prefix}predictions", quiet_s=3)
+        outcomes = collect_until_quiet(stack, f"{topic_prefix}outcomes", quiet_s=3)
+    finally:
+        for w in workers:
+            w.stop()
+    predicted = [p["booking_id"] for p in predictions if p["booking_id"].startswith("W-")]
+    assert set(predicted) == {f"W-{i:04d}" for i in range(n)}
+    mine = [o["booking_id"] for o in outcomes if o["booking_id"].startswith("W-")]
+    assert len(set(mine)) == n and len(mine) - n < n // 10  # redelivered ones are re-emitted
+    assert wait_for_stored(migrated_database, "W-", n) == n
+    engine = sa.create_engine(migrated_database)
+    with engine.connect() as c:
+        live_rows = c.execute(
+            sa.select(sa.func.count()).where(
+                predictions_table.c.booking_id.like("W-%"), predictions_table.c.replay.is_(False)
+            )
+        ).scalar_one()
+    engine.dispose()
+    assert live_rows == n  # each booking's assignment counted once, however often predicted
+    assert_buckets_equal_offline(migrated_database)
