@@ -4,6 +4,7 @@ bench-only apps are built here alike, so they differ only in their id and data d
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -54,6 +55,46 @@ class _Consumer(faust_aiokafka.Consumer):
         self.stop_flow()
         await super().perform_seek()
 
+    def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        self._in_flight_floor = lowest_in_flight(self._unacked_messages)
+        return cast(dict[TP, int], super()._filter_committable_offsets(tps))
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """Never an offset past a record still being processed (faust-streaming#606).
+
+        Faust reads its committed offset as the next one due, and lets the acknowledged run that
+        starts one past it be committed: when the record at the committed offset is still in an
+        agent (delivered, not acknowledged), the commit passes it, and a worker that dies then
+        never sees it again. delaycast acknowledges in offset order, so its agents never leave
+        such a hole; this keeps it so whatever an agent does.
+        """
+        floor = getattr(self, "_in_flight_floor", {}).get(tp)
+        committed = self._committed_offset[tp]
+        acked = self._acked[tp]
+        # A record below the committed offset is Kafka's already: nothing left to protect.
+        protect = floor is not None and (committed is None or floor >= committed)
+        if protect and acked and min(acked) > cast(int, floor):
+            return None
+        return cast(int | None, super()._new_offset(tp))
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        """Faust records offsets as committed even when Kafka refused the commit
+        (faust-streaming#316); put its record back, so that it says what Kafka holds."""
+        before = {tp: self._committed_offset[tp] for tp in offsets}
+        did_commit = bool(
+            await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+        )
+        if not did_commit and offsets:
+            self._committed_offset.update(before)
+            log.warning(
+                "[Kafka] commit of %d partition(s) failed; it is made again with the next "
+                "acknowledged records (until then a restart re-reads them: at least once)",
+                len(offsets),
+            )
+        return did_commit
+
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Faust counts offsets it read past without delivering them as acknowledged (for
         compacted topics and transaction markers, which delaycast's inputs never have): on an
@@ -67,6 +108,17 @@ class _Consumer(faust_aiokafka.Consumer):
             offset_to - 1,
         )
         await super()._add_gap(tp, offset_from, offset_to)
+
+
+def lowest_in_flight(messages: Iterable[Any]) -> dict[TP, int]:
+    """The lowest offset per partition among ``messages`` not yet acknowledged."""
+    floor: dict[TP, int] = {}
+    for message in list(messages):
+        if not message.acked:
+            tp = message.tp
+            if tp not in floor or message.offset < floor[tp]:
+                floor[tp] = message.offset
+    return floor
 
 
 def make_app(settings: Settings, app_id: str, datadir: Path) -> faust.App:
