@@ -120,6 +120,7 @@ class RequeueReport:
     unreadable: int = 0
     missing_topic: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)  # per named topic, not an input topic
+    truncated: int = 0  # only the start of the original is kept: never sent back
     examined: int = 0
 
     @property
@@ -201,6 +202,9 @@ def _route(
         report.passed_over += 1
     elif letter.source_topic not in allowed_topics:
         report.refused[letter.source_topic] += 1
+        on_letter(letter, False)
+    elif letter.truncated:  # its bytes are a cut-off start: sending them would fail again
+        report.truncated += 1
         on_letter(letter, False)
     elif letter.source_topic not in existing_topics:
         report.missing_topic[letter.source_topic] += 1

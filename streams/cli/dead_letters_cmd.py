@@ -14,7 +14,18 @@ if TYPE_CHECKING:
     from schemas import DeadLetter
     from streams.dead_letter_ops import LetterFilter
 
-KINDS = click.Choice(["decode", "validation", "processing"], case_sensitive=False)
+KINDS = click.Choice(
+    [
+        "decode",
+        "too_large",
+        "validation",
+        "time_bounds",
+        "key_mismatch",
+        "processing",
+        "undeliverable",
+    ],
+    case_sensitive=False,
+)
 
 
 def selection_of(
@@ -75,8 +86,9 @@ def list_cmd(
 ) -> None:
     """Print the dead letters as they are now, one line each, oldest first per partition.
 
-    A line: when it failed, its source topic[partition]@offset, the kind (decode, validation,
-    processing) and the reason. A count goes to stderr at the end.
+    A line: when it failed, its source topic[partition]@offset, the kind (decode, too_large,
+    validation, time_bounds, key_mismatch, processing, undeliverable) and the reason. A count
+    goes to stderr at the end.
 
     \b
     Examples:
@@ -193,6 +205,7 @@ def requeue(kind: str | None, source_topic: str | None, dry_run: bool, as_json: 
                     "unreadable": report.unreadable,
                     "missing_topic": dict(report.missing_topic),
                     "refused": dict(report.refused),
+                    "truncated": report.truncated,
                     "allowed_topics": sorted(allowed),
                 }
             )
@@ -203,6 +216,12 @@ def requeue(kind: str | None, source_topic: str | None, dry_run: bool, as_json: 
     click.echo(
         f"{verb} {report.total_sent} of {report.examined} dead letters ({per_topic}); "
         f"{report.passed_over} not selected, {report.unreadable} unreadable"
+        + (
+            f", {report.truncated} truncated (only their start is kept; read the whole record "
+            "at its source offset)"
+            if report.truncated
+            else ""
+        )
         + (
             f", {sum(report.missing_topic.values())} for topics that no longer exist "
             f"({', '.join(sorted(report.missing_topic))})"

@@ -333,9 +333,28 @@ def test_requeue_writes_only_to_the_input_topics_and_counts_the_refused_letters(
     assert seen.count(("t.predictions", False)) == 2
 
 
-def test_dead_letters_kind_must_be_one_of_the_three():
+def test_dead_letters_kind_must_be_one_of_the_kinds():
     result = CliRunner().invoke(cli, ["dead-letters", "list", "--kind", "weird"])
-    assert result.exit_code == 2 and "'decode', 'validation', 'processing'" in result.output
+    assert result.exit_code == 2 and "'decode', 'too_large', 'validation'" in result.output
+
+
+def test_requeue_never_sends_a_truncated_letter_back():
+    whole = letter(source_topic="t.bookings")
+    cut = whole.model_copy(update={"truncated": True, "original_size": 900_000})
+    values = [v.model_dump_json().encode() for v in (whole, cut)]
+    reader, producer = _Letters(values), _Sent()
+    report = requeue(
+        reader,  # type: ignore[arg-type]
+        producer,  # type: ignore[arg-type]
+        "t.dead-letters",
+        [OffsetRange(0, 0, len(values))],
+        LetterFilter(),
+        existing_topics={"t.bookings"},
+        allowed_topics=requeueable_topics("t."),
+        on_letter=lambda a, sent: None,
+    )
+    assert len(producer.records) == 1 and report.truncated == 1
+    assert dict(report.sent) == {"t.bookings": 1} and reader.committed == {0: 2}
 
 
 # --- produce csv -----------------------------------------------------------------------------
@@ -414,3 +433,10 @@ def test_docstring_examples_of_the_operator_modules_hold(module_name):
     module = importlib.import_module(module_name)
     failed, attempted = doctest.testmod(module)
     assert attempted > 0 and failed == 0
+
+
+def test_the_dead_letter_commands_offer_every_kind_a_worker_writes():
+    from schemas import DeadLetterKind
+    from streams.cli.dead_letters_cmd import KINDS
+
+    assert list(KINDS.choices) == [k.value for k in DeadLetterKind]
