@@ -46,6 +46,8 @@ from streams.stack import Endpoints, External, StackManager
 from streams.stack.manager import DEFAULT_PARTITIONS
 from streams.stack.ports import any_free_port
 from tests.fakes.openweather_server import FakeOpenWeather
+from tests.hostile.corpus import actual as hostile_actual
+from tests.hostile.corpus import booking as hostile_booking
 from tests.integration.conftest import xdist_ports
 from tests.integration.runbook_harness import RunbookRun, Service, answers, run_runbook, service
 from tests.integration.workers import Worker
@@ -581,6 +583,45 @@ def test_dead_letter_requeue_sends_each_letter_back_once(runbook_stack, env, tmp
         assert values.count(base64.b64decode(letter["original_value_b64"])) == 2
     counts = [int(line.split()[0]) for line in grouped.splitlines() if line.strip()]
     assert sum(counts) == 2 * len(letters)  # grouped by reason, then by producer
+
+
+def test_a_poison_event_is_found_inspected_and_dropped(runbook_stack, env, tmp_path):
+    prefix = env["TOPIC_PREFIX"]
+    tag = f"PO{uuid.uuid4().hex[:6]}-"
+    now = datetime.now(UTC)
+    good, _ = world_bookings(10, tag, seed=8)
+    big = (f"{tag}big".encode(), b"{" + b"x" * 900_000)
+    wrong_key = (b"someone-else", json.dumps(hostile_booking(f"{tag}key", now)).encode())
+    future = json.dumps(
+        hostile_actual(f"{tag}fut", now, observed_at="2099-01-01T00:00:00+00:00")
+    ).encode()
+    poison = {"too_large", "key_mismatch", "time_bounds"}
+    with worker(env, tmp_path).start():
+        send(runbook_stack, f"{prefix}bookings", [*good[:5], big, wrong_key, *good[5:]])
+        send(runbook_stack, f"{prefix}actual-delays", [(f"{tag}fut".encode(), future)])
+        wait_until(
+            "the three poison events dead-lettered and the rest predicted",
+            lambda: (
+                {d["kind"] for d in topic_events(runbook_stack, f"{prefix}dead-letters")} == poison
+                and topic_size(runbook_stack, f"{prefix}predictions") == len(good)
+            ),
+        )
+    sizes = [topic_size(runbook_stack, f"{prefix}{t}") for t in ("bookings", "actual-delays")]
+    with runbook("poison-event.md", env, tmp_path) as run:
+        found = run.output("1. Find it")
+        inspected = run.output("2. Inspect it")
+        decided = run.output("3. Drop it, or fix and requeue it")
+    assert "larger than the cap of 65536 bytes" in found
+    assert "observed_at 2099-01-01T00:00:00+00:00 is later than" in found
+    assert "'someone-else' is not its booking_id" in found
+    rows = {r["kind"]: r for r in map(json.loads, inspected.splitlines()) if r}
+    assert set(rows) == poison
+    assert (rows["too_large"]["size"], rows["too_large"]["truncated"]) == (900_001, True)
+    assert rows["too_large"]["head"] == "{" + "x" * 119
+    assert rows["key_mismatch"]["truncated"] is False
+    assert "would requeue 0 of 3 dead letters" in decided
+    after = [topic_size(runbook_stack, f"{prefix}{t}") for t in ("bookings", "actual-delays")]
+    assert after == sizes  # dropped: nothing was sent back
 
 
 def test_weather_outage_is_diagnosed_then_confirmed_recovered(runbook_stack, env, tmp_path):
