@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from pydantic import ValidationError
 
 from schemas import Alert, Outcome, Prediction
@@ -95,7 +95,7 @@ class Recorder:
                 messages = self.consumer.consume(self.batch_max, self.poll_timeout_s)
                 if messages:
                     self.handle(messages)
-                    self.consumer.commit(asynchronous=False)
+                    self._commit()
                 for i, (interval, task) in enumerate(self.periodic):
                     if time.monotonic() - last_run[i] >= interval:
                         last_run[i] = time.monotonic()
@@ -104,6 +104,19 @@ class Recorder:
             if self.on_stop is not None:
                 self._guarded(self.on_stop)
             self.consumer.close()
+
+    def _commit(self) -> None:
+        """Commit what was stored. A commit Kafka refuses (the group rebalanced while this
+        waited for PostgreSQL past its poll interval, the coordinator away) is not an error of
+        the data: the batch is read again, by this member or another, and stored once."""
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            self.totals["commits_failed"] += 1
+            log.warning(
+                "[ML] recorder commit refused (%s); the batch will be read again and stored once",
+                exc.args[0] if exc.args else exc,
+            )
 
     def _guarded(self, task: Callable[[], None]) -> None:
         try:

@@ -89,6 +89,7 @@ def build_recorder(
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": int(s.consumer_session_timeout_s * 1000),
+            "max.poll.interval.ms": int(s.recorder_max_poll_interval_s * 1000),
         }
     )
     producer = BlockingProducer(s.kafka_bootstrap_servers)

@@ -145,6 +145,13 @@ class Settings(BaseSettings):
     )
     ml_error_rate_alert: float = Field(default=0.2, gt=0, le=1)
     fallback_storm_share: float = Field(default=0.5, gt=0, le=1)
+    recorder_max_poll_interval_s: float = Field(
+        default=300.0,
+        ge=10,
+        le=3600,
+        description="How long the recorder may wait (for PostgreSQL, say) between two reads "
+        "before Kafka gives its partitions to another member; it rejoins afterwards.",
+    )
     alert_webhook_url: SecretStr | None = None
     alert_webhook_timeout_s: float = Field(default=3.0, gt=0, le=30)
     ab_min_samples: int = Field(default=200, ge=10)
@@ -177,6 +184,10 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.risk_high_minutes < self.risk_medium_minutes:
             raise ValueError("RISK_HIGH_MINUTES must be >= RISK_MEDIUM_MINUTES")
+        if self.recorder_max_poll_interval_s < self.consumer_session_timeout_s:
+            raise ValueError(
+                "RECORDER_MAX_POLL_INTERVAL_S must be >= CONSUMER_SESSION_TIMEOUT_S (Kafka's rule)"
+            )
         if self.weather_provider is WeatherProvider.RECORDED and self.weather_history_csv is None:
             raise ValueError("WEATHER_PROVIDER=recorded needs WEATHER_HISTORY_CSV")
         return self
