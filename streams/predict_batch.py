@@ -39,6 +39,8 @@ from streams.model_holder import ModelHolder
 
 log = logging.getLogger("delaycast.predict")
 
+MAX_LATENCY_MS = 86_400_000.0  # the contract's bound (schemas/_types.py DurationMs)
+
 
 class FlagView(Protocol):
     state: FlagState
@@ -245,11 +247,14 @@ class BatchPredictor:
     ) -> Prediction:
         booking = item.event
         latency_ms = None
-        if item.record.timestamp_ms is not None:
+        if item.record.timestamp_ms is not None and item.record.timestamp_ms > 0:
             produced = datetime.fromtimestamp(
                 item.record.timestamp_ms / 1000.0, predicted_at.tzinfo
             )
-            latency_ms = max((predicted_at - produced) / timedelta(milliseconds=1), 0.0)
+            # A producer's clock far behind ours must not make the prediction itself invalid.
+            latency_ms = min(
+                max((predicted_at - produced) / timedelta(milliseconds=1), 0.0), MAX_LATENCY_MS
+            )
         return Prediction(
             booking_id=booking.booking_id,
             predicted_delay_minutes=round(delay, 3),

@@ -65,7 +65,10 @@ def inbound(event: EventT) -> Inbound:
         offset=message.offset,
         key=message.key,
         value=message.value,
-        timestamp_ms=message.timestamp * 1000.0 if message.timestamp else None,
+        # Kafka's -1 (no timestamp) must not read as 1970.
+        timestamp_ms=message.timestamp * 1000.0
+        if message.timestamp and message.timestamp > 0
+        else None,
     )
 
 

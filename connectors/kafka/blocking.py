@@ -59,8 +59,8 @@ class BlockingProducer:
         elif is_permanent(err):
             self.failed.append(str(err))
         else:
-            _, stamp = msg.timestamp()
-            self._again.append((msg.topic(), msg.key(), msg.value(), stamp or None))
+            _, stamp = msg.timestamp()  # -1 when not available: the broker then stamps it
+            self._again.append((msg.topic(), msg.key(), msg.value(), stamp if stamp > 0 else None))
             now = time.monotonic()
             if now - self._last_report >= self._report_every_s:
                 self._last_report = now
@@ -78,7 +78,9 @@ class BlockingProducer:
     def _produce(
         self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None
     ) -> None:
-        kwargs: dict[str, Any] = {"timestamp": timestamp_ms} if timestamp_ms else {}
+        kwargs: dict[str, Any] = (
+            {"timestamp": timestamp_ms} if timestamp_ms and timestamp_ms > 0 else {}
+        )
         while True:
             try:
                 self._producer.produce(

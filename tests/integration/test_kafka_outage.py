@@ -1,20 +1,31 @@
-"""A producer across a Kafka outage: the command-line producer holds what it has and sends it
-once the broker is back; nothing is dropped."""
+"""Kafka outages: the command-line producer holds what it has and sends it once the broker is
+back, and a worker running both paths rides the outage out; nothing is dropped or counted
+twice."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from connectors.kafka import BlockingProducer, read_topic
 from connectors.kafka_admin import ensure_topics
+from schemas.tables import predictions as predictions_table
+from schemas.topics import TOPICS
 from streams.stack import Endpoints, External, Ports, StackManager
 from streams.stack.ports import pick_port
+from tests.integration.conftest import TEST_PARTITIONS
+from tests.integration.test_hostile_traffic import valid_events
+from tests.integration.test_outcome_path import assert_buckets_equal_offline, wait_for_stored
+from tests.integration.test_prediction_path import set_flags, start_worker
 
 OUTAGE_S = 20.0
 
@@ -75,3 +86,72 @@ def test_a_producer_waits_out_a_broker_outage_and_drops_nothing(own_kafka):
     }
     assert values == {f'{{"i": {i}}}'.encode() for i in range(n)}
     assert producer.resent > 0
+
+
+@pytest.fixture
+def home(tmp_path: Path, trained_model_dir: Path, migrated_database: str) -> Path:
+    shutil.copytree(trained_model_dir, tmp_path / "models")
+    return tmp_path
+
+
+def test_a_broker_outage_under_both_paths_loses_nothing_and_counts_once(
+    own_kafka, stack, topic_prefix, home, migrated_database
+):
+    manager, bootstrap = own_kafka
+    ensure_topics(
+        bootstrap, [f"{topic_prefix}{spec.name}" for spec in TOPICS], partitions=TEST_PARTITIONS
+    )
+    set_flags(stack, topic_prefix, enabled=True, percentage=50)
+    now = datetime.now(UTC)
+    bookings, actuals = valid_events(1200, now, prefix="KO-")
+    keyed = [(json.loads(v)["booking_id"].encode(), v) for v in bookings]
+    keyed_actuals = [(json.loads(v)["booking_id"].encode(), v) for v in actuals]
+    lines: list[str] = []
+    failure: list[BaseException] = []
+
+    def publish(items: list[tuple[str, bytes, bytes]]) -> None:
+        try:
+            producer = BlockingProducer(
+                bootstrap, report=lines.append, report_every_s=1.0, **{"message.timeout.ms": 5000}
+            )
+            for topic, key, value in items:
+                producer.send(topic, key, value)
+                time.sleep(0.02)
+            producer.flush(timeout_s=5.0, outage_s=120.0)
+        except BaseException as error:
+            failure.append(error)
+
+    first = [(f"{topic_prefix}bookings", k, v) for k, v in keyed[:600]]
+    first += [(f"{topic_prefix}actual-delays", k, v) for k, v in keyed_actuals[:600]]
+    second = [(f"{topic_prefix}bookings", k, v) for k, v in keyed[600:]]
+    second += [(f"{topic_prefix}actual-delays", k, v) for k, v in keyed_actuals[600:]]
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOIN_SWEEP_INTERVAL_S": "1"}
+    with start_worker(stack, topic_prefix, home, **env) as worker:
+        publish(first)
+        assert failure == []
+        assert wait_for_stored(migrated_database, "KO-", 600, timeout_s=120) == 600
+        thread = threading.Thread(target=publish, args=(second,), daemon=True)
+        thread.start()
+        time.sleep(3.0)
+        assert manager.down(only=["kafka"]) == ["kafka"]
+        time.sleep(OUTAGE_S + 10)
+        assert manager.up().started == ("kafka",)
+        thread.join(180)
+        assert not thread.is_alive() and failure == []
+        assert wait_for_stored(migrated_database, "KO-", 1200, timeout_s=180) == 1200
+        time.sleep(3)  # time to count anything twice
+        assert worker.process is not None and worker.process.poll() is None, worker.log()[-3000:]
+        log = worker.log()
+    assert lines, "the producer never said it was holding records"
+    assert wait_for_stored(migrated_database, "KO-", 1200) == 1200
+    assert "history recorder process ended" not in log
+    engine = sa.create_engine(migrated_database)
+    with engine.connect() as c:
+        live = c.execute(
+            sa.select(sa.func.count()).where(
+                predictions_table.c.booking_id.like("KO-%"), predictions_table.c.replay.is_(False)
+            )
+        ).scalar_one()
+    engine.dispose()
+    assert live == 1200
+    assert_buckets_equal_offline(migrated_database)

@@ -262,3 +262,21 @@ def test_a_batch_that_fails_is_retried_record_by_record_and_only_the_culprit_dea
     assert [(x["source_offset"], x["kind"]) for x in letters] == [(17, "processing")]
     assert "OverflowError" in letters[0]["error"]
     assert (summary.bookings, summary.predictions, summary.dead_letters) == (30, 29, 1)
+
+
+def test_a_record_stamped_long_ago_or_not_at_all_is_still_predicted(executor, tmp_path):
+    predictor = make(executor, tmp_path, percentage=50)
+    two_days_ago = NOW - timedelta(days=2)
+    values = [
+        booking_json(0),
+        booking_json(1),
+        booking_json(2, created_at=two_days_ago.isoformat()),
+    ]
+    stamps = [-1.0, 0.0, two_days_ago.timestamp() * 1000]  # none, none, published back then
+    recs = [
+        Inbound("bookings", 0, i, None, v, timestamp_ms=s)
+        for i, (v, s) in enumerate(zip(values, stamps, strict=True))
+    ]
+    result = asyncio.run(predictor.run(recs))
+    assert result.dead_letters == []
+    assert [p.latency_ms for p in result.predictions] == [None, None, 86_400_000.0]
