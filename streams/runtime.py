@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.kafka import BatchProducer
 from connectors.postgres import history, make_engine
+from streams import diagnostics
 from streams.app import app, settings
 from streams.clock import utc_now
 from streams.decode import Inbound
@@ -128,6 +129,7 @@ class Runtime(Service):
                 if self.models.model
                 else f"model none ({self.models.detail})"
             )
+        diagnostics.install(app)  # `kill -USR2 <pid>`: what each task waits on, in the log
         self._ready.set()
         log.info(
             "[ML] worker ready (role %s, group %s, predicting %s): %s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -91,7 +92,18 @@ class Worker:
     def __enter__(self) -> Worker:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def report(self, wait_s: float = 2.0) -> str:
+        """Ask the running worker what it waits on (SIGUSR2) and return the tail of its log."""
+        if self.process is not None and self.process.poll() is None:
+            start = len(self.log())
+            self.process.send_signal(signal.SIGUSR2)
+            with contextlib.suppress(AssertionError):
+                self.wait_for_log("state on SIGUSR2", wait_s, start_at=start)
+        return self.log()[-12000:]
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:  # the test failed inside: show where the worker stood
+            print(f"--- worker log ({self.log_path}) ---\n{self.report()}")
         self.stop()
 
 

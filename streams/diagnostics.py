@@ -1,0 +1,73 @@
+"""What a worker is waiting on, for an operator whose worker has stopped making progress.
+
+``kill -USR2 <pid>`` makes a running worker log a report: the state of its Kafka consumer's flow
+(stopped or running, paused partitions, records queued per agent) and where each of its asyncio
+tasks is suspended. A worker that reads nothing while its lag grows shows there why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import signal
+from collections.abc import Callable, Iterable
+from typing import Any
+
+log = logging.getLogger("delaycast.diagnostics")
+
+REPORT_SIGNAL = signal.SIGUSR2
+
+
+def describe_tasks(tasks: Iterable[asyncio.Task[Any]], frames: int = 6) -> str:
+    """Each task's name and the innermost ``frames`` lines where it waits, sorted by name."""
+    lines: list[str] = []
+    for task in sorted(tasks, key=lambda t: t.get_name()):
+        coro = task.get_coro()
+        name = getattr(coro, "__qualname__", repr(coro))
+        state = "done" if task.done() else "waiting"
+        lines.append(f"task {task.get_name()} ({name}, {state})")
+        out = io.StringIO()
+        task.print_stack(limit=frames, file=out)
+        lines += ["    " + line for line in out.getvalue().splitlines()[1:] if line.strip()]
+    return "\n".join(lines)
+
+
+def describe_consumer(app: Any) -> str:
+    """The Faust consumer's flow, paused partitions and the records queued for each agent."""
+    consumer = app.consumer
+    parts = [
+        f"consumer flow {'running' if consumer.flow_active else 'STOPPED'}",
+        f"app flow control {'running' if app.flow_control.is_active() else 'SUSPENDED'}",
+        f"generation {app.consumer_generation_id}",
+    ]
+    try:
+        paused = sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer._paused_partitions)
+        parts.append("paused: " + (", ".join(paused) or "none"))
+    except AttributeError:
+        pass
+    for channel in list(app.topics):  # the channels the consumer delivers to, one per agent
+        names = "+".join(sorted(channel.topics)) if getattr(channel, "topics", None) else "?"
+        parts.append(f"queued for {names}: {channel.queue.qsize()}")
+    parts.append(f"producer buffer: {app.producer.buffer.size} table write(s) unsent")
+    return "; ".join(parts)
+
+
+def report(app: Any) -> str:
+    return (
+        f"{describe_consumer(app)}\n{describe_tasks(asyncio.all_tasks(asyncio.get_running_loop()))}"
+    )
+
+
+def install(app: Any, emit: Callable[[str], None] | None = None) -> None:
+    """Log :func:`report` whenever the process receives ``REPORT_SIGNAL``."""
+    loop = asyncio.get_running_loop()
+    say = emit or (lambda text: log.warning("[Worker] state on SIGUSR2:\n%s", text))
+
+    def on_signal() -> None:
+        try:
+            say(report(app))
+        except Exception:  # a report must never take the worker down
+            log.exception("[Worker] could not describe the worker's state")
+
+    loop.add_signal_handler(REPORT_SIGNAL, on_signal)
