@@ -162,7 +162,7 @@ def test_workers_joining_killed_and_leaving_mid_stream_lose_nothing_and_count_on
     one predict worker is killed with SIGKILL, one outcome worker leaves with SIGTERM."""
     n, chunks = 2000, 4
     now = datetime.now(UTC)
-    bookings, actuals = valid_events(n, now, prefix="W-")
+    bookings, actuals = valid_events(n, now, prefix="MW-")
     set_flags(stack, topic_prefix, enabled=True, percentage=50)
     env = {"JOIN_SWEEP_INTERVAL_S": "1", "CONSUMER_SESSION_TIMEOUT_S": "6"}
     size = n // chunks
@@ -194,7 +194,7 @@ def test_workers_joining_killed_and_leaving_mid_stream_lose_nothing_and_count_on
         send(2)
         workers[3].stop()  # SIGTERM: an orderly leave
         send(3)
-        assert wait_for_stored(migrated_database, "W-", n, timeout_s=180) == n
+        assert wait_for_stored(migrated_database, "MW-", n, timeout_s=180) == n
         time.sleep(3)  # time for anything to be counted twice
         for w in (workers[1], workers[2], workers[4]):
             assert w.process is not None and w.process.poll() is None, w.log()[-3000:]
@@ -203,16 +203,16 @@ def test_workers_joining_killed_and_leaving_mid_stream_lose_nothing_and_count_on
     finally:
         for w in workers:
             w.stop()
-    predicted = [p["booking_id"] for p in predictions if p["booking_id"].startswith("W-")]
-    assert set(predicted) == {f"W-{i:04d}" for i in range(n)}
-    mine = [o["booking_id"] for o in outcomes if o["booking_id"].startswith("W-")]
+    predicted = [p["booking_id"] for p in predictions if p["booking_id"].startswith("MW-")]
+    assert set(predicted) == {f"MW-{i:04d}" for i in range(n)}
+    mine = [o["booking_id"] for o in outcomes if o["booking_id"].startswith("MW-")]
     assert len(set(mine)) == n and len(mine) - n < n // 10  # redelivered ones are re-emitted
-    assert wait_for_stored(migrated_database, "W-", n) == n
+    assert wait_for_stored(migrated_database, "MW-", n) == n
     engine = sa.create_engine(migrated_database)
     with engine.connect() as c:
         live_rows = c.execute(
             sa.select(sa.func.count()).where(
-                predictions_table.c.booking_id.like("W-%"), predictions_table.c.replay.is_(False)
+                predictions_table.c.booking_id.like("MW-%"), predictions_table.c.replay.is_(False)
             )
         ).scalar_one()
     engine.dispose()
