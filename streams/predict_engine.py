@@ -323,8 +323,9 @@ class ProcessEngine:
             except Exception as exc:  # an answer that cannot be read: the channel is unusable
                 reason = f"unreadable answer from the prediction engine: {exc}"
                 break
-            loop.call_soon_threadsafe(self._answer, channel, batch_id, status, payload)
-        loop.call_soon_threadsafe(self._lost, channel, reason)
+            if not _hand_over(loop, self._answer, channel, batch_id, status, payload):
+                return
+        _hand_over(loop, self._lost, channel, reason)
 
     def _answer(self, channel: _Channel, batch_id: int, status: str, payload: Any) -> None:
         future = channel.pending.pop(batch_id, None)
@@ -399,7 +400,8 @@ async def _serve(conn: Connection) -> None:
                 message = conn.recv()
             except Exception:  # the end of the pipe (EOFError, OSError), or garbage
                 message = None
-            loop.call_soon_threadsafe(inbox.put_nowait, message)
+            if not _hand_over(loop, inbox.put_nowait, message):
+                return
             if message is None:  # the worker asked to stop, or is gone
                 return
 
@@ -448,3 +450,13 @@ async def _serve(conn: Connection) -> None:
         await path.aclose()
         await loop.run_in_executor(None, producer.close)
         sender.shutdown(wait=False)
+
+
+def _hand_over(loop: asyncio.AbstractEventLoop, callback: Callable[..., Any], *args: Any) -> bool:
+    """Schedule ``callback`` on ``loop`` from a reader thread; False once the loop has closed
+    (the process is stopping, and nobody is left to take the message)."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # "Event loop is closed"
+        return False
+    return True

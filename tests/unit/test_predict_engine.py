@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from streams.predict_engine import EngineDied, ProcessEngine
+from streams.predict_engine import EngineDied, ProcessEngine, _hand_over
 
 
 def test_a_start_that_times_out_fails_the_start_and_the_next_waits_for_the_backoff():
@@ -40,3 +40,15 @@ def test_run_without_an_engine_that_can_start_raises_engine_died():
 
     with pytest.raises(EngineDied):
         asyncio.run(scenario())
+
+
+def test_an_answer_read_after_the_loop_closed_is_dropped_quietly():
+    """The reader thread may read the engine's last answer while the worker's loop shuts down:
+    it stops instead of raising "Event loop is closed" in its thread."""
+    loop = asyncio.new_event_loop()
+    got: list[int] = []
+    assert _hand_over(loop, got.append, 1) is True
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    assert _hand_over(loop, got.append, 2) is False
+    assert got == [1]
