@@ -25,12 +25,21 @@ log = logging.getLogger("delaycast.kafka")
 # 1,500 ms, 94 ms with 50 ms. An idle worker then sends 20 empty fetches a second: nothing.
 FETCH_MAX_WAIT_MS = 50
 
+# A producer may write bookings or actual delays in transactions (a Java service with
+# exactly-once, say). Faust reads uncommitted records unless it runs transactions itself, so a
+# booking whose transaction was aborted would be predicted and joined as if it had happened.
+# Read only committed records, like librdkafka's default and delaycast's own CLI readers. The
+# offsets a transaction leaves behind (its marker, aborted records) are then skipped, and
+# logged as passed over (runbooks/offsets-passed-over.md).
+ISOLATION_LEVEL = "read_committed"
+
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
-        # Faust passes a fixed value and no setting; aiokafka reads this when it starts.
+        # Faust passes fixed values and no setting; aiokafka reads these when it starts.
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        consumer._isolation_level = ISOLATION_LEVEL
         return consumer
 
 
@@ -101,7 +110,8 @@ class _Consumer(faust_aiokafka.Consumer):
         input topic that means events no agent saw and will never see. Say so."""
         log.warning(
             "[Kafka] %s[%d]: offsets %d..%d were passed over without reaching an agent; Faust "
-            "counts them as processed",
+            "counts them as processed (a transaction's marker or aborted records are expected "
+            "gaps; anything else is a loss: runbooks/offsets-passed-over.md)",
             tp.topic,
             tp.partition,
             offset_from,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 
 CONSUMABLE = ("predictions", "outcomes", "alerts", "dead-letters", "bookings", "actual-delays")
@@ -28,6 +30,53 @@ def _consume(
         raise click.ClickException(str(exc)) from None
 
 
+def _consume_range(topic_base: str, partition: int, first: int, last: int) -> None:
+    """Print the committed records of offsets ``first``..``last`` of one partition, and say on
+    stderr how many there were: none means the offsets hold only a transaction's markers or
+    aborted records (a Kafka consumer reads neither), so a worker that passed over them lost
+    nothing."""
+    from connectors.kafka import KafkaReadError, OffsetRange, RangeReader
+    from streams.settings import get_settings
+
+    settings = get_settings()
+    topic = settings.topic(topic_base)
+    where = f"{topic}[{partition}] offsets {first}..{last}"
+    found, first_at = 0, None
+    try:
+        with RangeReader(settings.kafka_bootstrap_servers) as reader:
+            if partition not in reader.partitions(topic):
+                raise click.BadParameter(
+                    f"{topic} has no partition {partition}", param_hint="--partition"
+                )
+            low, high = reader.watermarks(topic)[partition]
+            if first < low or last >= high:
+                raise click.BadParameter(
+                    f"{topic}[{partition}] holds offsets {low}..{high - 1}; "
+                    f"{first}..{last} is not inside",
+                    param_hint="--from-offset/--to-offset",
+                )
+            for batch in reader.read(topic, [OffsetRange(partition, first, last + 1)]):
+                for message in batch:
+                    if first_at is None:
+                        first_at = message.timestamp()[1]
+                    found += 1
+                    click.echo((message.value() or b"").decode("utf-8", errors="replace"))
+    except KafkaReadError as exc:
+        raise click.ClickException(str(exc)) from None
+    if found == 0:
+        click.echo(
+            f"no committed record in {where}: only transaction markers or aborted records "
+            "(nothing was lost there)",
+            err=True,
+        )
+    else:
+        published = datetime.fromtimestamp(first_at / 1000, UTC).isoformat() if first_at else "?"
+        click.echo(
+            f"{found} committed record(s) in {where}, the first published at {published}",
+            err=True,
+        )
+
+
 def _help(topic_base: str) -> str:
     return (
         f"Print the {topic_base} topic (with TOPIC_PREFIX) as JSON lines, oldest first.\n\n"
@@ -37,6 +86,7 @@ def _help(topic_base: str) -> str:
         f"  delaycast consume {topic_base} --count 10\n"
         f"  delaycast consume {topic_base} --from-now --timeout 30\n"
         f"  delaycast consume {topic_base} --timeout 5 | jq -c .\n"
+        f"  delaycast consume {topic_base} --partition 2 --from-offset 1041 --to-offset 1047\n"
     )
 
 
@@ -52,8 +102,34 @@ def _command(topic_base: str) -> click.Command:
         show_default=True,
         help="Start at the oldest event, or only print new ones.",
     )
-    def command(count: int | None, timeout: float | None, from_beginning: bool) -> None:
-        _consume(topic_base, count, timeout, from_beginning)
+    @click.option("--partition", type=click.IntRange(min=0), help="Read one partition's range.")
+    @click.option("--from-offset", type=click.IntRange(min=0), help="First offset (included).")
+    @click.option("--to-offset", type=click.IntRange(min=0), help="Last offset (included).")
+    def command(
+        count: int | None,
+        timeout: float | None,
+        from_beginning: bool,
+        partition: int | None,
+        from_offset: int | None,
+        to_offset: int | None,
+    ) -> None:
+        if partition is None and from_offset is None and to_offset is None:
+            _consume(topic_base, count, timeout, from_beginning)
+            return
+        if partition is None or from_offset is None or to_offset is None:
+            raise click.UsageError(
+                "an offset range needs --partition, --from-offset and --to-offset together"
+            )
+        if to_offset < from_offset:
+            raise click.BadParameter(
+                f"{to_offset} is before --from-offset {from_offset}", param_hint="--to-offset"
+            )
+        if count is not None or timeout is not None or not from_beginning:
+            raise click.UsageError(
+                "--count, --timeout and --from-now follow the topic; an offset range stops at "
+                "its end: give one or the other"
+            )
+        _consume_range(topic_base, partition, from_offset, to_offset)
 
     return command
 

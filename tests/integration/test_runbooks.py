@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
+from confluent_kafka import Producer
 
 from connectors.flags import FlagState, FlagStore
 from connectors.kafka import BlockingProducer, RangeReader, read_topic
@@ -50,6 +51,7 @@ from tests.hostile.corpus import actual as hostile_actual
 from tests.hostile.corpus import booking as hostile_booking
 from tests.integration.conftest import xdist_ports
 from tests.integration.runbook_harness import RunbookRun, Service, answers, run_runbook, service
+from tests.integration.test_hostile_traffic import PASSED_OVER
 from tests.integration.workers import Worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,6 +71,10 @@ RUNBOOK_VARS = (
     "STAMP",
     "SINCE",
     "UNTIL",
+    "GAP_TOPIC",
+    "GAP_PARTITION",
+    "GAP_FROM",
+    "GAP_TO",
 )
 
 
@@ -622,6 +628,94 @@ def test_a_poison_event_is_found_inspected_and_dropped(runbook_stack, env, tmp_p
     assert "would requeue 0 of 3 dead letters" in decided
     after = [topic_size(runbook_stack, f"{prefix}{t}") for t in ("bookings", "actual-delays")]
     assert after == sizes  # dropped: nothing was sent back
+
+
+def transactional_send(
+    manager: StackManager, topic: str, transactions: list[tuple[list[tuple[bytes, bytes]], bool]]
+) -> None:
+    """Publish as a producer that writes in transactions: each (records, commit) is one
+    transaction, committed or aborted."""
+    producer = Producer(
+        {
+            "bootstrap.servers": endpoints(manager).kafka_bootstrap_servers,
+            "transactional.id": f"{topic}-writer",
+            "partitioner": "murmur2_random",
+        }
+    )
+    producer.init_transactions(30)
+    for records, commit in transactions:
+        producer.begin_transaction()
+        for key, value in records:
+            producer.produce(topic, value=value, key=key)
+        producer.flush(30)
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.abort_transaction(30)
+
+
+def test_offsets_passed_over_are_told_apart_and_lost_bookings_predicted(
+    runbook_stack, env, tmp_path
+):
+    """Two warnings: a transactional producer's gap (nothing lost), then bookings no worker
+    read (lost): the runbook says which, and predicts the lost ones."""
+    prefix = env["TOPIC_PREFIX"]
+    topic = f"{prefix}bookings"
+    tag = f"GP{uuid.uuid4().hex[:6]}-"
+    bookings, _ = world_bookings(60, tag, seed=14)
+    committed_before, aborted, committed_after = bookings[:24], bookings[24:36], bookings[36:]
+    with worker(env, tmp_path).start() as running:
+        transactional_send(
+            runbook_stack,
+            topic,
+            [(committed_before, True), (aborted, False), (committed_after, True)],
+        )
+        wait_until(
+            "the committed bookings predicted",
+            lambda: topic_size(runbook_stack, f"{prefix}predictions") == 48,
+        )
+        gaps = [g for g in PASSED_OVER.findall(running.log()) if g[0] == topic]
+    assert gaps, "the worker logged no gap for the aborted transaction"
+    predicted = {e["booking_id"] for e in topic_events(runbook_stack, f"{prefix}predictions")}
+    assert predicted == {k.decode() for k, _ in committed_before + committed_after}
+    # Lost: bookings committed where no worker of the group will read them (as after a gap).
+    lost, _ = world_bookings(3, f"{tag}L", seed=15)
+    out = Producer({"bootstrap.servers": endpoints(runbook_stack).kafka_bootstrap_servers})
+    placed: list[tuple[int, int]] = []
+    for key, value in lost:
+        out.produce(
+            topic,
+            value=value,
+            key=key,
+            partition=0,
+            on_delivery=lambda err, msg: placed.append((msg.partition(), msg.offset())),
+        )
+    assert out.flush(30) == 0 and len(placed) == 3
+    first, last = min(o for _, o in placed), max(o for _, o in placed)
+
+    for run_dir in ("tx", "loss"):
+        (tmp_path / run_dir / "work").mkdir(parents=True)
+    _, partition, start, end = gaps[0]
+    expected_gap = dict(GAP_TOPIC="bookings", GAP_PARTITION=partition, GAP_FROM=start, GAP_TO=end)
+    with runbook("offsets-passed-over.md", {**env, **expected_gap}, tmp_path / "tx") as run:
+        told = run.output("1. Read the range")
+        told_err = "".join(r.stderr for r in run.results if r.block.section == "1. Read the range")
+        replayed = run.output("2. Bring them back")
+    assert told.strip() == "0 record(s) passed over"
+    assert f"offsets {start}..{end}: only transaction markers or aborted records" in told_err
+    assert "replayed 0 bookings" in replayed
+    loss = dict(GAP_TOPIC="bookings", GAP_PARTITION="0", GAP_FROM=str(first), GAP_TO=str(last))
+    with runbook("offsets-passed-over.md", {**env, **loss}, tmp_path / "loss") as run:
+        told = run.output("1. Read the range")
+        read_back = (tmp_path / "loss" / "work" / "passed-over.jsonl").read_text().splitlines()
+        replayed = run.output("2. Bring them back")
+    assert told.strip() == "3 record(s) passed over"
+    assert sorted(json.loads(line)["booking_id"] for line in read_back) == sorted(
+        k.decode() for k, _ in lost
+    )
+    assert "replayed 3 bookings" in replayed and "3 predictions (replay=true)" in replayed
+    replays = [e for e in topic_events(runbook_stack, f"{prefix}predictions") if e["replay"]]
+    assert sorted(e["booking_id"] for e in replays) == sorted(k.decode() for k, _ in lost)
 
 
 def test_weather_outage_is_diagnosed_then_confirmed_recovered(runbook_stack, env, tmp_path):

@@ -147,6 +147,24 @@ def test_replay_on_the_command_line_rejects_bad_times_with_a_usage_error():
     assert no_time.exit_code == 2 and "Missing option '--to'" in no_time.output
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--partition", "1", "--from-offset", "3"], "--from-offset and --to-offset together"),
+        (["--from-offset", "3", "--to-offset", "4"], "--from-offset and --to-offset together"),
+        (["--partition", "1", "--from-offset", "3", "--to-offset", "2"], "is before"),
+        (["--partition", "1", "--from-offset", "3", "--to-offset", "4", "--count", "2"], "one or"),
+        (["--partition", "0", "--from-offset", "0", "--to-offset", "0", "--from-now"], "one or"),
+        (["--partition", "-1", "--from-offset", "0", "--to-offset", "0"], "--partition"),
+    ],
+)
+def test_a_consumed_offset_range_needs_its_three_options_and_nothing_that_follows(args, expected):
+    """Refused before Kafka is reached (none runs here), with what was expected."""
+    result = CliRunner().invoke(cli, ["consume", "bookings", *args])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+
+
 def test_iso_times_become_aware_datetimes_and_whole_kafka_milliseconds():
     at = ISO_TIME.convert("2026-11-22T09:00:00.0019+01:00", None, None)
     assert at == T0 + timedelta(microseconds=1900)
