@@ -8,7 +8,6 @@ tasks is suspended. A worker that reads nothing while its lag grows shows there 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import signal
 from collections.abc import Callable, Iterable
@@ -19,17 +18,30 @@ log = logging.getLogger("delaycast.diagnostics")
 REPORT_SIGNAL = signal.SIGUSR2
 
 
+def awaited_frames(coro: Any) -> list[str]:
+    """Where a suspended coroutine waits: one ``file:line in function`` per coroutine along its
+    chain of awaits, outermost first (a task's own stack shows only the outermost)."""
+    lines: list[str] = []
+    seen = 0
+    while coro is not None and seen < 64:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f"{code.co_filename}:{frame.f_lineno} in {code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        seen += 1
+    return lines
+
+
 def describe_tasks(tasks: Iterable[asyncio.Task[Any]], frames: int = 6) -> str:
-    """Each task's name and the innermost ``frames`` lines where it waits, sorted by name."""
+    """Each task's name and the innermost ``frames`` places where it waits, sorted by name."""
     lines: list[str] = []
     for task in sorted(tasks, key=lambda t: t.get_name()):
         coro = task.get_coro()
         name = getattr(coro, "__qualname__", repr(coro))
         state = "done" if task.done() else "waiting"
         lines.append(f"task {task.get_name()} ({name}, {state})")
-        out = io.StringIO()
-        task.print_stack(limit=frames, file=out)
-        lines += ["    " + line for line in out.getvalue().splitlines()[1:] if line.strip()]
+        lines += ["    " + line for line in awaited_frames(coro)[-frames:]]
     return "\n".join(lines)
 
 

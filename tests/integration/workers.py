@@ -93,13 +93,15 @@ class Worker:
         return self
 
     def report(self, wait_s: float = 2.0) -> str:
-        """Ask the running worker what it waits on (SIGUSR2) and return the tail of its log."""
+        """Ask the running worker what it waits on (SIGUSR2); return its log, without the
+        periodic totals, up to its last 30,000 characters."""
         if self.process is not None and self.process.poll() is None:
             start = len(self.log())
             self.process.send_signal(signal.SIGUSR2)
             with contextlib.suppress(AssertionError):
                 self.wait_for_log("state on SIGUSR2", wait_s, start_at=start)
-        return self.log()[-12000:]
+        lines = [line for line in self.log().splitlines() if "[ML] totals:" not in line]
+        return "\n".join(lines)[-30000:]
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         if exc_type is not None:  # the test failed inside: show where the worker stood
