@@ -53,16 +53,49 @@ def describe_consumer(app: Any) -> str:
         f"app flow control {'running' if app.flow_control.is_active() else 'SUSPENDED'}",
         f"generation {app.consumer_generation_id}",
     ]
-    try:
-        paused = sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer._paused_partitions)
-        parts.append("paused: " + (", ".join(paused) or "none"))
-    except AttributeError:
-        pass
+    for label, attribute in (
+        ("paused", "_paused_partitions"),
+        ("fetched (active)", "_active_partitions"),
+        ("held back for a full queue", "_buffered_partitions"),
+    ):
+        tps = getattr(consumer, attribute, None) or ()
+        parts.append(
+            f"{label}: " + (", ".join(sorted(f"{t.topic}[{t.partition}]" for t in tps)) or "none")
+        )
     for channel in list(app.topics):  # the channels the consumer delivers to, one per agent
         names = "+".join(sorted(channel.topics)) if getattr(channel, "topics", None) else "?"
-        parts.append(f"queued for {names}: {channel.queue.qsize()}")
+        queue = channel.queue
+        waiting = len(getattr(queue, "_pending_pressure_drop_callbacks", ()))
+        parts.append(
+            f"queued for {names}: {queue.qsize()} (maxsize {queue.maxsize}, "
+            f"{waiting} partition(s) waiting for it to drain)"
+        )
     parts.append(f"producer buffer: {app.producer.buffer.size} table write(s) unsent")
+    parts.append("offsets: " + (describe_offsets(consumer) or "none assigned"))
     return "; ".join(parts)
+
+
+def describe_offsets(consumer: Any) -> str:
+    """Per assigned partition: committed, last read and highwater offsets, and how many records
+    are delivered but not acknowledged. A partition read to its end whose committed offset
+    stays behind, with nothing in flight, holds records that no agent will see until a seek."""
+    try:
+        assigned = sorted(consumer.assignment())
+    except Exception:  # not started, or between two rebalances
+        return ""
+    in_flight: dict[Any, int] = {}
+    for message in list(getattr(consumer, "_unacked_messages", ())):
+        if not message.acked:
+            in_flight[message.tp] = in_flight.get(message.tp, 0) + 1
+    rows = []
+    for tp in assigned:
+        committed = consumer._committed_offset.get(tp)
+        read = consumer._read_offset.get(tp)
+        rows.append(
+            f"{tp.topic}[{tp.partition}] committed {committed} read {read} "
+            f"highwater {consumer.highwater(tp)} in flight {in_flight.get(tp, 0)}"
+        )
+    return ", ".join(rows)
 
 
 def report(app: Any) -> str:

@@ -4,7 +4,9 @@ bench-only apps are built here alike, so they differ only in their id and data d
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,6 +14,7 @@ import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, TopicT
+from mode import Service
 
 from streams.settings import Settings
 
@@ -24,6 +27,11 @@ log = logging.getLogger("delaycast.kafka")
 # new bookings wait behind it. Measured with 300 bookings/s: 1.3 s median end to end with
 # 1,500 ms, 94 ms with 50 ms. An idle worker then sends 20 empty fetches a second: nothing.
 FETCH_MAX_WAIT_MS = 50
+
+# How often the consumer looks for partitions whose records no agent will ever see, and how long
+# one must stay so (commits run every second) before it is read again.
+STRANDED_CHECK_S = 2.0
+STRANDED_AFTER_S = 10.0
 
 # A producer may write bookings or actual delays in transactions (a Java service with
 # exactly-once, say). Faust reads uncommitted records unless it runs transactions itself, so a
@@ -46,6 +54,123 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    @Service.task
+    async def _unstick(self) -> None:
+        """Read a partition again when its records wait and nothing reads them.
+
+        A restarted worker once left 417 actuals unjoined with its flow running, its queues
+        empty and no error (the cause is fixed in :meth:`seek_to_committed`). Faust's
+        bookkeeping has other ways to leave an input partition silent: it drops a fetched
+        record whose offset is below the partition's last read offset; it leaves a partition
+        out of the fetch while an agent's queue is full, until that agent asks for more; a
+        refused commit (faust-streaming#316, undone in :meth:`_commit_offsets`) forgets the
+        acknowledgements it was made of, so later commits stop there. Every
+        ``STRANDED_CHECK_S`` this looks at each input partition; one stuck for
+        ``STRANDED_AFTER_S`` is resumed and sought back to its committed offset (its records
+        are read again: at least once), with a warning that says what was seen.
+        """
+        suspects: dict[TP, tuple[PartitionView, float]] = {}
+        while not self.should_stop:
+            await self.sleep(STRANDED_CHECK_S)
+            if (
+                self.app.rebalancing
+                or self.app.in_recovery
+                or not self.flow_active
+                or not self.app.flow_control.is_active()
+            ):
+                suspects.clear()
+                continue
+            now = time.monotonic()
+            seen, suspects = suspects, {}
+            for tp, view in (await self._partition_views()).items():
+                if stuck_reason(view) is None:
+                    continue
+                before = seen.get(tp)
+                suspects[tp] = before if before is not None and before[0] == view else (view, now)
+            for tp, (view, since) in list(suspects.items()):
+                if now - since >= STRANDED_AFTER_S:
+                    await self._read_again(tp, view, now - since)
+                    del suspects[tp]
+
+    async def _partition_views(self) -> dict[TP, PartitionView]:
+        views: dict[TP, PartitionView] = {}
+        in_flight = lowest_in_flight(self._unacked_messages)
+        try:
+            client = self._thread._ensure_consumer()
+            assigned = sorted(self.assignment())
+        except Exception:  # not started, or between two rebalances
+            return views
+        for tp in assigned:
+            if not self.app.topics.acks_enabled_for(tp.topic):
+                continue  # a changelog: read by recovery, never committed
+            try:
+                position = await self._thread.position(tp)
+            except Exception:  # unassigned meanwhile
+                continue
+            if position is None:
+                continue
+            stable = client.last_stable_offset(tp)
+            committed = self._committed_offset.get(tp)
+            views[tp] = PartitionView(
+                committed=committed,
+                read=self._read_offset.get(tp),
+                position=position,
+                end=stable if stable is not None and stable >= 0 else client.highwater(tp),
+                in_flight=tp in in_flight,
+                commit_due=committed is not None
+                and any(
+                    o in self._acked_index[tp] or self._gap[tp].overlaps(o)
+                    for o in (committed, committed + 1)
+                ),
+            )
+        return views
+
+    async def _read_again(self, tp: TP, view: PartitionView, stuck_s: float) -> None:
+        fetched = tp in self._get_active_partitions()
+        held = tp in self._buffered_partitions
+        log.warning(
+            "[Kafka] %s[%d]: %s for %.0f s (committed %s, read %s, fetch position %s, end %s; "
+            "%s, %s); resuming it from offset %s: those records are read again (at least once)",
+            tp.topic,
+            tp.partition,
+            stuck_reason(view),
+            stuck_s,
+            view.committed,
+            view.read,
+            view.position,
+            view.end,
+            "fetched" if fetched else "left out of the fetch",
+            "held back for a full queue" if held else "not held back",
+            view.committed if view.committed is not None else view.position,
+        )
+        self._buffered_partitions.discard(tp)
+        self.resume_partitions({tp})
+        if view.committed is not None:
+            await self.seek(tp, view.committed)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seek every partition to its committed offset, and an input partition the group never
+        committed to its oldest record.
+
+        Faust drops records it fetched but did not deliver when a rebalance starts, and relies
+        on this seek to fetch them again. aiokafka seeks only partitions with a committed offset
+        above 0: a partition the group never committed kept its fetch position, past the
+        dropped records, and they were never read (a worker restarted after a SIGKILL fetched
+        every actual delay in its first assignment, and a second rebalance followed when the
+        dead member's session expired: 417 of 2,000 outcomes never came).
+        ``consumer_auto_offset_reset`` is "earliest", so the oldest record is where such a
+        partition starts anyway.
+        """
+        committed = cast(Mapping[TP, int], await super().seek_to_committed())
+        never = [
+            tp
+            for tp, offset in committed.items()
+            if (offset is None or offset <= 0) and self.app.topics.acks_enabled_for(tp.topic)
+        ]
+        if never:
+            await self._thread.seek_to_beginning(*never)
+        return committed
 
     async def perform_seek(self) -> None:
         """Seek every partition to its committed offset, with no record delivered meanwhile.
@@ -97,6 +222,14 @@ class _Consumer(faust_aiokafka.Consumer):
         )
         if not did_commit and offsets:
             self._committed_offset.update(before)
+            # Faust took the acknowledged run out of its books to make this commit; without it,
+            # the next commit would find a hole at the committed offset and never move again.
+            for tp, end in offsets.items():
+                start = before[tp]
+                if start is not None and start < end:
+                    run = range(start, end)
+                    self._acked_index[tp].update(run)
+                    self._acked[tp] = sorted({*self._acked[tp], *run})
             log.warning(
                 "[Kafka] commit of %d partition(s) failed; it is made again with the next "
                 "acknowledged records (until then a restart re-reads them: at least once)",
@@ -118,6 +251,48 @@ class _Consumer(faust_aiokafka.Consumer):
             offset_to - 1,
         )
         await super()._add_gap(tp, offset_from, offset_to)
+
+
+@dataclass(frozen=True)
+class PartitionView:
+    """One input partition as the consumer holds it; offsets as Kafka counts them."""
+
+    committed: int | None  # the next offset due, as last committed (None: never)
+    read: int | None  # the last offset delivered to an agent (a seek sets the committed one)
+    position: int  # the next offset the fetcher asks for
+    end: int | None  # the offset after the last readable record (stable offset, or highwater)
+    in_flight: bool  # a record of it is in an agent, unacknowledged
+    commit_due: bool  # the records from the committed offset are acknowledged: a commit follows
+
+
+def stuck_reason(view: PartitionView) -> str | None:
+    """Why the partition's records will not reach an agent, or None when nothing is wrong.
+
+    >>> ok = PartitionView(committed=10, read=9, position=10, end=10, in_flight=False,
+    ...                    commit_due=False)
+    >>> stuck_reason(ok) is None
+    True
+    >>> stuck_reason(PartitionView(10, 9, 10, 14, False, False))
+    'offsets 10..13 wait and none is fetched'
+    >>> stuck_reason(PartitionView(10, 18, 19, 19, False, False))
+    'offsets 10..18 were fetched, and are neither in an agent nor acknowledged'
+    """
+    if view.in_flight or view.end is None:
+        return None
+    if view.position < view.end:
+        return f"offsets {view.position}..{view.end - 1} wait and none is fetched"
+    committed = view.committed
+    if (
+        committed is not None
+        and view.read is not None
+        and committed < view.read < view.position
+        and not view.commit_due
+    ):
+        return (
+            f"offsets {committed}..{view.position - 1} were fetched, and are neither in an "
+            "agent nor acknowledged"
+        )
+    return None
 
 
 def lowest_in_flight(messages: Iterable[Any]) -> dict[TP, int]:

@@ -4,6 +4,7 @@ guards of delaycast's consumer (streams/faust_config.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import Message
 
-from streams.faust_config import make_app
+from streams.faust_config import make_app, stuck_reason
 from streams.settings import load_settings
 
 TOPIC = TP("bookings", 0)
@@ -93,3 +94,188 @@ def test_a_failed_commit_leaves_the_committed_offset_as_kafka_has_it_316(
 
 async def _no_flush() -> None:
     return None
+
+
+def test_after_a_refused_commit_the_next_one_offers_the_same_run_again(tmp_path):
+    """Faust takes 10-13 out of its acknowledgements to commit them; Kafka refuses. The next
+    commit must offer 14 again (and 16 once 14-15 are acknowledged), not stop at the hole."""
+
+    async def run():
+        c = consumer(tmp_path, guarded=True)
+        c._committed_offset[TOPIC] = 10
+        answers = iter([False, True])
+        offered: list[dict] = []
+
+        async def commit(offsets):
+            offered.append(dict(offsets))
+            return next(answers)
+
+        c._commit = commit
+        c.assignment = lambda: {TOPIC}
+        c.app.producer.flush = _no_flush
+        for offset in range(10, 14):
+            acknowledge(c, message(offset))
+        first = await c.force_commit()
+        for offset in (14, 15):
+            acknowledge(c, message(offset))
+        second = await c.force_commit()
+        return first, second, offered, c._committed_offset[TOPIC]
+
+    first, second, offered, committed = asyncio.run(run())
+    assert (first, second) == (False, True)
+    assert [o[TOPIC] for o in offered] == [14, 16]
+    assert committed == 16
+
+
+class FakeThread:
+    """The consumer thread's answers for TOPIC: fetch position and end of the partition."""
+
+    def __init__(self, position: int, end: int) -> None:
+        self.at, self.end = position, end
+
+    def _ensure_consumer(self):
+        return self
+
+    def last_stable_offset(self, tp):
+        return self.end
+
+    def highwater(self, tp):
+        return self.end
+
+    async def position(self, tp):
+        return self.at
+
+
+def consumer_at(tmp_path: Path, *, committed, read, position: int, end: int):
+    """A consumer assigned TOPIC only, with Faust's bookkeeping as given."""
+    c = consumer(tmp_path, guarded=True)
+    c._thread = FakeThread(position, end)
+    c.assignment = lambda: {TOPIC}
+    c.app.topics.acks_enabled_for = lambda topic: topic == TOPIC.topic
+    c._committed_offset[TOPIC] = committed
+    c._read_offset[TOPIC] = read
+    return c
+
+
+def test_records_fetched_past_and_never_delivered_are_found_stuck(tmp_path):
+    """Faust dropped 10..15 (its read offset set to 15 past a seek to 10); 16-18 came after
+    and were acknowledged: commits stop at 10 for good."""
+
+    async def run():
+        c = consumer_at(tmp_path, committed=10, read=18, position=19, end=19)
+        for offset in (16, 17, 18):
+            acknowledge(c, message(offset))
+        return await c._partition_views()
+
+    [view] = asyncio.run(run()).values()
+    assert (view.in_flight, view.commit_due) == (False, False)
+    assert (
+        stuck_reason(view)
+        == "offsets 10..18 were fetched, and are neither in an agent nor acknowledged"
+    )
+
+
+def test_a_partition_left_out_of_the_fetch_with_records_waiting_is_found_stuck(tmp_path):
+    async def run():
+        c = consumer_at(tmp_path, committed=None, read=None, position=0, end=473)
+        return await c._partition_views()
+
+    [view] = asyncio.run(run()).values()
+    assert stuck_reason(view) == "offsets 0..472 wait and none is fetched"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "in an agent",
+        "acknowledged, commit due",
+        "idle after a seek",
+        "a marker after the last record",
+        "a marker, then acknowledged records",
+    ],
+)
+def test_partitions_in_flight_committing_or_read_to_their_end_are_not_stuck(tmp_path, case):
+    async def run():
+        committed, read, position, end = {
+            "idle after a seek": (10, 10, 10, 10),
+            # a transaction's commit marker at 10, skipped by the fetcher; nothing after it
+            "a marker after the last record": (10, 9, 11, 11),
+        }.get(case, (10, 15, 16, 16))
+        c = consumer_at(tmp_path, committed=committed, read=read, position=position, end=end)
+        held = [message(o) for o in range(10, 16)]
+        if case == "in an agent":
+            for m in held:
+                c.track_message(m)
+        elif case == "acknowledged, commit due":
+            for m in held:
+                acknowledge(c, m)
+        elif case == "a marker, then acknowledged records":
+            for m in held[1:]:
+                acknowledge(c, m)
+        return await c._partition_views(), held
+
+    views, _ = asyncio.run(run())
+    assert [stuck_reason(v) for v in views.values()] == [None]
+
+
+def test_a_changelog_partition_is_never_looked_at(tmp_path):
+    async def run():
+        c = consumer_at(tmp_path, committed=None, read=None, position=0, end=473)
+        c.app.topics.acks_enabled_for = lambda topic: False
+        return await c._partition_views()
+
+    assert asyncio.run(run()) == {}
+
+
+def test_a_stuck_partition_is_fetched_again_from_its_committed_offset(
+    tmp_path, caplog: pytest.LogCaptureFixture
+):
+    sought: list[tuple[TP, int]] = []
+
+    async def run():
+        c = consumer_at(tmp_path, committed=10, read=18, position=19, end=19)
+        c._get_active_partitions().discard(TOPIC)  # left out of the fetch for a full queue
+        c._buffered_partitions.add(TOPIC)
+
+        async def seek(tp, offset):
+            sought.append((tp, offset))
+
+        c.seek = seek
+        [view] = (await c._partition_views()).values()
+        with caplog.at_level(logging.WARNING, logger="delaycast.kafka"):
+            await c._read_again(TOPIC, view, 12.0)
+        return TOPIC in c._get_active_partitions(), TOPIC in c._buffered_partitions
+
+    assert asyncio.run(run()) == (True, False)
+    assert sought == [(TOPIC, 10)]
+    [record] = caplog.records
+    assert "bookings[0]: offsets 10..18 were fetched, and are neither in an agent nor " in (
+        record.getMessage()
+    )
+    assert "acknowledged for 12 s (committed 10, read 18" in record.getMessage()
+    assert "left out of the fetch, held back for a full queue" in record.getMessage()
+
+
+def test_an_input_partition_never_committed_is_sought_to_its_oldest_record(tmp_path):
+    """aiokafka leaves a partition without a committed offset where its fetch stood, past the
+    records Faust dropped at the rebalance: those go back to the start, the others (and every
+    changelog) stay where their committed offset puts them."""
+    changelog = TP("join-changelog", 0)
+    committed = {TOPIC: None, TP("bookings", 1): 0, TP("bookings", 2): 57, changelog: None}
+    to_beginning: list[TP] = []
+
+    class Thread:
+        async def seek_to_committed(self):
+            return committed
+
+        async def seek_to_beginning(self, *tps):
+            to_beginning.extend(tps)
+
+    async def run():
+        c = consumer(tmp_path, guarded=True)
+        c._thread = Thread()
+        c.app.topics.acks_enabled_for = lambda topic: topic == "bookings"
+        return await c.seek_to_committed()
+
+    assert asyncio.run(run()) == committed
+    assert sorted(to_beginning) == [TOPIC, TP("bookings", 1)]
