@@ -169,6 +169,10 @@ class _Consumer(faust_aiokafka.Consumer):
             if (offset is None or offset <= 0) and self.app.topics.acks_enabled_for(tp.topic)
         ]
         if never:
+            log.info(
+                "[Kafka] no committed offset on %s: read from the oldest record",
+                ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(never)),
+            )
             await self._thread.seek_to_beginning(*never)
         return committed
 
