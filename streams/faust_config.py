@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import aiokafka
 import faust
+from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, TopicT
 from mode import Service
@@ -62,61 +63,91 @@ class _Consumer(faust_aiokafka.Consumer):
         A restarted worker once left 417 actuals unjoined with its flow running, its queues
         empty and no error (the cause is fixed in :meth:`seek_to_committed`). Faust's
         bookkeeping has other ways to leave an input partition silent: it drops a fetched
-        record whose offset is below the partition's last read offset; it leaves a partition
-        out of the fetch while an agent's queue is full, until that agent asks for more; a
-        refused commit (faust-streaming#316, undone in :meth:`_commit_offsets`) forgets the
-        acknowledgements it was made of, so later commits stop there. Every
-        ``STRANDED_CHECK_S`` this looks at each input partition; one stuck for
-        ``STRANDED_AFTER_S`` is resumed and sought back to its committed offset (its records
-        are read again: at least once), with a warning that says what was seen.
+        record whose offset is below the partition's last read offset, and a refused commit
+        (faust-streaming#316) took the acknowledgements it was made of out of its books (put
+        back in :meth:`_commit_offsets`). Every ``STRANDED_CHECK_S`` this looks at each input
+        partition with nothing waiting for an agent; one stuck for ``STRANDED_AFTER_S`` is
+        resumed and sought back to its committed offset (its records are read again: at least
+        once), with a warning that says what was seen.
         """
         suspects: dict[TP, tuple[PartitionView, float]] = {}
         while not self.should_stop:
             await self.sleep(STRANDED_CHECK_S)
-            if (
-                self.app.rebalancing
-                or self.app.in_recovery
-                or not self.flow_active
-                or not self.app.flow_control.is_active()
-            ):
+            if not self._may_look():
                 suspects.clear()
                 continue
+            generation = self.app.consumer_generation_id
             now = time.monotonic()
             seen, suspects = suspects, {}
-            for tp, view in (await self._partition_views()).items():
+            try:
+                views = self._partition_views()
+            except Exception:  # a look must never take the consumer down
+                log.exception("[Kafka] could not look at the consumer's partitions")
+                continue
+            for tp, view in views.items():
                 if stuck_reason(view) is None:
                     continue
                 before = seen.get(tp)
                 suspects[tp] = before if before is not None and before[0] == view else (view, now)
             for tp, (view, since) in list(suspects.items()):
-                if now - since >= STRANDED_AFTER_S:
+                if now - since < STRANDED_AFTER_S:
+                    continue
+                del suspects[tp]
+                if not self._may_look() or self.app.consumer_generation_id != generation:
+                    break  # a rebalance began: its seek puts every partition right
+                try:
                     await self._read_again(tp, view, now - since)
-                    del suspects[tp]
+                except Exception:  # unassigned meanwhile, or the broker went away
+                    log.exception("[Kafka] %s[%d]: could not read it again", *tp)
 
-    async def _partition_views(self) -> dict[TP, PartitionView]:
+    def _may_look(self) -> bool:
+        return not (
+            self.app.rebalancing
+            or self.app.in_recovery
+            or not self.flow_active
+            or not self.app.flow_control.is_active()
+        )
+
+    def _partition_views(self) -> dict[TP, PartitionView]:
+        """Each input partition with nothing waiting for an agent: its offsets as they stand.
+
+        Read without waiting for the consumer's thread: positions being reset are skipped. A
+        partition whose records wait in an agent's queue (Faust counts them as in flight only
+        once the agent takes them), or that Faust holds back for a full queue, is not looked
+        at: that is an agent being slow, not a partition left behind.
+        """
         views: dict[TP, PartitionView] = {}
         in_flight = lowest_in_flight(self._unacked_messages)
-        try:
-            client = self._thread._ensure_consumer()
-            assigned = sorted(self.assignment())
-        except Exception:  # not started, or between two rebalances
+        queued = {
+            topic
+            for channel in list(self.app.topics)
+            if channel.queue.qsize() > 0
+            for topic in getattr(channel, "topics", ())
+        }
+        client = self._thread._ensure_consumer()
+        subscription = client._subscription.subscription
+        if subscription is None:
             return views
-        for tp in assigned:
+        for tp in sorted(self.assignment()):
             if not self.app.topics.acks_enabled_for(tp.topic):
                 continue  # a changelog: read by recovery, never committed
+            if tp.topic in queued or tp in self._buffered_partitions:
+                continue
             try:
-                position = await self._thread.position(tp)
-            except Exception:  # unassigned meanwhile
+                state = subscription.assignment.state_value(tp)
+                if state is None or not state.has_valid_position:
+                    continue
+                position = state.position
+                stable = client.last_stable_offset(tp)
+                end = stable if stable is not None and stable >= 0 else client.highwater(tp)
+            except (AssertionError, KafkaError):  # unassigned meanwhile
                 continue
-            if position is None:
-                continue
-            stable = client.last_stable_offset(tp)
             committed = self._committed_offset.get(tp)
             views[tp] = PartitionView(
                 committed=committed,
                 read=self._read_offset.get(tp),
                 position=position,
-                end=stable if stable is not None and stable >= 0 else client.highwater(tp),
+                end=end,
                 in_flight=tp in in_flight,
                 commit_due=committed is not None
                 and any(
@@ -128,10 +159,9 @@ class _Consumer(faust_aiokafka.Consumer):
 
     async def _read_again(self, tp: TP, view: PartitionView, stuck_s: float) -> None:
         fetched = tp in self._get_active_partitions()
-        held = tp in self._buffered_partitions
         log.warning(
             "[Kafka] %s[%d]: %s for %.0f s (committed %s, read %s, fetch position %s, end %s; "
-            "%s, %s); resuming it from offset %s: those records are read again (at least once)",
+            "%s); resuming it from offset %s: those records are read again (at least once)",
             tp.topic,
             tp.partition,
             stuck_reason(view),
@@ -141,13 +171,11 @@ class _Consumer(faust_aiokafka.Consumer):
             view.position,
             view.end,
             "fetched" if fetched else "left out of the fetch",
-            "held back for a full queue" if held else "not held back",
             view.committed if view.committed is not None else view.position,
         )
-        self._buffered_partitions.discard(tp)
         self.resume_partitions({tp})
         if view.committed is not None:
-            await self.seek(tp, view.committed)
+            await self._thread.seek_wait({tp: view.committed})
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Seek every partition to its committed offset, and an input partition the group never
@@ -221,15 +249,24 @@ class _Consumer(faust_aiokafka.Consumer):
         """Faust records offsets as committed even when Kafka refused the commit
         (faust-streaming#316); put its record back, so that it says what Kafka holds."""
         before = {tp: self._committed_offset[tp] for tp in offsets}
+        generation = self.app.consumer_generation_id
         did_commit = bool(
             await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
         )
         if not did_commit and offsets:
-            self._committed_offset.update(before)
-            # Faust took the acknowledged run out of its books to make this commit; without it,
-            # the next commit would find a hole at the committed offset and never move again.
+            if self.app.consumer_generation_id != generation:
+                return did_commit  # a rebalance: its seek reads the committed offsets anew
+            try:
+                held = self.assignment()
+            except Exception:  # the consumer is stopping
+                return did_commit
             for tp, end in offsets.items():
                 start = before[tp]
+                if tp not in held:
+                    continue
+                self._committed_offset[tp] = start
+                # Faust took the acknowledged run out of its books to make this commit; without
+                # it, the next commit would find a hole at the committed offset and stop there.
                 if start is not None and start < end:
                     run = range(start, end)
                     self._acked_index[tp].update(run)
@@ -242,9 +279,10 @@ class _Consumer(faust_aiokafka.Consumer):
         return did_commit
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
-        """Faust counts offsets it read past without delivering them as acknowledged (for
-        compacted topics and transaction markers, which delaycast's inputs never have): on an
-        input topic that means events no agent saw and will never see. Say so."""
+        """Faust counts offsets it read past without delivering them as acknowledged (meant for
+        compacted topics and transaction markers): on an input topic, anything but a
+        transaction's marker or aborted records is an event no agent saw and will never see.
+        Say so."""
         log.warning(
             "[Kafka] %s[%d]: offsets %d..%d were passed over without reaching an agent; Faust "
             "counts them as processed (a transaction's marker or aborted records are expected "

@@ -89,6 +89,9 @@ class Runtime(Service):
         )
 
     async def on_start(self) -> None:
+        # `kill -USR2 <pid>`: what each task waits on, in the log (from now on; mode's own
+        # SIGUSR2 handler would open a debugger on a worker stuck in its start).
+        diagnostics.install(app)
         s = self.settings
         engine_process = s.predict_engine is PredictEngine.PROCESS and s.runs_predict
         # The engine process holds the model; this one needs the forest only when it predicts.
@@ -129,7 +132,6 @@ class Runtime(Service):
                 if self.models.model
                 else f"model none ({self.models.detail})"
             )
-        diagnostics.install(app)  # `kill -USR2 <pid>`: what each task waits on, in the log
         self._ready.set()
         log.info(
             "[ML] worker ready (role %s, group %s, predicting %s): %s",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -127,11 +128,43 @@ def test_after_a_refused_commit_the_next_one_offers_the_same_run_again(tmp_path)
     assert committed == 16
 
 
+@pytest.mark.parametrize("change", ["a rebalance during the commit", "the partition revoked"])
+def test_a_commit_refused_in_a_rebalance_restores_nothing(tmp_path, change):
+    """The partition's books belong to the next assignment then: its seek reads the committed
+    offsets from Kafka, and a revoked partition must not come back into them."""
+
+    async def run():
+        c = consumer(tmp_path, guarded=True)
+        c._committed_offset[TOPIC] = 10
+        c.assignment = lambda: {TOPIC}
+        c.app.producer.flush = _no_flush
+
+        async def refused(offsets):
+            if change == "a rebalance during the commit":
+                c.app.consumer_generation_id += 1
+            else:
+                c.assignment = lambda: set()
+            return False
+
+        c._commit = refused
+        for offset in range(10, 14):
+            acknowledge(c, message(offset))
+        assert await c.force_commit() is False
+        return c._committed_offset[TOPIC], list(c._acked[TOPIC])
+
+    assert asyncio.run(run()) == (14, [])  # as Faust left them; not put back
+
+
 class FakeThread:
-    """The consumer thread's answers for TOPIC: fetch position and end of the partition."""
+    """The consumer thread's client for TOPIC: fetch position and end of the partition, read
+    as the watchdog reads them (no waiting), and the seeks asked of it."""
 
     def __init__(self, position: int, end: int) -> None:
         self.at, self.end = position, end
+        self.sought: list[dict[TP, int]] = []
+        state = SimpleNamespace(has_valid_position=True, position=position)
+        assignment = SimpleNamespace(state_value=lambda tp: state if tp == TOPIC else None)
+        self._subscription = SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
 
     def _ensure_consumer(self):
         return self
@@ -142,8 +175,8 @@ class FakeThread:
     def highwater(self, tp):
         return self.end
 
-    async def position(self, tp):
-        return self.at
+    async def seek_wait(self, partitions):
+        self.sought.append(dict(partitions))
 
 
 def consumer_at(tmp_path: Path, *, committed, read, position: int, end: int):
@@ -165,7 +198,7 @@ def test_records_fetched_past_and_never_delivered_are_found_stuck(tmp_path):
         c = consumer_at(tmp_path, committed=10, read=18, position=19, end=19)
         for offset in (16, 17, 18):
             acknowledge(c, message(offset))
-        return await c._partition_views()
+        return c._partition_views()
 
     [view] = asyncio.run(run()).values()
     assert (view.in_flight, view.commit_due) == (False, False)
@@ -178,7 +211,7 @@ def test_records_fetched_past_and_never_delivered_are_found_stuck(tmp_path):
 def test_a_partition_left_out_of_the_fetch_with_records_waiting_is_found_stuck(tmp_path):
     async def run():
         c = consumer_at(tmp_path, committed=None, read=None, position=0, end=473)
-        return await c._partition_views()
+        return c._partition_views()
 
     [view] = asyncio.run(run()).values()
     assert stuck_reason(view) == "offsets 0..472 wait and none is fetched"
@@ -212,7 +245,7 @@ def test_partitions_in_flight_committing_or_read_to_their_end_are_not_stuck(tmp_
         elif case == "a marker, then acknowledged records":
             for m in held[1:]:
                 acknowledge(c, m)
-        return await c._partition_views(), held
+        return c._partition_views(), held
 
     views, _ = asyncio.run(run())
     assert [stuck_reason(v) for v in views.values()] == [None]
@@ -222,7 +255,7 @@ def test_a_changelog_partition_is_never_looked_at(tmp_path):
     async def run():
         c = consumer_at(tmp_path, committed=None, read=None, position=0, end=473)
         c.app.topics.acks_enabled_for = lambda topic: False
-        return await c._partition_views()
+        return c._partition_views()
 
     assert asyncio.run(run()) == {}
 
@@ -230,30 +263,51 @@ def test_a_changelog_partition_is_never_looked_at(tmp_path):
 def test_a_stuck_partition_is_fetched_again_from_its_committed_offset(
     tmp_path, caplog: pytest.LogCaptureFixture
 ):
-    sought: list[tuple[TP, int]] = []
-
     async def run():
         c = consumer_at(tmp_path, committed=10, read=18, position=19, end=19)
-        c._get_active_partitions().discard(TOPIC)  # left out of the fetch for a full queue
-        c._buffered_partitions.add(TOPIC)
-
-        async def seek(tp, offset):
-            sought.append((tp, offset))
-
-        c.seek = seek
-        [view] = (await c._partition_views()).values()
+        c._get_active_partitions().discard(TOPIC)  # left out of the fetch
+        [view] = c._partition_views().values()
         with caplog.at_level(logging.WARNING, logger="delaycast.kafka"):
             await c._read_again(TOPIC, view, 12.0)
-        return TOPIC in c._get_active_partitions(), TOPIC in c._buffered_partitions
+        return TOPIC in c._get_active_partitions(), c._thread.sought
 
-    assert asyncio.run(run()) == (True, False)
-    assert sought == [(TOPIC, 10)]
+    assert asyncio.run(run()) == (True, [{TOPIC: 10}])
     [record] = caplog.records
     assert "bookings[0]: offsets 10..18 were fetched, and are neither in an agent nor " in (
         record.getMessage()
     )
     assert "acknowledged for 12 s (committed 10, read 18" in record.getMessage()
-    assert "left out of the fetch, held back for a full queue" in record.getMessage()
+    assert "left out of the fetch); resuming it from offset 10" in record.getMessage()
+
+
+@pytest.mark.parametrize("where", ["in an agent's queue", "held back for a full queue"])
+def test_records_waiting_for_a_slow_agent_are_not_a_stuck_partition(tmp_path, where):
+    """Faust counts a record as in flight only once the agent takes it from its queue: a slow
+    agent leaves the partition read to its end with nothing in flight. That is no reason to
+    read it again."""
+
+    async def run():
+        c = consumer_at(tmp_path, committed=10, read=18, position=19, end=19)
+        if where == "in an agent's queue":
+            channel = c.app.topic(TOPIC.topic)
+            c.app.topics.add(channel)
+            channel.queue.put_nowait(object())
+        else:
+            c._buffered_partitions.add(TOPIC)
+        return c._partition_views()
+
+    assert asyncio.run(run()) == {}
+
+
+def test_a_position_being_reset_is_not_looked_at(tmp_path):
+    async def run():
+        c = consumer_at(tmp_path, committed=None, read=None, position=0, end=473)
+        c._thread._subscription.subscription.assignment.state_value(
+            TOPIC
+        ).has_valid_position = False
+        return c._partition_views()
+
+    assert asyncio.run(run()) == {}
 
 
 def test_an_input_partition_never_committed_is_sought_to_its_oldest_record(tmp_path):
