@@ -4,15 +4,20 @@ Files under its directory: ``data/`` (the cluster; its unix socket too) and ``po
 Authentication is ``trust`` and the server listens on 127.0.0.1 only: a developer stack without
 passwords, unreachable from other machines. PostgreSQL refuses to run as root, so when the stack
 runs as root every PostgreSQL command runs as the ``postgres`` user, which then owns the directory.
+That user cannot enter a home only its owner may enter (root's, or a clone in a 0700 directory):
+the cluster then lives under ``OUTSIDE_ROOT``, in a directory named after the stack's, and the
+stack's ``postgres`` directory is a link to it.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -38,6 +43,36 @@ OS_USER = "postgres"
 _CONF = "delaycast.conf"
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 _SOCKET_PATH_MAX = 107
+# Where a cluster lives when the postgres user cannot enter the stack's own directory.
+OUTSIDE_ROOT = Path("/var/lib/delaycast/postgres")
+
+
+def others_may_enter(path: Path) -> bool:
+    """Whether every existing directory from ``path`` up to ``/`` lets other users through (its
+    "others" execute bit): what the postgres user needs to reach a directory below ``path``.
+
+    >>> others_may_enter(Path("/"))
+    True
+    """
+    for directory in (path, *path.parents):
+        try:
+            mode = directory.stat().st_mode
+        except FileNotFoundError:
+            continue  # made later, with the usual 0755
+        if not mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def cluster_dir(directory: Path, outside_root: Path = OUTSIDE_ROOT) -> Path:
+    """Where the cluster of a stack whose postgres directory is ``directory`` lives when the
+    postgres user runs it: ``directory`` itself when that user can reach it, else a directory
+    under ``outside_root`` named after it (the same one at every start)."""
+    parent = directory.parent.resolve()
+    if others_may_enter(parent):
+        return directory
+    digest = hashlib.sha256(str(parent / directory.name).encode()).hexdigest()[:16]
+    return outside_root / digest
 
 
 def find_pg_bindir() -> Path | None:
@@ -61,14 +96,15 @@ class PostgresServer:
     name = "postgres"
     endpoint_key = "database_url"
 
-    def __init__(self, directory: Path, *, port: int) -> None:
-        self.dir = directory
-        self.port = port
-        self.data = directory / "data"
-        self.log = directory / "postgres.log"
-        self._log_mark = 0
-        # As root, run PostgreSQL's programs as its own OS user.
+    def __init__(self, directory: Path, *, port: int, outside_root: Path = OUTSIDE_ROOT) -> None:
+        # As root, run PostgreSQL's programs as its own OS user, in a directory it can reach.
         self.run_as = OS_USER if os.geteuid() == 0 else None
+        self.link = directory
+        self.dir = cluster_dir(directory, outside_root) if self.run_as else directory
+        self.port = port
+        self.data = self.dir / "data"
+        self.log = self.dir / "postgres.log"
+        self._log_mark = 0
 
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = ["runuser", "-u", self.run_as, "--", *argv] if self.run_as else list(argv)
@@ -93,6 +129,11 @@ class PostgresServer:
 
     def _prepare_dir(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dir != self.link and not self.link.exists():
+            self.link.parent.mkdir(parents=True, exist_ok=True)
+            if self.link.is_symlink():  # a link to a cluster removed meanwhile
+                self.link.unlink()
+            self.link.symlink_to(self.dir, target_is_directory=True)
         if self.run_as is None:
             return
         try:

@@ -91,11 +91,20 @@ def _stop_homes_under(directory: Path) -> None:
             StackManager(state.parent.parent).down()
 
 
+def _remove_stacks_under(directory: Path) -> None:
+    """Stop them, then remove ``directory`` and the clusters it links to outside itself (a
+    clone the postgres user cannot enter keeps its cluster elsewhere)."""
+    _stop_homes_under(directory)
+    for link in directory.glob("**/stack/postgres"):
+        if link.is_symlink():
+            shutil.rmtree(link.resolve(), ignore_errors=True)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _reap_abandoned_sessions() -> None:
     for directory in TEST_ROOT.glob("session-*"):
         if directory.is_dir() and not _owner_alive(directory):
-            _stop_homes_under(directory)
-            shutil.rmtree(directory, ignore_errors=True)
+            _remove_stacks_under(directory)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -125,9 +134,10 @@ def session_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
     owner = {"pid": os.getpid(), "start_time": start_time(os.getpid())}
     (directory / _OWNER).write_text(json.dumps(owner))
     yield directory
-    _stop_homes_under(directory)
     if request.session.testsfailed == 0:
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove_stacks_under(directory)
+    else:
+        _stop_homes_under(directory)  # kept, with its logs, to read
 
 
 class _Teardown:

@@ -281,6 +281,34 @@ def test_down_stops_a_postgres_that_up_started_but_did_not_record(session_dir: P
     assert not is_alive(record.process.pid)
 
 
+def test_postgres_serves_a_stack_whose_home_other_users_may_not_enter(session_dir: Path) -> None:
+    """A clone in root's home, or in any 0700 directory: as root the postgres user cannot
+    enter it, so the cluster lives outside and the stack's directory links to it."""
+    private = session_dir / "private"
+    private.mkdir()
+    private.chmod(0o700)
+    manager = StackManager(private / "home")
+    postgres = manager.servers["postgres"]
+    record = postgres.launch()
+    try:
+        assert record.port is not None
+        postgres.wait_ready(record, 60)
+        conn = psycopg2.connect(libpq_url(record.endpoint), connect_timeout=5)
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT current_database()")
+            assert cur.fetchone() == ("delaycast",)
+        conn.close()
+        link = private / "home" / "stack" / "postgres"
+        if os.geteuid() == 0:
+            assert link.is_symlink() and (link / "data" / "PG_VERSION").is_file()
+            assert not str(record.data_dir).startswith(str(private))
+        else:  # its own user runs it: nothing to move
+            assert not link.is_symlink()
+    finally:
+        assert manager.down() == ["postgres"]
+    assert record.process is not None and not is_alive(record.process.pid)
+
+
 def test_topics_create_is_idempotent_and_uses_the_configured_partitions(
     stack: Endpoints, tmp_path: Path
 ) -> None:
