@@ -35,7 +35,7 @@ def _consume_range(topic_base: str, partition: int, first: int, last: int) -> No
     stderr how many there were: none means the offsets hold only a transaction's markers or
     aborted records (a Kafka consumer reads neither), so a worker that passed over them lost
     nothing."""
-    from connectors.kafka import KafkaReadError, OffsetRange, RangeReader
+    from connectors.kafka import KafkaReadError, RangeReader, range_of_offsets
     from streams.settings import get_settings
 
     settings = get_settings()
@@ -44,18 +44,12 @@ def _consume_range(topic_base: str, partition: int, first: int, last: int) -> No
     found, first_at = 0, None
     try:
         with RangeReader(settings.kafka_bootstrap_servers) as reader:
-            if partition not in reader.partitions(topic):
-                raise click.BadParameter(
-                    f"{topic} has no partition {partition}", param_hint="--partition"
-                )
-            low, high = reader.watermarks(topic)[partition]
-            if first < low or last >= high:
-                raise click.BadParameter(
-                    f"{topic}[{partition}] holds offsets {low}..{high - 1}; "
-                    f"{first}..{last} is not inside",
-                    param_hint="--from-offset/--to-offset",
-                )
-            for batch in reader.read(topic, [OffsetRange(partition, first, last + 1)]):
+            try:
+                wanted = range_of_offsets(reader.watermarks(topic), partition, first, last)
+            except ValueError as exc:
+                hint = "--partition/--from-offset/--to-offset"
+                raise click.BadParameter(f"{topic}: {exc}", param_hint=hint) from None
+            for batch in reader.read(topic, [wanted]):
                 for message in batch:
                     if first_at is None:
                         first_at = message.timestamp()[1]

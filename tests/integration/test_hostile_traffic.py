@@ -221,6 +221,38 @@ def test_workers_joining_killed_and_leaving_mid_stream_lose_nothing_and_count_on
     assert_buckets_equal_offline(migrated_database)
 
 
+def publish_in_transactions(
+    bootstrap: str, topic: str, transactions: list[tuple[list[tuple[bytes, bytes]], bool]]
+) -> dict[bytes, tuple[int, int]]:
+    """Publish as a producer that writes in transactions (a Java service with exactly-once,
+    say): each (records, commit) is one transaction, committed or aborted. Returns where each
+    key's record went: (partition, offset)."""
+    placed: dict[bytes, tuple[int, int]] = {}
+
+    def on_delivery(err, msg) -> None:
+        assert err is None, err
+        placed[msg.key()] = (msg.partition(), msg.offset())
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": f"{topic}-writer",
+            "partitioner": "murmur2_random",
+        }
+    )
+    producer.init_transactions(30)
+    for records, commit in transactions:
+        producer.begin_transaction()
+        for key, value in records:
+            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+        producer.flush(30)
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.abort_transaction(30)
+    return placed
+
+
 PASSED_OVER = re.compile(r"\[Kafka\] (\S+)\[(\d+)\]: offsets (\d+)\.\.(\d+) were passed over")
 
 
@@ -236,31 +268,23 @@ def test_bookings_of_an_aborted_transaction_are_never_predicted(
     committed_after, _ = valid_events(40, now, prefix="TD-")
     topic = f"{topic_prefix}bookings"
     set_flags(stack, topic_prefix, enabled=True, percentage=50)
-    placed: dict[str, tuple[int, int]] = {}
 
-    def on_delivery(err, msg) -> None:
-        assert err is None, err
-        placed[msg.key().decode()] = (msg.partition(), msg.offset())
+    def keyed(values: list[bytes]) -> list[tuple[bytes, bytes]]:
+        return [(json.loads(v)["booking_id"].encode(), v) for v in values]
 
-    producer = Producer(
-        {
-            "bootstrap.servers": stack.kafka_bootstrap_servers,
-            "transactional.id": f"{topic_prefix}bookings-writer",
-            "partitioner": "murmur2_random",
-        }
-    )
-    producer.init_transactions(30)
     with start_worker(stack, topic_prefix, home, WORKER_ROLE="predict") as worker:
-        for values, commit in ((committed_before, True), (aborted, False), (committed_after, True)):
-            producer.begin_transaction()
-            for value in values:
-                key = json.loads(value)["booking_id"].encode()
-                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-            producer.flush(30)
-            if commit:
-                producer.commit_transaction(30)
-            else:
-                producer.abort_transaction(30)
+        placed = {
+            key.decode(): where
+            for key, where in publish_in_transactions(
+                stack.kafka_bootstrap_servers,
+                topic,
+                [
+                    (keyed(committed_before), True),
+                    (keyed(aborted), False),
+                    (keyed(committed_after), True),
+                ],
+            ).items()
+        }
         expected_ids = {json.loads(v)["booking_id"] for v in committed_before + committed_after}
         deadline = time.monotonic() + 60
         predicted: set[str] = set()

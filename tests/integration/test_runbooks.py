@@ -51,7 +51,7 @@ from tests.hostile.corpus import actual as hostile_actual
 from tests.hostile.corpus import booking as hostile_booking
 from tests.integration.conftest import xdist_ports
 from tests.integration.runbook_harness import RunbookRun, Service, answers, run_runbook, service
-from tests.integration.test_hostile_traffic import PASSED_OVER
+from tests.integration.test_hostile_traffic import PASSED_OVER, publish_in_transactions
 from tests.integration.workers import Worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -630,30 +630,6 @@ def test_a_poison_event_is_found_inspected_and_dropped(runbook_stack, env, tmp_p
     assert after == sizes  # dropped: nothing was sent back
 
 
-def transactional_send(
-    manager: StackManager, topic: str, transactions: list[tuple[list[tuple[bytes, bytes]], bool]]
-) -> None:
-    """Publish as a producer that writes in transactions: each (records, commit) is one
-    transaction, committed or aborted."""
-    producer = Producer(
-        {
-            "bootstrap.servers": endpoints(manager).kafka_bootstrap_servers,
-            "transactional.id": f"{topic}-writer",
-            "partitioner": "murmur2_random",
-        }
-    )
-    producer.init_transactions(30)
-    for records, commit in transactions:
-        producer.begin_transaction()
-        for key, value in records:
-            producer.produce(topic, value=value, key=key)
-        producer.flush(30)
-        if commit:
-            producer.commit_transaction(30)
-        else:
-            producer.abort_transaction(30)
-
-
 def test_offsets_passed_over_are_told_apart_and_lost_bookings_predicted(
     runbook_stack, env, tmp_path
 ):
@@ -665,8 +641,8 @@ def test_offsets_passed_over_are_told_apart_and_lost_bookings_predicted(
     bookings, _ = world_bookings(60, tag, seed=14)
     committed_before, aborted, committed_after = bookings[:24], bookings[24:36], bookings[36:]
     with worker(env, tmp_path).start() as running:
-        transactional_send(
-            runbook_stack,
+        publish_in_transactions(
+            endpoints(runbook_stack).kafka_bootstrap_servers,
             topic,
             [(committed_before, True), (aborted, False), (committed_after, True)],
         )
