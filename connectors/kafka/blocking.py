@@ -98,14 +98,19 @@ class BlockingProducer:
             self._produce(topic, key, value, stamp)
 
     def flush(self, timeout_s: float = 30.0, outage_s: float = 600.0) -> None:
-        """Wait until every record is delivered: ``timeout_s`` while Kafka answers, and up to
-        ``outage_s`` in all while records keep coming back to be sent again."""
+        """Wait until every record is delivered or failed for good, up to ``outage_s`` in all.
+
+        Records still queued are waited for in rounds of ``timeout_s``, and those that come
+        back (their message timeout spent while the broker was away) are sent again. A round
+        that ends with records still queued and none back yet is no reason to stop: those
+        records are still in flight and will be either delivered or handed back.
+        """
         deadline = time.monotonic() + outage_s
         while True:
-            left = self._producer.flush(timeout_s)
-            if not self._again or time.monotonic() >= deadline:
-                break
             self._send_again()
+            left = self._producer.flush(min(timeout_s, max(0.0, deadline - time.monotonic())))
+            if (not left and not self._again) or time.monotonic() >= deadline:
+                break
         left += len(self._again)
         if left or self.failed:
             raise DeliveryFailed(
