@@ -10,8 +10,11 @@
 
 Every coefficient is in minutes (per km, per mm/h of rain, or flat). :data:`DEFAULT_PARAMS` are
 rules of thumb used when no trained artifact exists (version ``heuristic-default``);
-:func:`fit_heuristic` fits the same coefficients to history by least squares, so the fitted
-heuristic is the fair baseline the ML model must beat.
+:func:`fit_heuristic` fits the same coefficients to history by least absolute deviations (the
+rules predict the median delay, not the mean), so the fitted heuristic is the fair baseline the
+ML model must beat. Delays have a heavy right tail (an incident, a breakdown): a least-squares fit
+chases those outliers and can lose to predicting the median for everyone, which the median fit
+cannot do on the rows it was fitted on, since a constant is one of the rules it may choose.
 
 The heuristic's confidence is the same for every booking: the residual standard deviation of its
 fit turned into [0, 1] by :func:`models.confidence.confidence_from_spread`.
@@ -159,10 +162,11 @@ def predict(params: HeuristicParams, X: np.ndarray) -> tuple[np.ndarray, np.ndar
 def fit_heuristic(
     X: np.ndarray, y: np.ndarray, defaults: HeuristicParams = DEFAULT_PARAMS
 ) -> HeuristicParams:
-    """Least-squares coefficients of the rules on history ``X`` (features) and ``y`` (minutes).
+    """Least-absolute-deviation coefficients of the rules on history ``X`` (features) and ``y``
+    (minutes).
 
     Terms seen on fewer than MIN_ROWS_PER_TERM rows keep their value from ``defaults``;
-    ``residual_std_min`` is the standard deviation of the fitted residuals.
+    ``residual_std_min`` is the root mean square of the fitted residuals.
     """
     y = np.asarray(y, dtype=np.float64)
     if X.shape[0] != y.shape[0] or y.shape[0] == 0:
@@ -172,10 +176,55 @@ def fit_heuristic(
     seen = np.count_nonzero(terms, axis=0) >= MIN_ROWS_PER_TERM
     target = y - terms[:, ~seen] @ coefficients[~seen]
     if seen.any():
-        solution, *_ = np.linalg.lstsq(terms[:, seen], target, rcond=None)
-        coefficients[seen] = solution
+        coefficients[seen] = least_absolute_deviations(terms[:, seen], target)
     residuals = y - terms @ coefficients
     dof = max(len(y) - int(seen.sum()), 1)
     residual_std = float(np.sqrt(np.sum(residuals**2) / dof))
     fitted = dict(zip(TERMS, coefficients.tolist(), strict=True))
     return HeuristicParams(**fitted, residual_std_min=residual_std)
+
+
+def constant_params(median_min: float, residual_std_min: float) -> HeuristicParams:
+    """The rules reduced to one constant: every base delay ``median_min``, every other term 0.
+
+    Training falls back to it when the fitted rules lose to the constant on the holdout.
+    """
+    zero = dict.fromkeys(TERMS, 0.0)
+    bases = dict.fromkeys(("base_standard_min", "base_wheelchair_min", "base_stretcher_min"))
+    return HeuristicParams(
+        **{**zero, **dict.fromkeys(bases, float(median_min))},
+        residual_std_min=float(residual_std_min),
+    )
+
+
+def least_absolute_deviations(
+    A: np.ndarray, b: np.ndarray, iterations: int = 100, tolerance: float = 1e-9
+) -> np.ndarray:
+    """``x`` minimising ``sum |b - A x|``, by iteratively reweighted least squares.
+
+    Each round solves a least-squares problem whose row weights are ``1 / |residual|`` of the
+    previous round (floored, so that rows already fitted exactly do not dominate). Starts from
+    the least-squares solution; stops when the sum of absolute residuals improves by less than
+    ``tolerance`` relative, and returns the best solution seen.
+
+    >>> A = np.ones((5, 1))
+    >>> round(float(least_absolute_deviations(A, np.array([1.0, 2.0, 3.0, 4.0, 100.0]))[0]), 3)
+    3.0
+    """
+    A = np.asarray(A, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    x, *_ = np.linalg.lstsq(A, b, rcond=None)
+    best, best_loss = x, float(np.sum(np.abs(b - A @ x)))
+    floor = max(1e-6, 1e-6 * float(np.median(np.abs(b))))
+    for _ in range(iterations):
+        weights = 1.0 / np.sqrt(np.maximum(np.abs(b - A @ x), floor))
+        x, *_ = np.linalg.lstsq(A * weights[:, None], b * weights, rcond=None)
+        loss = float(np.sum(np.abs(b - A @ x)))
+        if loss < best_loss:
+            improved = best_loss - loss
+            best, best_loss = x, loss
+            if improved <= tolerance * best_loss:
+                break
+        elif loss > best_loss * (1 + 1e-12):
+            break
+    return best
