@@ -9,14 +9,16 @@ Columns of the matrix, in :data:`FEATURE_NAMES` order:
 name                  meaning                                                     unit
 ====================  ==========================================================  ==========
 distance_km           great-circle (haversine) distance pickup → dropoff           km
-pickup_center_km      great-circle distance from the pickup to Geneva's centre     km
-                      (Place Bel-Air, 46.2044 N 6.1432 E)
-hour_local            time of day of the scheduled pickup in Europe/Zurich,        hours
+pickup_center_km      great-circle distance from the pickup to the service area's  km
+                      centre (:mod:`models.area`; Geneva's Place Bel-Air by default)
+hour_local            time of day of the scheduled pickup in the area's timezone,  hours
                       with minutes as a fraction (08:30 → 8.5)                     [0, 24)
 weekday               local day of week of the scheduled pickup, Monday = 0        0–6
 month                 local month of the scheduled pickup                          1–12
 is_weekend            1 when the local pickup day is Saturday or Sunday            0/1
 is_rush_hour          1 on a local weekday in [07:00, 09:00) or [16:00, 19:00)     0/1
+                      (a coarse marker; models learn the area's own time-of-day
+                      effects from hour_local and weekday)
 lead_time_min         scheduled pickup − booking creation, clipped to              minutes
                       [0, LEAD_TIME_CAP_MIN] (a week)
 vehicle_standard      one-hot of ``vehicle_type``: exactly one of the three        0/1
@@ -63,11 +65,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from models.area import GENEVA, ServiceArea
 from schemas.booking import BookingRequested, PatientPriority, VehicleType
 from schemas.weather import Weather
 
-LOCAL_TZ = ZoneInfo("Europe/Zurich")
-GENEVA_CENTER: tuple[float, float] = (46.2044, 6.1432)
+# The synthetic world's (and the default service area's) timezone.
+LOCAL_TZ = ZoneInfo(GENEVA.timezone)
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
 LEAD_TIME_CAP_MIN = 7 * 24 * 60.0
 # Local [start, end) hours of the weekday rush hours.
@@ -129,27 +132,35 @@ def haversine_km(
     return np.asarray(2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
 
 
-def local_seconds(epoch_s: np.ndarray) -> np.ndarray:
-    """Unix seconds shifted by the Europe/Zurich UTC offset in force at each instant.
+def local_seconds(epoch_s: np.ndarray, tz: ZoneInfo = LOCAL_TZ) -> np.ndarray:
+    """Unix seconds shifted by the UTC offset of ``tz`` in force at each instant.
 
-    The offset is looked up once per distinct UTC hour rather than once per row: offsets of
-    Europe/Zurich only change on whole UTC hours, and a batch spans few distinct hours.
+    The offset is looked up once per distinct UTC quarter hour rather than once per row:
+    offsets change on whole quarter hours in every timezone in use, and a batch spans few
+    distinct quarter hours.
     """
-    hours = np.floor_divide(epoch_s, 3600)
-    distinct, inverse = np.unique(hours, return_inverse=True)
-    offsets = np.array([_utc_offset_s(int(h) * 3600) for h in distinct.tolist()], dtype=np.float64)
+    quarters = np.floor_divide(epoch_s, 900)
+    distinct, inverse = np.unique(quarters, return_inverse=True)
+    offsets = np.array(
+        [_utc_offset_s(int(q) * 900, tz) for q in distinct.tolist()], dtype=np.float64
+    )
     return epoch_s + offsets[inverse]
 
 
-def _utc_offset_s(epoch_s: int) -> float:
-    offset = datetime.fromtimestamp(epoch_s, LOCAL_TZ).utcoffset()
+def _utc_offset_s(epoch_s: int, tz: ZoneInfo) -> float:
+    offset = datetime.fromtimestamp(epoch_s, tz).utcoffset()
     return 0.0 if offset is None else offset.total_seconds()
 
 
-def feature_matrix(bookings: Sequence[BookingRequested], weathers: Sequence[Weather]) -> np.ndarray:
+def feature_matrix(
+    bookings: Sequence[BookingRequested],
+    weathers: Sequence[Weather],
+    area: ServiceArea = GENEVA,
+) -> np.ndarray:
     """The features of each booking with its weather, as a float64 array (rows, FEATURE_NAMES).
 
-    ``weathers[i]`` is the weather used for ``bookings[i]``. Cost is a handful of attribute reads
+    ``weathers[i]`` is the weather used for ``bookings[i]``; local time and the distance to the
+    centre are those of ``area``. Cost is a handful of attribute reads
     per booking plus vectorized numpy, so a batch of 500 takes about a millisecond.
     """
     n = len(bookings)
@@ -168,14 +179,14 @@ def feature_matrix(bookings: Sequence[BookingRequested], weathers: Sequence[Weat
         coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3]
     )
     out[:, col["pickup_center_km"]] = haversine_km(
-        coords[:, 0], coords[:, 1], GENEVA_CENTER[0], GENEVA_CENTER[1]
+        coords[:, 0], coords[:, 1], area.center_lat, area.center_lon
     )
 
     times = np.array(
         [(b.scheduled_pickup_at.timestamp(), b.created_at.timestamp()) for b in bookings],
         dtype=np.float64,
     )
-    local = local_seconds(times[:, 0])
+    local = local_seconds(times[:, 0], area.tz)
     days = np.floor_divide(local, _SECONDS_PER_DAY)
     hour = (local - days * _SECONDS_PER_DAY) / 3600.0
     weekday = (days + _UNIX_EPOCH_WEEKDAY) % 7

@@ -200,3 +200,24 @@ def test_empty_batch_and_misaligned_weather():
         feature_matrix([booking()], [weather(), weather()])
     with pytest.raises(ValueError):
         feature_dict(np.zeros(3))
+
+
+def test_local_time_and_centre_distance_are_those_of_the_configured_area():
+    from models.area import ServiceArea
+
+    new_york = ServiceArea(timezone="America/New_York", center_lat=40.6413, center_lon=-73.7781)
+    jfk_to_lga = {"pickup_lat": 40.6413, "pickup_lon": -73.7781}
+    jfk_to_lga |= {"dropoff_lat": 40.7769, "dropoff_lon": -73.874}
+    # 2026-01-10 is a Saturday; 12:30 UTC is 07:30 in New York (EST, -5) and 13:30 in Geneva.
+    winter = booking(datetime(2026, 1, 10, 12, 30, tzinfo=UTC), **jfk_to_lga)
+    # 2026-07-13 is a Monday; 12:30 UTC is 08:30 in New York (EDT, -4).
+    summer = booking(datetime(2026, 7, 13, 12, 30, tzinfo=UTC), **jfk_to_lga)
+    X = feature_matrix([winter, summer], [weather(), weather()], new_york)
+    here = [feature_dict(row) for row in X]
+    assert [f["hour_local"] for f in here] == [7.5, 8.5]
+    assert [f["weekday"] for f in here] == [5.0, 0.0]
+    assert [f["is_weekend"] for f in here] == [1.0, 0.0]
+    assert here[0]["pickup_center_km"] == pytest.approx(0.0, abs=1e-9)
+    geneva = features_of(winter)
+    assert geneva["hour_local"] == 13.5
+    assert geneva["pickup_center_km"] == pytest.approx(6_200, rel=0.01)

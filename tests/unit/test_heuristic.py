@@ -8,6 +8,7 @@ from models.heuristic import (
     HeuristicParams,
     fit_heuristic,
     predict,
+    rule_terms,
 )
 
 TRUE = HeuristicParams(
@@ -96,3 +97,37 @@ def test_params_round_trip_and_refuse_tampering():
         HeuristicParams.from_dict(missing)
     with pytest.raises(ValueError):
         HeuristicParams(per_km_min=float("nan"))
+
+
+def test_least_absolute_deviations_reaches_the_linear_programme_optimum():
+    from sklearn.linear_model import QuantileRegressor
+
+    from models.heuristic import least_absolute_deviations
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    A = np.column_stack([np.ones(n), rng.uniform(0, 20, n), rng.random(n) < 0.3])
+    b = np.round(A @ np.array([2.0, 0.5, 4.0]) + rng.standard_t(1.5, n) * 3)
+    ours = least_absolute_deviations(A, b)
+    exact = QuantileRegressor(quantile=0.5, alpha=0, fit_intercept=False, solver="highs")
+    optimum = np.abs(b - A @ exact.fit(A, b).coef_).sum()
+    assert np.abs(b - A @ ours).sum() == pytest.approx(optimum, rel=1e-7)
+
+
+def test_on_a_heavy_right_tail_the_fit_never_loses_to_the_median():
+    rng = np.random.default_rng(5)
+    X = random_features(4000, rng)
+    y = predict(TRUE, X)[0] + rng.lognormal(1.0, 1.5, len(X))  # most small, a few huge
+    fitted = fit_heuristic(X, y)
+    fitted_mae = np.abs(y - predict(fitted, X)[0]).mean()
+    assert fitted_mae <= np.abs(y - np.median(y)).mean()
+    squares = np.linalg.lstsq(rule_terms(X), y, rcond=None)[0]
+    assert fitted_mae < np.abs(y - rule_terms(X) @ squares).mean()
+
+
+def test_constant_params_predict_the_median_for_every_booking():
+    from models.heuristic import constant_params
+
+    X = random_features(50, np.random.default_rng(2))
+    delays, _ = predict(constant_params(4.5, 3.0), X)
+    assert delays.tolist() == [4.5] * 50
