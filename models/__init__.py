@@ -12,7 +12,8 @@ scikit-learn for the others):
 - ``models.risk``: ``risk_levels``.
 - ``models.routing``: ``bucket``, ``routes_to_ml`` — the sticky rollout hash.
 - ``models.training``: the training pipeline with its time-ordered holdout.
-- ``models.synthetic``: ``SyntheticWorld``, ``generate_history``, ``invalid_booking_payloads``.
+- ``models.synthetic``: ``SyntheticWorld``, ``generate_history``, ``IncidentConfig``,
+  ``invalid_booking_payloads``.
 - ``models.metrics``: ``mae``, ``r2`` and friends.
 - ``models.rolling``: ``MetricSums`` (exact, mergeable sums behind MAE, RMSE, R², bias and the
   underestimate share), ``BucketKey``, ``Series``, ``hour_start``, ``bucketize``,

@@ -10,6 +10,11 @@ pickup only: each booking reaches the stream with its pickup placed so that the 
 observed about ten seconds later (its created_at lies its realistic lead time earlier), and
 the producer publishes each actual once the wall clock has reached its observed_at. Event time
 therefore stays within minutes of the wall clock, and no actual is from the future.
+
+The world has incidents, in the history the model learns from and in the bookings it is then
+asked about: about 3 % of the pickups, clustered by area and hour, are 20–120 minutes late
+(their actuals are observed that much later), so the live figures face a heavy tail as real
+delays have.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ PERCENTAGE = os.environ.get("DEMO_ML_PERCENTAGE", "50")
 API_WAIT_S = 30.0
 # Each actual is observed about this long after its booking is published (see the docstring).
 ACTUAL_AFTER_S = 10
+# Share of bookings hit by incidents, in the training history and in the produced bookings.
+INCIDENT_RATE = 0.03
 
 
 def delaycast(*args: str, env: dict[str, str] | None = None, check: bool = True) -> int:
@@ -111,7 +118,17 @@ def ensure_model(home: Path, env: dict[str, str]) -> None:
         print(f"model: using the champion in {models}")
         return
     print("model: none yet; generating 90 days of synthetic history and training")
-    delaycast("synthetic", "history", "--out", str(data), "--days", "90", env=env)
+    delaycast(
+        "synthetic",
+        "history",
+        "--out",
+        str(data),
+        "--days",
+        "90",
+        "--incidents",
+        str(INCIDENT_RATE),
+        env=env,
+    )
     delaycast(
         "train",
         "--history",
@@ -305,6 +322,8 @@ def main() -> None:
             "0.01",
             "--actual-after-s",
             str(ACTUAL_AFTER_S),
+            "--incidents",
+            str(INCIDENT_RATE),
             env=env,
             log=logs / "producer.log",
         )

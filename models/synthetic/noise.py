@@ -2,7 +2,7 @@
 alone: the weather of one hour, the day effect of one date, without replaying the rest.
 
 Streams used (any distinct integers): the weather's shared processes 0–7, the day effect 8,
-each station's own processes 100 + 10 × station index + component.
+the incidents 9, each station's own processes 100 + 10 × station index + component.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ The expected delay (:func:`expected_delay`) adds a base per vehicle, traffic tha
 rush hours (milder at weekends), distance and city-centre congestion that grow with traffic,
 rain / snow / fog that hurt more in traffic, strong wind, short lead times and priorities.
 An observed delay (:func:`observed_delays`) adds what no feature sees: a day-level effect (a bad
-day for the fleet), Student-t noise that grows with traffic and rain, and rare incidents
-(a breakdown, a previous job overrunning) adding 5–20 minutes. Delays are clipped to
-[-15, 180] minutes and rounded to 0.1.
+day for the fleet), Student-t noise that grows with traffic and rain, and rare mishaps of
+one vehicle (a breakdown, a previous job overrunning) adding 5–20 minutes. When the world has
+incidents (:mod:`~models.synthetic.incidents`), the bookings they hit get 20–120 minutes more.
+Delays are clipped to [-15, 180] minutes and rounded to 0.1.
 
 A :class:`TruthShift` changes the world for drift tests (the weather hurting more, rush hours
 getting worse); without one, delays are exactly those of the unshifted world.
@@ -21,6 +22,7 @@ from datetime import datetime
 import numpy as np
 
 from models.features import FEATURE_INDEX, LOCAL_TZ
+from models.synthetic.incidents import IncidentExposure
 from models.synthetic.noise import unit_normal
 
 DAY_EFFECT_STREAM = 8
@@ -115,17 +117,23 @@ def observed_delays(
     day_effect: np.ndarray,
     rng: np.random.Generator,
     shift: TruthShift | None = None,
+    incidents: IncidentExposure | None = None,
 ) -> np.ndarray:
     """Observed delays (minutes): expected delay (shifted if ``shift`` is given) + day effect +
-    noise + incidents. The shift does not change the random draws."""
+    noise + mishaps, + the extra delay of the bookings ``incidents`` hit. The shift does not
+    change the random draws; the incidents' draws come after all others."""
     c = FEATURE_INDEX
     busy = traffic_minutes(X[:, c["hour_local"]], X[:, c["is_weekend"]]) / PEAK_TRAFFIC_MIN
     wet = X[:, c["precipitation_mm_h"]] > 0.1
     scale = 1.3 * (1.0 + 0.5 * busy + 0.3 * wet)
     noise = scale * rng.standard_t(4, size=len(X)) / math.sqrt(2.0)  # t(4) has variance 2
-    incident = rng.random(len(X)) < 0.01 * (1.0 + busy + wet)
-    extra = np.where(incident, rng.uniform(5.0, 20.0, size=len(X)), 0.0)
+    mishap = rng.random(len(X)) < 0.01 * (1.0 + busy + wet)
+    extra = np.where(mishap, rng.uniform(5.0, 20.0, size=len(X)), 0.0)
     delays = expected_delay(X, shift) + day_effect + noise + extra
+    # Added last, so that a world without incidents, and a booking none hits, keeps its exact
+    # floating-point delay.
+    if incidents is not None:
+        delays = delays + incidents.extra_minutes(rng)
     return np.round(np.clip(delays, EARLIEST_DELAY_MIN, LATEST_DELAY_MIN), 1)
 
 

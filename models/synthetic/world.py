@@ -20,6 +20,7 @@ from models.synthetic.bookings import (
     make_bookings,
     pickups_between,
 )
+from models.synthetic.incidents import IncidentConfig, exposure
 from models.synthetic.places import STATIONS, nearest_station
 from models.synthetic.truth import LATEST_DELAY_MIN, day_effects, local_day, observed_delays
 from models.synthetic.weather import weather_at, weather_series
@@ -62,7 +63,8 @@ class SyntheticHistory:
 class SyntheticWorld:
     """The world of one seed: its weather, its ground truth, and live bookings.
 
-    The seed fixes the weather and the hidden day effects; ``rng`` (a numpy Generator or a
+    The seed fixes the weather, the hidden day effects and the incidents (only with
+    ``incidents``; without, the world has none); ``rng`` (a numpy Generator or a
     ``random.Random``) draws the bookings and the noise, so a caller controls reproducibility.
 
     >>> from datetime import UTC
@@ -92,10 +94,11 @@ class SyntheticWorld:
     True
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, incidents: IncidentConfig | None = None) -> None:
         if seed < 0:
             raise ValueError("seed must be >= 0")
         self.seed = seed
+        self.incidents = incidents
 
     def weather(self, lat: float, lon: float, at: datetime) -> Weather:
         """The weather at the station nearest to (lat, lon) during the UTC hour of ``at``."""
@@ -118,9 +121,8 @@ class SyntheticWorld:
 
     def actual_delay(self, booking: BookingRequested, weather: Weather, rng: Rng) -> float:
         """The delay (minutes) this world's ground truth draws for the booking in that weather."""
-        X = feature_matrix([booking], [weather])
-        day = np.array([local_day(booking.scheduled_pickup_at)])
-        return float(observed_delays(X, day_effects(self.seed, day), as_generator(rng))[0])
+        gen = as_generator(rng)
+        return float(_delays(self.seed, [booking], [weather], gen, self.incidents)[0])
 
     def actual(self, booking: BookingRequested, weather: Weather, rng: Rng) -> ActualDelay:
         """An ``actual-delays`` event for the booking, observed at the pickup (scheduled time
@@ -133,6 +135,8 @@ class SyntheticWorld:
         is observed about ``after`` later: up to 5 minutes more, as pickups lie on the 5-minute
         grid, and give or take the change of the delay's expectation between the first
         placement and the final one (the delay is drawn there again, with the same noise).
+        The pickup is placed as dispatch would plan it, knowing of no incident: a booking an
+        incident hits is observed its extra delay (20–120 minutes) later than asked.
 
         Time is compressed between booking and pickup only: the lead time is drawn as for any
         booking and ``created_at`` is that much before the pickup (it may lie after ``now``
@@ -158,9 +162,11 @@ class SyntheticWorld:
         return WorldEvent(booking, weather, _observed(booking, delay, "synthetic"))
 
     def _delay_at(self, booking: BookingRequested, at: datetime, noise_seed: int) -> float:
+        """The delay at a pickup moved to ``at``, incidents left out."""
         moved = booking.model_copy(update={"scheduled_pickup_at": at})
         weather = self.weather(booking.pickup_lat, booking.pickup_lon, at)
-        return self.actual_delay(moved, weather, np.random.default_rng(noise_seed))
+        gen = np.random.default_rng(noise_seed)
+        return float(_delays(self.seed, [moved], [weather], gen, None)[0])
 
     def past(
         self,
@@ -195,11 +201,7 @@ class SyntheticWorld:
             ids = [f"SYN-{n:012x}" for n in gen.integers(0, 2**48, count).tolist()]
         bookings = make_bookings(ids, pickups, created, gen)
         weathers = self._pickup_weather(bookings)
-        days = np.array([local_day(p) for p in pickups], dtype=np.int64)
-        distinct, index = np.unique(days, return_inverse=True)
-        delays = observed_delays(
-            feature_matrix(bookings, weathers), day_effects(self.seed, distinct)[index], gen
-        ).tolist()
+        delays = _delays(self.seed, bookings, weathers, gen, self.incidents).tolist()
         return [
             WorldEvent(b, w, _observed(b, d, source))
             for b, w, d in zip(bookings, weathers, delays, strict=True)
@@ -232,6 +234,22 @@ def _observed(booking: BookingRequested, delay: float, source: str) -> ActualDel
     )
 
 
+def _delays(
+    seed: int,
+    bookings: Sequence[BookingRequested],
+    weathers: Sequence[Weather],
+    rng: np.random.Generator,
+    incidents: IncidentConfig | None,
+) -> np.ndarray:
+    """The observed delays of the bookings in their weathers, in the world of ``seed``: with
+    the day effect of each pickup's local day, and the incidents at each pickup when given."""
+    days = np.array([local_day(b.scheduled_pickup_at) for b in bookings], dtype=np.int64)
+    distinct, index = np.unique(days, return_inverse=True)
+    hits = None if incidents is None else exposure(seed, incidents, bookings)
+    X = feature_matrix(bookings, weathers)
+    return observed_delays(X, day_effects(seed, distinct)[index], rng, incidents=hits)
+
+
 def _grid_ceil(at: datetime) -> datetime:
     """The first 5-minute grid instant at or after ``at``, in UTC (arithmetic on it is exact)."""
     return datetime.fromtimestamp(math.ceil(at.timestamp() / GRID_S) * GRID_S, UTC)
@@ -243,9 +261,12 @@ def generate_history(
     seed: int,
     bookings_per_day: float = 1000.0,
     weather_until: datetime | None = None,
+    incidents: IncidentConfig | None = None,
 ) -> SyntheticHistory:
     """Bookings with scheduled pickups in [start, end) and their actual delays, plus the hourly
     weather of every station from ``start`` to ``weather_until`` (default ``end``).
+    With ``incidents``, the world's incidents add to the delays of the bookings they hit (the
+    bookings and the other delays stay those drawn without).
 
     ``bookings_per_day`` is the average over a week (weekdays busier than weekends). Each
     booking's weather is that of its nearest station in the hour of its pickup, which is what a
@@ -283,10 +304,6 @@ def generate_history(
         ]
         for b, s in zip(bookings, stations.tolist(), strict=True)
     ]
-    days = np.array([local_day(b.scheduled_pickup_at) for b in bookings], dtype=np.int64)
-    distinct, index = np.unique(days, return_inverse=True)
-    delays = observed_delays(
-        feature_matrix(bookings, row_weather), day_effects(seed, distinct)[index], rng
-    )
+    delays = _delays(seed, bookings, row_weather, rng, incidents)
     rows = [HistoryRow(b, d) for b, d in zip(bookings, delays.tolist(), strict=True)]
     return SyntheticHistory(rows=rows, weather=weather, row_weather=row_weather)

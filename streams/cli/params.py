@@ -35,6 +35,35 @@ class IsoTime(click.ParamType):
 
 ISO_TIME = IsoTime()
 
+# models.synthetic.incidents.MAX_RATE, not imported: numpy would load for every command.
+MAX_INCIDENT_RATE = 0.5
+
+
+class IncidentRate(click.ParamType):
+    """The share of synthetic bookings that incidents hit: a number in [0, 0.5], 0 = none.
+
+    >>> IncidentRate().convert("0.03", None, None)
+    0.03
+    """
+
+    name = "RATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        expected = (
+            f"expected the share of bookings hit by incidents, a number from 0 (none) "
+            f"to {MAX_INCIDENT_RATE}, e.g. 0.03"
+        )
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number; {expected}", param, ctx)
+        if not 0.0 <= rate <= MAX_INCIDENT_RATE:  # NaN fails too
+            self.fail(f"{value!r} is out of range; {expected}", param, ctx)
+        return rate
+
+
+INCIDENT_RATE = IncidentRate()
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

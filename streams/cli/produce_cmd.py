@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from streams.cli.params import INCIDENT_RATE
+
 # `delaycast synthetic history` uses the same default, so live weather matches the history's.
 DEFAULT_WORLD_SEED = 42
 
@@ -23,6 +25,7 @@ def produce() -> None:
       delaycast produce synthetic --count 1000 --rate 50
       delaycast produce synthetic --count 0 --rate 20        # endless, Ctrl-C to stop
       delaycast produce synthetic --count 500 --invalid-fraction 0.05
+      delaycast produce synthetic --count 0 --actual-after-s 10 --incidents 0.03
       delaycast produce csv data/history.csv --actuals --rate 200
     """
 
@@ -61,6 +64,15 @@ def produce() -> None:
     help="Also publish each booking's actual delay (its ground truth), observed about S "
     "seconds later (up to 5 minutes more); it is published once observed, never earlier.",
 )
+@click.option(
+    "--incidents",
+    type=INCIDENT_RATE,
+    default=0.0,
+    show_default=True,
+    help="Share of bookings hit by the world's incidents (road closures, accidents, hospital "
+    "queues), each 20–120 minutes later, clustered by area and hour; 0 = none. Changes the "
+    "actual delays only: use the rate the history was generated with.",
+)
 def synthetic(
     count: int,
     rate: float,
@@ -69,6 +81,7 @@ def synthetic(
     world_seed: int,
     id_prefix: str | None,
     actual_after_s: float | None,
+    incidents: float,
 ) -> None:
     """Publish synthetic bookings around Geneva, created now (and their actual delays).
 
@@ -78,12 +91,18 @@ def synthetic(
     at the wall clock, and no event is published before it happened. When --count is reached
     the command waits for the last actuals to be observed.
 
+    With --incidents, a booking whose pickup an incident hits is observed its extra delay
+    (20–120 minutes) later than S, as a real late pickup would be; waiting for the last
+    actuals may then take two hours more.
+
     \b
     Examples:
       delaycast produce synthetic --count 1000 --rate 50 --id-prefix DEMO
       delaycast produce synthetic --count 200 --rate 0 --actual-after-s 5
+      delaycast produce synthetic --count 0 --rate 50 --actual-after-s 10 --incidents 0.03
     """
     from connectors.kafka import BlockingProducer, paced
+    from models.synthetic import IncidentConfig
     from streams.cli.produce_plan import Schedule, synthetic_plans
     from streams.clock import utc_now
     from streams.settings import get_settings
@@ -100,6 +119,7 @@ def synthetic(
         world_seed=world_seed,
         actual_after=None if actual_after_s is None else timedelta(seconds=actual_after_s),
         clock=utc_now,
+        incidents=IncidentConfig(rate=incidents) if incidents else None,
     )
     schedule = Schedule()
     sent = invalid = actuals_sent = 0

@@ -29,6 +29,10 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.synthetic import IncidentConfig
 
 
 @dataclass(frozen=True, order=True)
@@ -52,18 +56,20 @@ def synthetic_plans(
     world_seed: int,
     actual_after: timedelta | None,
     clock: Callable[[], datetime],
+    incidents: IncidentConfig | None = None,
 ) -> Iterator[tuple[Planned, ...]]:
     """The records of ``count`` bookings (endless when 0), one tuple per booking, some malformed.
 
     Without ``actual_after``: bookings created at ``clock()`` for pickups ahead. With it, each
     valid booking also has its ground-truth actual, observed about ``actual_after`` after the
-    booking is generated (:meth:`models.synthetic.SyntheticWorld.due`).
+    booking is generated (:meth:`models.synthetic.SyntheticWorld.due`), or its extra delay
+    later when one of the world's ``incidents`` hits its pickup.
     """
     from models.synthetic import SyntheticWorld, invalid_booking_payloads
 
     rng = random.Random(seed)
     # The world (its weather and ground truth) must be the one the weather history came from.
-    world = SyntheticWorld(world_seed)
+    world = SyntheticWorld(world_seed, incidents)
     seq = itertools.count()
     numbers = itertools.count() if count == 0 else range(count)
     for n in numbers:

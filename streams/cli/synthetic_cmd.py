@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from streams.cli.params import INCIDENT_RATE
+
 
 def _parse_end(value: str | None) -> datetime:
     from streams.clock import utc_now
@@ -60,6 +62,14 @@ def synthetic() -> None:
     show_default=True,
     help="Days of weather beyond --end, so a live demo using recorded weather finds it.",
 )
+@click.option(
+    "--incidents",
+    type=INCIDENT_RATE,
+    default=0.0,
+    show_default=True,
+    help="Share of bookings hit by incidents (road closures, accidents, hospital queues), "
+    "each 20–120 minutes later, clustered by area and hour; 0 = none.",
+)
 def history(
     out: Path,
     days: int,
@@ -67,15 +77,21 @@ def history(
     seed: int,
     bookings_per_day: float,
     weather_days_after: int,
+    incidents: float,
 ) -> None:
     """Write history.csv (bookings and actual delays) and weather.csv (hourly, 3 stations).
 
+    With --incidents, the world's incidents (fixed by the seed) make the delays heavy-tailed,
+    as real ones are; the bookings and every delay no incident hits stay those of the same
+    seed without.
+
     \b
-    Example:
+    Examples:
       delaycast synthetic history --out data --days 90 --seed 42
+      delaycast synthetic history --out data --days 90 --incidents 0.03
     """
     from connectors.datasets import write_history, write_weather
-    from models.synthetic import generate_history
+    from models.synthetic import IncidentConfig, generate_history
 
     until = _parse_end(end)
     start = until - timedelta(days=days)
@@ -86,6 +102,7 @@ def history(
         seed=seed,
         bookings_per_day=bookings_per_day,
         weather_until=until + timedelta(days=weather_days_after),
+        incidents=IncidentConfig(rate=incidents) if incidents else None,
     )
     history_csv, weather_csv = out / "history.csv", out / "weather.csv"
     rows = write_history(history_csv, data.rows)
@@ -101,6 +118,7 @@ def history(
                 "end": until.isoformat(),
                 "weather_until": (until + timedelta(days=weather_days_after)).isoformat(),
                 "seed": seed,
+                "incidents": incidents,
             },
             indent=2,
         )

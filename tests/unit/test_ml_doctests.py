@@ -10,6 +10,7 @@ import models.features
 import models.heuristic
 import models.metrics
 import models.risk
+import models.synthetic.incidents
 import models.synthetic.world
 
 
@@ -22,6 +23,7 @@ import models.synthetic.world
         models.heuristic,
         models.metrics,
         models.risk,
+        models.synthetic.incidents,
         models.synthetic.world,
     ],
     ids=lambda m: m.__name__,
