@@ -7,8 +7,13 @@ scikit-learn for the others):
   definition shared by the live path, replays, training and evaluation.
 - ``models.heuristic``: ``HeuristicParams``, ``DEFAULT_PARAMS``, ``predict``, ``fit_heuristic``.
 - ``models.forest``: ``ForestPredictor`` (batched predictions with tree-agreement confidence).
-- ``models.compiled_forest``: ``compile_forest``, ``CompiledForest`` — the forest as flat arrays,
-  evaluated with whole-batch numpy, scikit-learn's results bit for bit.
+- ``models.boosting``: ``BoostingConfig``, ``fit_boosting``, ``fit_spread``,
+  ``BoostingPredictor`` (absolute-error gradient boosting, its confidence from a spread model
+  of the expected absolute error).
+- ``models.compiled_forest``: ``compile_forest``, ``CompiledForest`` — an ensemble of trees as
+  flat arrays, evaluated with whole-batch numpy, scikit-learn's results bit for bit.
+- ``models.compiled_boosting``: ``compile_boosting`` — a ``HistGradientBoostingRegressor`` into
+  the same arrays.
 - ``models.risk``: ``risk_levels``.
 - ``models.routing``: ``bucket``, ``routes_to_ml`` — the sticky rollout hash.
 - ``models.training``: the training pipeline with its time-ordered holdout.

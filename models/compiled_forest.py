@@ -1,10 +1,11 @@
-"""A fitted forest of regression trees compiled into flat arrays and run with vectorized numpy.
+"""Fitted ensembles of regression trees compiled into flat arrays and run with vectorized numpy.
 
-scikit-learn's ``RandomForestRegressor.predict`` costs milliseconds per call whatever the batch
-size (input validation, joblib, one compiled call per tree). :func:`compile_forest` lays the
-nodes of all trees out once, at model load, so that a batch is evaluated by a fixed number of
+scikit-learn's own ``predict`` costs milliseconds per call whatever the batch size (input
+validation, joblib or OpenMP, one compiled call per tree). :func:`compile_forest` (a random
+forest) and :func:`models.compiled_boosting.compile_boosting` (gradient boosting) lay the nodes
+of all trees out once, at model load, so that a batch is evaluated by a fixed number of
 whole-array numpy operations: every (tree, row) pair steps one node down per iteration, at most
-the forest's depth times.
+the deepest tree's depth times.
 
 Layout: nodes are numbered level by level, all trees together (the roots of trees 0..T-1 are
 slots 0..T-1, then every node at depth 1, and so on), and the two children of a node are adjacent
@@ -14,12 +15,22 @@ slots, ``child`` (left) and ``child + 1`` (right). One step is therefore
 
 A leaf is its own child and has an infinite threshold, so a finished path stays where it is.
 
-The decision rule is scikit-learn's (``sklearn/tree/_tree.pyx``, ``Tree._apply_dense``): the
-features are converted to float32 first, and a row goes left when ``x[feature] <= threshold``
-(float32 value compared with the float64 threshold), NaN going to the side the fitted node
-recorded in ``missing_go_to_left``. The leaf values are copied as they are, and the forest's mean
-is summed tree by tree in the forest's order before dividing, as ``RandomForestRegressor.predict``
-does, so the results are scikit-learn's bit for bit.
+Both of scikit-learn's tree walkers send a row left when ``x[feature] <= threshold`` and NaN to
+the side the fitted node recorded in ``missing_go_to_left``. Two things differ between the
+ensembles, and a :class:`CompiledForest` is told both:
+
+- What is compared. Decision trees (``sklearn/tree/_tree.pyx``, ``Tree._apply_dense``) convert
+  the features to float32 first and compare that with the float64 threshold
+  (``float32_features=True``); histogram gradient boosting
+  (``sklearn/ensemble/_hist_gradient_boosting/_predictor.pyx``) compares the float64 features
+  as they are (``float32_features=False``).
+- How the trees' values combine (``combine``). :class:`TreeMean`: a random forest's mean, summed
+  tree by tree in the forest's order before dividing, as ``RandomForestRegressor.predict`` does.
+  :class:`BaselineSum`: gradient boosting's raw prediction, zeros plus the baseline, then each
+  iteration's tree added in order, as ``HistGradientBoostingRegressor`` accumulates it.
+
+Leaf values are copied as they are; with the same comparisons and the same order of additions,
+the results are scikit-learn's bit for bit.
 
 >>> from sklearn.ensemble import RandomForestRegressor
 >>> rng = np.random.default_rng(0)
@@ -34,19 +45,86 @@ True
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import numpy as np
 
 _TREE_LEAF = -1  # scikit-learn's child index of a leaf
 
 
-class CompiledForest:
-    """The trees of a fitted forest as flat, read-only arrays (safe to share between threads).
+def forest_mean(per_tree: np.ndarray) -> np.ndarray:
+    """The mean over trees (axis 0) summed in tree order, as ``RandomForestRegressor.predict``
+    accumulates it (numpy's ``sum`` may pair the terms differently, changing the last bits)."""
+    if per_tree.shape[1] == 0:
+        return np.empty(0)
+    return np.cumsum(per_tree, axis=0)[-1] / per_tree.shape[0]
 
-    Build it with :func:`compile_forest`. ``X`` given to its methods has one row per sample and
-    ``n_features`` columns; it is converted to float32 as scikit-learn does. Raises ValueError
-    when ``X`` has the wrong shape, or holds NaN and the trees record no direction for it.
+
+def boosted_sum(per_tree: np.ndarray, baseline: float) -> np.ndarray:
+    """``baseline`` plus the trees' values (axis 0) added one at a time in tree order, as
+    ``HistGradientBoostingRegressor`` accumulates its raw prediction (zeros, plus the
+    baseline, plus each iteration's tree)."""
+    n_trees, n_rows = per_tree.shape
+    steps = np.empty((n_trees + 1, n_rows))
+    steps[0] = 0.0 + baseline
+    steps[1:] = per_tree
+    return _accumulated(steps)
+
+
+def _accumulated(steps: np.ndarray) -> np.ndarray:
+    """The sum of the rows of ``steps`` added strictly in order (an accumulation, unlike numpy's
+    ``sum``, never pairs terms), overwriting ``steps``."""
+    np.add.accumulate(steps, axis=0, out=steps)
+    out: np.ndarray = steps[-1].copy()
+    return out
+
+
+@dataclass(frozen=True)
+class TreeMean:
+    """Combine trees as a random forest does: their mean."""
+
+    def __call__(self, per_tree: np.ndarray) -> np.ndarray:
+        return forest_mean(per_tree)
+
+    def of_leaves(self, values: np.ndarray, leaves: np.ndarray, n_trees: int) -> np.ndarray:
+        """The same from the leaf slots of every (tree, row) pair, tree-major."""
+        return forest_mean(values.take(leaves).reshape(n_trees, -1))
+
+
+@dataclass(frozen=True)
+class BaselineSum:
+    """Combine trees as gradient boosting with an identity link does: the baseline (the fitted
+    constant) plus every tree's value, in the order of the iterations."""
+
+    baseline: float
+
+    def __call__(self, per_tree: np.ndarray) -> np.ndarray:
+        return boosted_sum(per_tree, self.baseline)
+
+    def of_leaves(self, values: np.ndarray, leaves: np.ndarray, n_trees: int) -> np.ndarray:
+        """The same from the leaf slots of every (tree, row) pair, tree-major: the leaf values
+        are taken straight into the rows after the baseline's (no per-tree array to copy)."""
+        n_rows = leaves.size // n_trees
+        flat = np.empty(leaves.size + n_rows)
+        flat[:n_rows] = 0.0 + self.baseline
+        values.take(leaves, out=flat[n_rows:])
+        return _accumulated(flat.reshape(n_trees + 1, n_rows))
+
+
+Combination: TypeAlias = TreeMean | BaselineSum
+TREE_MEAN = TreeMean()
+
+
+class CompiledForest:
+    """The trees of a fitted ensemble as flat, read-only arrays (safe to share between threads).
+
+    Build it with :func:`compile_forest`, :func:`models.compiled_boosting.compile_boosting` or
+    :func:`compile_trees`. ``X`` given to its methods has one row per sample and ``n_features``
+    columns; with ``float32_features`` it is converted to float32 as scikit-learn's decision
+    trees do, otherwise compared as float64. ``combine`` turns the per-tree values into the
+    ensemble's prediction. Raises ValueError when ``X`` has the wrong shape, or holds NaN and the
+    trees record no direction for it.
     """
 
     def __init__(
@@ -60,6 +138,8 @@ class CompiledForest:
         n_trees: int,
         n_features: int,
         depth: int,
+        combine: Combination = TREE_MEAN,
+        float32_features: bool = True,
     ) -> None:
         sizes = {len(a) for a in (feature, threshold, child, value, missing_right) if a is not None}
         if len(sizes) != 1 or n_trees > min(sizes):
@@ -75,34 +155,40 @@ class CompiledForest:
         self.n_trees = n_trees
         self.n_features = n_features
         self.depth = depth
+        self.combine = combine
+        self.float32_features = float32_features
 
     @property
     def node_count(self) -> int:
         return len(self._value)
 
     def evaluate(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The forest's predictions, shape (rows,), and every tree's, shape (trees, rows).
+        """The ensemble's predictions, shape (rows,), and every tree's, shape (trees, rows).
 
-        One traversal gives both: the first equals ``RandomForestRegressor.predict``, row ``i``
-        of the second ``estimators_[i].predict``.
+        One traversal gives both: for a random forest the first equals
+        ``RandomForestRegressor.predict``, row ``i`` of the second ``estimators_[i].predict``.
         """
         per_tree = self.tree_predictions(X)
-        return forest_mean(per_tree), per_tree
+        return self.combine(per_tree), per_tree
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """The forest's predictions, shape (rows,)."""
-        return forest_mean(self.tree_predictions(X))
+        """The ensemble's predictions, shape (rows,)."""
+        return self.combine.of_leaves(
+            self._value, self._leaves(self._as_compared_values(X)), self.n_trees
+        )
 
     def tree_predictions(self, X: np.ndarray) -> np.ndarray:
         """Every tree's prediction, shape (trees, rows)."""
-        rows = self._as_float32_values(X)
+        rows = self._as_compared_values(X)
         leaves = self._leaves(rows)
         return self._value.take(leaves).reshape(self.n_trees, rows.shape[0])
 
-    def _as_float32_values(self, X: np.ndarray) -> np.ndarray:
+    def _as_compared_values(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"expected (rows, {self.n_features}) features, got shape {X.shape}")
+        if not self.float32_features:
+            return np.ascontiguousarray(X, dtype=np.float64)
         # float32 first, as scikit-learn does before it walks a tree; back to float64 so that every
         # comparison below is float64 against float64, which is exact for float32 values.
         return np.ascontiguousarray(X, dtype=np.float32).astype(np.float64)
@@ -140,14 +226,6 @@ class CompiledForest:
         return node
 
 
-def forest_mean(per_tree: np.ndarray) -> np.ndarray:
-    """The mean over trees (axis 0) summed in tree order, as ``RandomForestRegressor.predict``
-    accumulates it (numpy's ``sum`` may pair the terms differently, changing the last bits)."""
-    if per_tree.shape[1] == 0:
-        return np.empty(0)
-    return np.cumsum(per_tree, axis=0)[-1] / per_tree.shape[0]
-
-
 def compile_forest(estimator: Any) -> CompiledForest:
     """Compile a fitted scikit-learn forest of single-output regression trees (a
     ``RandomForestRegressor`` or ``ExtraTreesRegressor``). Raises ValueError otherwise."""
@@ -160,66 +238,105 @@ def compile_forest(estimator: Any) -> CompiledForest:
     trees = [_tree_of(member, n_features) for member in estimators]
     sizes = np.array([tree.node_count for tree in trees], dtype=np.intp)
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.intp)
-    total = int(sizes.sum())
-
-    # Every tree's nodes with globally unique ids: id = start of its tree + its index in the tree.
-    left = np.concatenate(
-        [_shifted(t.children_left, s) for t, s in zip(trees, starts, strict=True)]
-    )
-    right = np.concatenate(
-        [_shifted(t.children_right, s) for t, s in zip(trees, starts, strict=True)]
-    )
-    src_feature = np.concatenate([t.feature for t in trees]).astype(np.intp)
-    src_threshold = np.concatenate([t.threshold for t in trees]).astype(np.float64)
-    src_value = np.concatenate([t.value[:, 0, 0] for t in trees]).astype(np.float64)
     missing_lists = [getattr(t, "missing_go_to_left", None) for t in trees]
-    src_missing_left = (
-        None
-        if any(m is None for m in missing_lists)
-        else np.concatenate([np.asarray(m, dtype=np.bool_) for m in missing_lists])
+    return compile_trees(
+        left=np.concatenate(
+            [_shifted(t.children_left, s) for t, s in zip(trees, starts, strict=True)]
+        ),
+        right=np.concatenate(
+            [_shifted(t.children_right, s) for t, s in zip(trees, starts, strict=True)]
+        ),
+        feature=np.concatenate([t.feature for t in trees]),
+        threshold=np.concatenate([t.threshold for t in trees]),
+        value=np.concatenate([t.value[:, 0, 0] for t in trees]),
+        missing_go_to_left=(
+            None
+            if any(m is None for m in missing_lists)
+            else np.concatenate([np.asarray(m, dtype=np.bool_) for m in missing_lists])
+        ),
+        roots=starts,
+        n_features=n_features,
+        combine=TREE_MEAN,
+        float32_features=True,
     )
 
-    feature = np.zeros(total, dtype=np.intp)
-    threshold = np.full(total, np.inf)
+
+def compile_trees(
+    *,
+    left: np.ndarray,
+    right: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    value: np.ndarray,
+    missing_go_to_left: np.ndarray | None,
+    roots: np.ndarray,
+    n_features: int,
+    combine: Combination,
+    float32_features: bool,
+) -> CompiledForest:
+    """Lay out the nodes of several trees, given with ids unique across all of them.
+
+    ``left[i]`` and ``right[i]`` are the ids of node ``i``'s children, ``-1`` for a leaf;
+    ``roots`` the root of each tree, in the order ``combine`` expects. ``feature``,
+    ``threshold`` and ``missing_go_to_left`` are read at split nodes, ``value`` at leaves;
+    ``missing_go_to_left`` is None when the trees do not record it (NaN is then refused).
+    Raises ValueError when the nodes are not trees that together hold every node once.
+    """
+    left = np.asarray(left, dtype=np.intp)
+    right = np.asarray(right, dtype=np.intp)
+    src_feature = np.asarray(feature, dtype=np.intp)
+    src_threshold = np.asarray(threshold, dtype=np.float64)
+    src_value = np.asarray(value, dtype=np.float64)
+    src_missing_left = (
+        None if missing_go_to_left is None else np.asarray(missing_go_to_left, dtype=np.bool_)
+    )
+    total = len(left)
+
+    feature_out = np.zeros(total, dtype=np.intp)
+    threshold_out = np.full(total, np.inf)
     child = np.empty(total, dtype=np.intp)
     missing_right = np.zeros(total, dtype=np.bool_)
-    value = np.empty(total, dtype=np.float64)
+    value_out = np.empty(total, dtype=np.float64)
     source = np.empty(total, dtype=np.intp)  # the node id placed in each slot
 
     # Breadth first, all trees at once: `level` holds the ids of the nodes at the current depth,
     # in slot order; their children get the next slots, left then right, in the same order.
-    level = starts.copy()
+    level = np.asarray(roots, dtype=np.intp).copy()
     first_slot, depth = 0, -1
     while level.size:
         depth += 1
         next_slot = first_slot + level.size
         if next_slot > total:
-            raise ValueError("a tree of the forest is not a tree (a node is reached twice)")
+            raise ValueError("a tree of the ensemble is not a tree (a node is reached twice)")
         slots = np.arange(first_slot, next_slot, dtype=np.intp)
         source[slots] = level
         split = left[level] != _TREE_LEAF
         inner, inner_slots = level[split], slots[split]
-        value[slots] = src_value[level]
+        value_out[slots] = src_value[level]
         child[slots] = slots
         child[inner_slots] = next_slot + 2 * np.arange(inner.size, dtype=np.intp)
-        feature[inner_slots] = src_feature[inner]
-        threshold[inner_slots] = src_threshold[inner]
+        feature_out[inner_slots] = src_feature[inner]
+        threshold_out[inner_slots] = src_threshold[inner]
         if src_missing_left is not None:
             missing_right[inner_slots] = ~src_missing_left[inner]
         level = np.empty(2 * inner.size, dtype=np.intp)
         level[0::2], level[1::2] = left[inner], right[inner]
         first_slot = next_slot
     if first_slot != total or not np.array_equal(np.sort(source), np.arange(total)):
-        raise ValueError("a tree of the forest is not a tree (its nodes are not each reached once)")
+        raise ValueError(
+            "a tree of the ensemble is not a tree (its nodes are not each reached once)"
+        )
     return CompiledForest(
-        feature=feature,
-        threshold=threshold,
+        feature=feature_out,
+        threshold=threshold_out,
         child=child,
         missing_right=None if src_missing_left is None else missing_right,
-        value=value,
-        n_trees=len(trees),
+        value=value_out,
+        n_trees=len(roots),
         n_features=n_features,
         depth=max(depth, 0),
+        combine=combine,
+        float32_features=float32_features,
     )
 
 
