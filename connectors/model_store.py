@@ -3,11 +3,14 @@
 Layout of a model directory::
 
     <model_dir>/CHAMPION                       the champion's version name (one line)
-    <model_dir>/<version>/model.joblib         the fitted scikit-learn forest
+    <model_dir>/AUDIT.jsonl                    who made what champion, when, and why (appended)
+    <model_dir>/<version>/model.joblib         the fitted model: a scikit-learn forest, or a
+                                               dict {"point": boosting, "spread": boosting}
     <model_dir>/<version>/heuristic.json       the heuristic fitted on the same history
     <model_dir>/<version>/metadata.json        features, window, metrics, checksum, …
 
-A version is ``rf-<created_at as YYYYMMDDTHHMMSSZ>-<first 8 hex of the model's sha256>``. An
+A version is ``<kind>-<created_at as YYYYMMDDTHHMMSSZ>-<first 8 hex of the model's sha256>``,
+kind ``rf`` for a forest and ``gb`` for gradient boosting. An
 artifact directory is written under a temporary name and renamed into place, and CHAMPION is
 replaced atomically, so a worker polling the directory never sees half an artifact.
 
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from models.area import GENEVA, ServiceArea
 from models.features import FEATURE_NAMES
 from models.heuristic import DEFAULT_PARAMS, HeuristicParams
 from schemas.prediction import FallbackReason
@@ -43,12 +47,18 @@ from schemas.prediction import FallbackReason
 # module: a process that only reads metadata or the heuristic (a worker whose engine process
 # holds the model, the CLI's `model list`) is spared their import time and memory.
 if TYPE_CHECKING:
-    from models.forest import ForestPredictor
+    from models.predictor import Predictor
     from models.training import TrainingResult
 
 CHAMPION = "CHAMPION"
 MODEL_FILE = "model.joblib"
 HEURISTIC_FILE = "heuristic.json"
+AUDIT_FILE = "AUDIT.jsonl"
+KIND_PREFIX = {"forest": "rf", "boosting": "gb"}
+MODEL_TYPES = {
+    "forest": "sklearn.ensemble.RandomForestRegressor",
+    "boosting": "sklearn.ensemble.HistGradientBoostingRegressor",
+}
 METADATA_FILE = "metadata.json"
 METADATA_FORMAT = 1
 _VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -72,6 +82,12 @@ class ArtifactCorrupt(ArtifactError):
     fallback_reason = FallbackReason.BAD_ARTIFACT
 
 
+class ArtifactAreaMismatch(ArtifactError):
+    """The champion was trained for another service area than the one configured."""
+
+    fallback_reason = FallbackReason.AREA_MISMATCH
+
+
 class ArtifactFeatureMismatch(ArtifactError):
     """The champion was trained on other features than this code computes."""
 
@@ -88,7 +104,7 @@ class ArtifactInfo:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    predictor: ForestPredictor
+    predictor: Predictor
     heuristic: HeuristicParams
     metadata: dict[str, Any]
     path: Path
@@ -99,8 +115,8 @@ class LoadedModel:
         return self.predictor.version
 
 
-def model_version(created_at: datetime, model_sha256: str) -> str:
-    return f"rf-{created_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{model_sha256[:8]}"
+def model_version(created_at: datetime, model_sha256: str, kind: str = "forest") -> str:
+    return f"{KIND_PREFIX[kind]}-{created_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{model_sha256[:8]}"
 
 
 def save_artifact(
@@ -122,7 +138,7 @@ def save_artifact(
         joblib.dump(result.estimator, incoming / MODEL_FILE)
         digest = _sha256(incoming / MODEL_FILE)
         size = (incoming / MODEL_FILE).stat().st_size
-        version = model_version(created_at, digest)
+        version = model_version(created_at, digest, result.model_kind)
         _write_json(incoming / HEURISTIC_FILE, result.heuristic.to_dict())
         _write_json(incoming / METADATA_FILE, _metadata(result, version, created_at, digest, size))
         for path in incoming.iterdir():
@@ -163,17 +179,18 @@ def champion_version(model_dir: Path) -> str | None:
     return text or None
 
 
-def load_champion(model_dir: Path) -> LoadedModel:
-    """The champion's forest, its fitted heuristic and its metadata.
+def load_champion(model_dir: Path, area: ServiceArea | None = None) -> LoadedModel:
+    """The champion's model, its fitted heuristic and its metadata.
 
-    Raises ArtifactMissing, ArtifactCorrupt or ArtifactFeatureMismatch (see the module docstring);
+    Raises ArtifactMissing, ArtifactCorrupt, ArtifactFeatureMismatch, or ArtifactAreaMismatch
+    when ``area`` is given and the champion was trained for another (see the module docstring);
     the model file is unpickled only after its checksum matched.
     """
     model_dir = Path(model_dir)
     version = champion_version(model_dir)
     if version is None:
         raise ArtifactMissing(f"no {CHAMPION} in {model_dir}: no model trained yet")
-    return load_version(model_dir, version)
+    return load_version(model_dir, version, area)
 
 
 def list_versions(model_dir: Path) -> list[str]:
@@ -191,7 +208,7 @@ def read_metadata(model_dir: Path, version: str) -> dict[str, Any]:
     return _read_metadata(_artifact_dir(Path(model_dir), version))
 
 
-def load_version(model_dir: Path, version: str) -> LoadedModel:
+def load_version(model_dir: Path, version: str, area: ServiceArea | None = None) -> LoadedModel:
     """Like :func:`load_champion`, for any version: checked the same way before unpickling."""
     model_dir = Path(model_dir)
     path = _artifact_dir(model_dir, version)
@@ -201,6 +218,8 @@ def load_version(model_dir: Path, version: str) -> LoadedModel:
             f"{path / METADATA_FILE} describes {metadata.get('model_version')!r}, not {version!r}"
         )
     _check_features(metadata.get("features"), version)
+    if area is not None:
+        _check_area(artifact_area(metadata), area, version)
     expected = metadata.get("model_sha256")
     try:
         actual = _sha256(path / MODEL_FILE)
@@ -214,18 +233,13 @@ def load_version(model_dir: Path, version: str) -> LoadedModel:
     heuristic = _read_heuristic(path / HEURISTIC_FILE)
     import joblib
     import sklearn
-    from sklearn.ensemble import RandomForestRegressor
-
-    from models.forest import ForestPredictor
 
     try:
         estimator = joblib.load(path / MODEL_FILE)
     except Exception as exc:
         raise ArtifactCorrupt(f"cannot unpickle {path / MODEL_FILE}: {exc!r}") from None
-    if not isinstance(estimator, RandomForestRegressor):
-        raise ArtifactCorrupt(f"{path / MODEL_FILE} holds a {type(estimator).__name__}")
     try:
-        predictor = ForestPredictor(estimator, version=version, feature_names=FEATURE_NAMES)
+        predictor = _predictor(estimator, version)
     except ValueError as exc:
         raise ArtifactCorrupt(f"{path / MODEL_FILE}: {exc}") from None
     warnings = []
@@ -235,6 +249,61 @@ def load_version(model_dir: Path, version: str) -> LoadedModel:
             f"running {sklearn.__version__}"
         )
     return LoadedModel(predictor, heuristic, metadata, path, tuple(warnings))
+
+
+def _predictor(estimator: Any, version: str) -> Predictor:
+    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+
+    from models.boosting import BoostingPredictor
+    from models.forest import ForestPredictor
+
+    if isinstance(estimator, RandomForestRegressor):
+        return ForestPredictor(estimator, version=version, feature_names=FEATURE_NAMES)
+    if (
+        isinstance(estimator, dict)
+        and set(estimator) == {"point", "spread"}
+        and isinstance(estimator["point"], HistGradientBoostingRegressor)
+        and isinstance(estimator["spread"], HistGradientBoostingRegressor)
+    ):
+        return BoostingPredictor(
+            estimator["point"],
+            version=version,
+            feature_names=FEATURE_NAMES,
+            spread_estimator=estimator["spread"],
+        )
+    raise ValueError(f"holds a {type(estimator).__name__}, not a model delaycast serves")
+
+
+def record_audit(model_dir: Path, action: str, **details: Any) -> dict[str, Any]:
+    """Append one line to the model directory's audit log: when, who, what and why.
+
+    The log is the record of every champion change made against the promotion gate (``train
+    --force``) and by hand (``model promote``, ``model rollback``).
+    """
+    import getpass
+    import socket
+
+    entry = {
+        "at": datetime.now(UTC).isoformat(),
+        "user": getpass.getuser(),
+        "host": socket.gethostname(),
+        "action": action,
+        **details,
+    }
+    path = Path(model_dir) / AUDIT_FILE
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry, sort_keys=True, allow_nan=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return entry
+
+
+def read_audit(model_dir: Path) -> list[dict[str, Any]]:
+    """The audit log's entries, oldest first (none when there is no log)."""
+    path = Path(model_dir) / AUDIT_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def load_heuristic(model_dir: Path) -> HeuristicParams:
@@ -272,6 +341,27 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     return metadata
 
 
+def artifact_area(metadata: dict[str, Any]) -> ServiceArea:
+    """The service area an artifact was trained for (Geneva for artifacts older than areas)."""
+    if "service_area" not in metadata:
+        return GENEVA
+    try:
+        return ServiceArea.from_dict(metadata["service_area"])
+    except ValueError as exc:
+        raise ArtifactCorrupt(f"metadata's service_area: {exc}") from None
+
+
+def _check_area(trained: ServiceArea, configured: ServiceArea, version: str) -> None:
+    differences = trained.mismatch(configured)
+    if differences:
+        raise ArtifactAreaMismatch(
+            f"model {version} was trained for another service area ({trained.describe()}) "
+            f"than SERVICE_AREA_* configures ({configured.describe()}): "
+            f"{', '.join(differences)} differ; train a model on this area's history, or "
+            "serve with the settings it was trained for"
+        )
+
+
 def _check_features(features: Any, version: str) -> None:
     if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
         raise ArtifactCorrupt(f"metadata of {version} has no feature list")
@@ -306,7 +396,8 @@ def _metadata(
     return {
         "format": METADATA_FORMAT,
         "model_version": version,
-        "model_type": "sklearn.ensemble.RandomForestRegressor",
+        "model_type": MODEL_TYPES[result.model_kind],
+        "model_kind": result.model_kind,
         "created_at": created_at.astimezone(UTC).isoformat(),
         "model_file": MODEL_FILE,
         "model_sha256": digest,
@@ -325,16 +416,25 @@ def _metadata(
         "rows": result.rows,
         "train_rows": result.train_rows,
         "holdout_rows": result.holdout_rows,
+        "service_area": result.area.to_dict(),
         "metrics": {
             "holdout": {
                 "model": result.model_scores.to_dict(),
                 "heuristic": result.heuristic_scores.to_dict(),
+                "candidates": {n: s.to_dict() for n, s in result.candidates.items()},
+                "leads": {n: lead.to_dict() for n, lead in result.leads.items()},
+                "confidence_deciles_mae": list(result.confidence_deciles),
             }
         },
+        "gate": result.gate.to_dict(),
+        "constant_median": result.constant_median,
         "heuristic_version": result.heuristic.version,
+        "heuristic_note": result.heuristic_note,
         "hyperparameters": {
             "holdout_fraction": result.config.holdout_fraction,
-            **asdict(result.config.forest),
+            "candidates": list(result.config.candidates),
+            "forest": asdict(result.config.forest),
+            "boosting": asdict(result.config.boosting),
         },
         "feature_distributions": {
             name: dist.to_dict() for name, dist in result.feature_distributions.items()

@@ -1,34 +1,61 @@
-"""The training pipeline: history in, a forest, a fitted heuristic and honest metrics out.
+"""The training pipeline: history in, candidates scored on one holdout, a champion if one earns it.
 
-1. Features of every history row with its weather (:func:`models.features.feature_matrix`).
+1. Features of every history row with its weather, in the service area's local time
+   (:func:`models.features.feature_matrix`).
 2. Rows sorted by scheduled pickup time (event time); the most recent ``holdout_fraction`` of
-   rows is held out, so the metrics say how the model does on a future it has not seen.
-3. Forest and heuristic are both fitted on the earlier rows only, then evaluated on the holdout.
-   The returned model is the one evaluated (it is not refitted on all rows), so the metrics in its
-   metadata describe exactly the model that is shipped.
-4. The training distribution of each feature is recorded for drift monitoring.
+   rows is held out, so the scores say how each candidate does on a future it has not seen.
+3. Candidates, all fitted on the earlier rows only and scored on the same holdout:
+
+   - ``constant``: the training median for every booking (the baseline any model must beat);
+   - ``heuristic``: the rules of :mod:`models.heuristic`, fitted by least absolute deviations.
+     When the fitted rules lose to the constant on the holdout they are replaced by the constant
+     written as rules, so the heuristic the workers serve never loses to it;
+   - ``forest``: the random forest of :mod:`models.forest` (squared error);
+   - ``boosting``: gradient boosting with absolute-error loss (:mod:`models.boosting`), the loss
+     of the operators' KPI, which a heavy right tail of delays cannot drag upwards.
+
+   The ML candidate with the lowest holdout MAE is the model of the artifact; it is shipped as
+   evaluated (not refitted on all rows), so its metadata describes exactly what is served.
+4. Its lead over the heuristic and over the constant (their MAE minus its MAE) gets a 95 %
+   interval from a block bootstrap of the holdout: whole days are resampled (hours when the
+   holdout spans fewer than :data:`MIN_DAY_BLOCKS` days), because errors within a day are not
+   independent (weather, incidents, one bad shift).
+5. The promotion gate: the model may become champion only when both intervals lie above 0.
+6. The training distribution of each feature is recorded for drift monitoring.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import RandomForestRegressor
 
 from models import heuristic
+from models.area import GENEVA, ServiceArea
+from models.boosting import (
+    SPREAD_CONFIG,
+    BoostingConfig,
+    BoostingPredictor,
+    fit_boosting,
+    fit_spread,
+)
 from models.distribution import FeatureDistribution, describe_features
 from models.features import FEATURE_NAMES, feature_matrix
 from models.forest import ForestConfig, ForestPredictor, fit_forest
 from models.history import HistoryRow
 from models.metrics import bias, mae, r2, rmse
+from models.predictor import Predictor
 from schemas.weather import Weather
 
 # Progress callback: (stage, detail) — the CLI prints it, tests ignore it.
 Progress = Callable[[str, str], None]
+
+ML_CANDIDATES: tuple[str, ...] = ("forest", "boosting")
+BASELINES: tuple[str, ...] = ("constant", "heuristic")
+MIN_DAY_BLOCKS = 30
 
 
 @dataclass(frozen=True)
@@ -36,10 +63,19 @@ class TrainingConfig:
     holdout_fraction: float = 0.2
     min_rows: int = 100
     forest: ForestConfig = field(default_factory=ForestConfig)
+    boosting: BoostingConfig = field(default_factory=BoostingConfig)
+    candidates: tuple[str, ...] = ML_CANDIDATES
+    bootstrap_samples: int = 2000
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout_fraction < 1:
             raise ValueError("holdout_fraction must be in (0, 1)")
+        unknown = [c for c in self.candidates if c not in ML_CANDIDATES]
+        if unknown or not self.candidates:
+            raise ValueError(f"candidates must be among {list(ML_CANDIDATES)}, got {unknown}")
+        if self.bootstrap_samples < 100:
+            raise ValueError("bootstrap_samples must be >= 100")
 
 
 @dataclass(frozen=True)
@@ -65,13 +101,57 @@ class Scores:
 
 
 @dataclass(frozen=True)
+class Lead:
+    """How much lower the model's holdout MAE is than a baseline's, with a 95 % interval."""
+
+    over: str
+    minutes: float  # baseline MAE - model MAE: positive when the model is better
+    low: float
+    high: float
+    blocks: int  # resampled units (days or hours) of the holdout
+    block: str  # "day" or "hour"
+
+    @property
+    def certain(self) -> bool:
+        """The whole interval is above 0: the model is better, beyond the noise of the holdout."""
+        return self.low > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "over": self.over,
+            "minutes": self.minutes,
+            "ci95": [self.low, self.high],
+            "blocks": self.blocks,
+            "block": self.block,
+        }
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Whether the trained model may become champion, and why not when it may not."""
+
+    passed: bool
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True)
 class TrainingResult:
     """Everything an artifact needs; the model version is assigned when it is saved."""
 
-    estimator: RandomForestRegressor
+    model_kind: str  # the ML candidate that won: "forest" or "boosting"
+    estimator: Any  # what the artifact stores: a forest, or {"point": …, "spread": …}
+    predictor: Predictor
+    forest_estimator: Any  # the forest candidate, whether it won or not (drift, bench)
     heuristic: heuristic.HeuristicParams
-    model_scores: Scores
-    heuristic_scores: Scores
+    heuristic_note: str | None  # set when the fitted rules were replaced by the constant
+    candidates: dict[str, Scores]  # every candidate's holdout scores, baselines included
+    leads: dict[str, Lead]  # the model's lead over "heuristic" and over "constant"
+    gate: Gate
+    constant_median: float
+    confidence_deciles: tuple[float, float]  # holdout MAE of the most / least confident tenth
     feature_names: tuple[str, ...]
     rows: int
     train_rows: int
@@ -80,10 +160,24 @@ class TrainingResult:
     window_end: datetime  # latest scheduled pickup in the history (UTC)
     holdout_start: datetime  # first scheduled pickup of the holdout (UTC)
     feature_distributions: dict[str, FeatureDistribution]
+    area: ServiceArea
     config: TrainingConfig
 
+    @property
+    def model_scores(self) -> Scores:
+        return self.candidates[self.model_kind]
+
+    @property
+    def heuristic_scores(self) -> Scores:
+        return self.candidates["heuristic"]
+
+    @property
+    def best_candidate(self) -> str:
+        """The candidate with the lowest holdout MAE, baselines included."""
+        return min(self.candidates, key=lambda name: self.candidates[name].mae)
+
     def summary(self) -> dict[str, Any]:
-        """Counts, window and holdout metrics as plain JSON-able values."""
+        """Counts, window, every candidate's holdout scores, leads and gate as JSON values."""
         return {
             "rows": self.rows,
             "train_rows": self.train_rows,
@@ -91,9 +185,21 @@ class TrainingResult:
             "window_start": self.window_start.isoformat(),
             "window_end": self.window_end.isoformat(),
             "holdout_start": self.holdout_start.isoformat(),
+            "service_area": self.area.to_dict(),
+            "model_kind": self.model_kind,
+            "candidates": {name: s.to_dict() for name, s in self.candidates.items()},
+            "best_candidate": self.best_candidate,
             "model": self.model_scores.to_dict(),
             "heuristic": self.heuristic_scores.to_dict(),
             "heuristic_version": self.heuristic.version,
+            "heuristic_note": self.heuristic_note,
+            "constant_median": self.constant_median,
+            "leads": {name: lead.to_dict() for name, lead in self.leads.items()},
+            "gate": self.gate.to_dict(),
+            "confidence_deciles_mae": {
+                "most_confident": self.confidence_deciles[0],
+                "least_confident": self.confidence_deciles[1],
+            },
         }
 
 
@@ -106,38 +212,92 @@ def train(
     weathers: Sequence[Weather],
     config: TrainingConfig | None = None,
     progress: Progress = _ignore,
+    area: ServiceArea = GENEVA,
 ) -> TrainingResult:
-    """Fit and evaluate the forest and the heuristic; ``weathers[i]`` is the weather of row i."""
+    """Fit, score and compare the candidates; ``weathers[i]`` is the weather of row i."""
     config = config or TrainingConfig()
     if len(history) != len(weathers):
         raise ValueError(f"{len(history)} history rows but {len(weathers)} weathers")
     if len(history) < config.min_rows:
         raise ValueError(f"need at least {config.min_rows} history rows, got {len(history)}")
 
-    progress("features", f"{len(history)} rows")
+    progress("features", f"{len(history)} rows, local time in {area.timezone}")
     pickup_s = np.array([row.booking.scheduled_pickup_at.timestamp() for row in history])
     order = np.argsort(pickup_s, kind="stable")
-    X = feature_matrix([history[i].booking for i in order], [weathers[i] for i in order])
+    X = feature_matrix([history[i].booking for i in order], [weathers[i] for i in order], area)
     y = np.array([history[i].actual_delay_minutes for i in order], dtype=np.float64)
     pickup_s = pickup_s[order]
 
     split = len(y) - max(1, round(len(y) * config.holdout_fraction))
     X_train, y_train, X_hold, y_hold = X[:split], y[:split], X[split:], y[split:]
+    predictions: dict[str, np.ndarray] = {}
+    confidences: dict[str, np.ndarray] = {}
 
-    progress("forest", f"fitting {config.forest.n_estimators} trees on {split} rows")
-    estimator = fit_forest(X_train, y_train, config.forest)
-    progress("heuristic", "fitting the rule coefficients")
+    median = float(np.median(y_train))
+    predictions["constant"] = np.full(len(y_hold), median)
+
+    progress("heuristic", "fitting the rules by least absolute deviations")
     params = heuristic.fit_heuristic(X_train, y_train)
+    predictions["heuristic"], _ = heuristic.predict(params, X_hold)
+    note = None
+    if mae(y_hold, predictions["heuristic"]) > mae(y_hold, predictions["constant"]):
+        note = (
+            f"the fitted rules lost to the constant median on the holdout "
+            f"({mae(y_hold, predictions['heuristic']):.2f} > "
+            f"{mae(y_hold, predictions['constant']):.2f} min): the heuristic is the constant"
+        )
+        params = heuristic.constant_params(median, params.residual_std_min)
+        predictions["heuristic"], _ = heuristic.predict(params, X_hold)
 
+    fitted: dict[str, tuple[Any, Predictor]] = {}
+    if "forest" in config.candidates:
+        progress("forest", f"fitting {config.forest.n_estimators} trees on {split} rows")
+        forest = fit_forest(X_train, y_train, config.forest)
+        fitted["forest"] = (forest, ForestPredictor(forest, version="candidate"))
+    if "boosting" in config.candidates:
+        progress("boosting", f"fitting absolute-error boosting on {split} rows")
+        point = fit_boosting(X_train, y_train, config.boosting)
+        progress("boosting", "fitting its spread model on the training residuals")
+        spread_config = replace(SPREAD_CONFIG, random_state=config.boosting.random_state)
+        spread = fit_spread(X_train, y_train, point.predict(X_train), spread_config)
+        fitted["boosting"] = (
+            {"point": point, "spread": spread},
+            BoostingPredictor(point, version="candidate", spread_estimator=spread),
+        )
     progress("evaluate", f"{len(y_hold)} holdout rows")
-    model_pred, _ = ForestPredictor(estimator, version="candidate").predict(X_hold)
-    heuristic_pred, _ = heuristic.predict(params, X_hold)
+    for name, (_, predictor) in fitted.items():
+        predictions[name], confidences[name] = predictor.predict(X_hold)
 
+    candidates = {name: Scores.of(y_hold, p) for name, p in predictions.items()}
+    kind = min(fitted, key=lambda name: candidates[name].mae)
+    blocks, block = _blocks(pickup_s[split:])
+    rng = np.random.default_rng(config.seed)
+    model_error = np.abs(y_hold - predictions[kind])
+    leads = {
+        base: bootstrap_lead(
+            base,
+            np.abs(y_hold - predictions[base]),
+            model_error,
+            blocks,
+            block,
+            config.bootstrap_samples,
+            rng,
+        )
+        for base in BASELINES
+    }
+    estimator, predictor = fitted[kind]
     return TrainingResult(
+        model_kind=kind,
         estimator=estimator,
+        predictor=predictor,
+        forest_estimator=fitted["forest"][0] if "forest" in fitted else None,
         heuristic=params,
-        model_scores=Scores.of(y_hold, model_pred),
-        heuristic_scores=Scores.of(y_hold, heuristic_pred),
+        heuristic_note=note,
+        candidates=candidates,
+        leads=leads,
+        gate=promotion_gate(kind, candidates, leads),
+        constant_median=median,
+        confidence_deciles=confidence_deciles(model_error, confidences[kind]),
         feature_names=FEATURE_NAMES,
         rows=len(y),
         train_rows=split,
@@ -146,5 +306,75 @@ def train(
         window_end=datetime.fromtimestamp(pickup_s[-1], UTC),
         holdout_start=datetime.fromtimestamp(pickup_s[split], UTC),
         feature_distributions=describe_features(X_train, FEATURE_NAMES),
+        area=area,
         config=config,
     )
+
+
+def promotion_gate(kind: str, candidates: dict[str, Scores], leads: dict[str, Lead]) -> Gate:
+    """Champion only when the model beats every baseline, each lead's interval above 0."""
+    reasons = []
+    model = candidates[kind]
+    for base in BASELINES:
+        lead = leads[base]
+        if not lead.certain:
+            reasons.append(
+                f"{kind} does not beat the {base} beyond doubt: holdout MAE {model.mae:.2f} "
+                f"against {candidates[base].mae:.2f} min, lead {lead.minutes:+.2f} min with "
+                f"95 % interval [{lead.low:+.2f}, {lead.high:+.2f}]"
+            )
+    return Gate(passed=not reasons, reasons=tuple(reasons))
+
+
+def bootstrap_lead(
+    over: str,
+    base_error: np.ndarray,
+    model_error: np.ndarray,
+    blocks: np.ndarray,
+    block: str,
+    samples: int,
+    rng: np.random.Generator,
+) -> Lead:
+    """The mean of ``base_error - model_error`` (absolute errors per holdout row), with the
+    2.5 and 97.5 percentiles of its block bootstrap: ``blocks[i]`` is row i's block id.
+
+    >>> rng = np.random.default_rng(0)
+    >>> base, model = np.full(100, 3.0), np.full(100, 2.0)
+    >>> lead = bootstrap_lead("constant", base, model, np.arange(100) // 10, "day", 200, rng)
+    >>> lead.minutes, lead.low, lead.high, lead.blocks, lead.certain
+    (1.0, 1.0, 1.0, 10, True)
+    """
+    difference = np.asarray(base_error, dtype=np.float64) - np.asarray(model_error, np.float64)
+    ids, inverse = np.unique(blocks, return_inverse=True)
+    sums = np.bincount(inverse, weights=difference, minlength=len(ids))
+    counts = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
+    # Each bootstrap sample draws len(ids) blocks with replacement; drawn counts per block:
+    draws = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=samples)
+    means = (draws @ sums) / np.maximum(draws @ counts, 1.0)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return Lead(
+        over=over,
+        minutes=float(difference.mean()),
+        low=float(low),
+        high=float(high),
+        blocks=len(ids),
+        block=block,
+    )
+
+
+def confidence_deciles(abs_error: np.ndarray, confidence: np.ndarray) -> tuple[float, float]:
+    """Holdout MAE of the tenth of rows with the highest confidence, and of the lowest tenth.
+
+    A confidence worth showing a dispatcher makes the first clearly smaller than the second.
+    """
+    order = np.argsort(-np.asarray(confidence), kind="stable")
+    tenth = max(1, len(order) // 10)
+    errors = np.asarray(abs_error)[order]
+    return float(errors[:tenth].mean()), float(errors[-tenth:].mean())
+
+
+def _blocks(pickup_s: np.ndarray) -> tuple[np.ndarray, str]:
+    days = np.floor_divide(pickup_s, 86_400).astype(np.int64)
+    if len(np.unique(days)) >= MIN_DAY_BLOCKS:
+        return days, "day"
+    return np.floor_divide(pickup_s, 3_600).astype(np.int64), "hour"

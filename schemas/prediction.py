@@ -38,6 +38,7 @@ class FallbackReason(StrEnum):
     BAD_ARTIFACT = "bad_artifact"
     MODEL_ERROR = "model_error"
     MISSING_FEATURE = "missing_feature"
+    AREA_MISMATCH = "area_mismatch"  # the champion was trained for another service area
 
 
 class FlagSource(StrEnum):

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from connectors.model_store import (
+    ArtifactAreaMismatch,
     ArtifactCorrupt,
     ArtifactFeatureMismatch,
     ArtifactMissing,
     load_champion,
     load_heuristic,
 )
+from models.area import GENEVA, ServiceArea
 from models.heuristic import DEFAULT_PARAMS, HeuristicParams
 from schemas import FallbackReason
 
@@ -26,8 +28,9 @@ log = logging.getLogger("delaycast.models")
 
 
 class ModelHolder:
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, area: ServiceArea = GENEVA) -> None:
         self.model_dir = model_dir
+        self.area = area
         self.model: Any | None = None
         self.metadata: dict[str, Any] = {}
         self.heuristic: HeuristicParams = DEFAULT_PARAMS
@@ -60,9 +63,11 @@ class ModelHolder:
         self._signature = signature
         self.heuristic = self._load_heuristic()
         try:
-            loaded = load_champion(self.model_dir)
+            loaded = load_champion(self.model_dir, self.area)
         except ArtifactMissing as exc:
             self._unavailable(FallbackReason.NO_MODEL, str(exc))
+        except ArtifactAreaMismatch as exc:
+            self._unavailable(FallbackReason.AREA_MISMATCH, str(exc))
         except ArtifactFeatureMismatch as exc:
             self._unavailable(FallbackReason.MISSING_FEATURE, str(exc))
         except ArtifactCorrupt as exc:

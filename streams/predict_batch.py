@@ -120,7 +120,7 @@ class BatchPredictor:
             self._weather_wait_s,
         )
         weathers = [lookup.weather for lookup in lookups]
-        features = feature_matrix(bookings, weathers)
+        features = feature_matrix(bookings, weathers, self._models.area)
 
         flags, flag_source = self._flags.state, FlagSource(self._flags.source)
         booking_buckets = [bucket(flags.salt, b.booking_id) for b in bookings]

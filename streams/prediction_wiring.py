@@ -94,7 +94,7 @@ async def build_prediction_path(
         client, s.flags_redis_key, initial_flags(s), interval_s=s.flags_poll_interval_s
     )
     await flags.refresh()
-    models = ModelHolder(s.model_dir)
+    models = ModelHolder(s.model_dir, s.service_area)
     if load_model:  # a worker that never predicts need not hold the forest in memory
         await loop.run_in_executor(executor, models.reload_if_changed)
     weather = build_weather_service(s, executor=executor)

@@ -18,7 +18,8 @@ from streams.redaction import scrub, secrets_of
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    from models.forest import ForestPredictor
+    from models.area import ServiceArea
+    from models.predictor import Predictor
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,16 @@ def model_checks(settings: Settings, *, now: datetime) -> Iterator[Check]:
         return
     yield Check("model champion", True, f"{version} in {model_dir}")
     try:
-        loaded = load_champion(model_dir)
+        loaded = load_champion(model_dir, settings.service_area)
     except ArtifactError as exc:
         yield Check("model checksum+load", False, f"{exc}; workers serve the heuristic")
         return
     warnings = f" ({'; '.join(loaded.warnings)})" if loaded.warnings else ""
     yield Check("model checksum+load", True, f"sha256 verified, {version} loaded{warnings}")
-    yield _predict_one(loaded.predictor, now)
+    yield _predict_one(loaded.predictor, now, settings.service_area)
 
 
-def _predict_one(predictor: ForestPredictor, now: datetime) -> Check:
+def _predict_one(predictor: Predictor, now: datetime, area: ServiceArea) -> Check:
     from connectors.weather import mild_weather
     from models.features import feature_matrix
     from schemas import BookingRequested, PatientPriority, VehicleType
@@ -92,14 +93,14 @@ def _predict_one(predictor: ForestPredictor, now: datetime) -> Check:
         booking_id="VERIFY-1",
         created_at=now,
         scheduled_pickup_at=pickup,
-        pickup_lat=46.2044,
-        pickup_lon=6.1432,
-        dropoff_lat=46.1936,
-        dropoff_lon=6.149,
+        pickup_lat=area.center_lat,
+        pickup_lon=area.center_lon,
+        dropoff_lat=max(-90.0, area.center_lat - 0.01),
+        dropoff_lon=area.center_lon,
         vehicle_type=VehicleType.WHEELCHAIR,
         patient_priority=PatientPriority.URGENT,
     )
-    features = feature_matrix([booking], [mild_weather(pickup)])
+    features = feature_matrix([booking], [mild_weather(pickup)], area)
     try:
         delays, confidences = predictor.predict(features)
         delay, confidence = float(delays[0]), float(confidences[0])

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from models.area import ServiceArea
 from schemas.bounds import TimeBounds
 from streams.decode import Contract
 
@@ -104,6 +105,12 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default_factory=lambda: delaycast_home() / "models")
     risk_medium_minutes: float = Field(default=5.0, ge=0)
     risk_high_minutes: float = Field(default=15.0, ge=0)
+    # The service area (models.area): local time and the distance to the centre are computed
+    # here; a model trained for another area is not served.
+    service_area_timezone: str = Field(default="Europe/Zurich", min_length=1)
+    service_area_center_lat: float = Field(default=46.2044, ge=-90, le=90)
+    service_area_center_lon: float = Field(default=6.1432, ge=-180, le=180)
+    service_area_radius_km: float = Field(default=30.0, gt=0, le=20_000)
 
     # Weather
     weather_provider: WeatherProvider = WeatherProvider.OPENWEATHER
@@ -188,6 +195,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "RECORDER_MAX_POLL_INTERVAL_S must be >= CONSUMER_SESSION_TIMEOUT_S (Kafka's rule)"
             )
+        try:
+            self.service_area  # noqa: B018 (validates the timezone name)
+        except ValueError as exc:
+            raise ValueError(f"SERVICE_AREA_TIMEZONE: {exc}") from None
         if self.weather_provider is WeatherProvider.RECORDED and self.weather_history_csv is None:
             raise ValueError("WEATHER_PROVIDER=recorded needs WEATHER_HISTORY_CSV")
         return self
@@ -211,6 +222,15 @@ class Settings(BaseSettings):
                 max_skew=timedelta(seconds=self.event_clock_skew_s),
                 max_age=timedelta(days=self.event_max_age_days),
             ),
+        )
+
+    @property
+    def service_area(self) -> ServiceArea:
+        return ServiceArea(
+            timezone=self.service_area_timezone,
+            center_lat=self.service_area_center_lat,
+            center_lon=self.service_area_center_lon,
+            radius_km=self.service_area_radius_km,
         )
 
     def topic(self, base: str) -> str:

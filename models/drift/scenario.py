@@ -90,9 +90,10 @@ def train_models(
 ) -> TrainedModels:
     """A forest and a fitted heuristic trained on ``days`` of history before ``until``."""
     history = generate_history(until - timedelta(days=days), until, seed, bookings_per_day)
-    result = train(history.rows, history.row_weather, TrainingConfig(forest=forest))
+    config = TrainingConfig(forest=forest, candidates=("forest",))
+    result = train(history.rows, history.row_weather, config)
     return TrainedModels(
-        forest=ForestPredictor(result.estimator, version="calibration"),
+        forest=ForestPredictor(result.forest_estimator, version="calibration"),
         heuristic=result.heuristic,
         distributions=result.feature_distributions,
         training_rows=result.train_rows,

@@ -98,15 +98,15 @@ def _seconds(call: Callable[[np.ndarray], object], batch: np.ndarray) -> float:
 
 def train_default(days: int, seed: int) -> tuple[RandomForestRegressor, np.ndarray, str]:
     """The default model trained on synthetic history, and feature rows of its holdout."""
-    from models.training import train
+    from models.training import TrainingConfig, train
 
     click.echo(f"generating {days} days of synthetic history (seed {seed})", err=True)
     history = generate_history(HISTORY_END - timedelta(days=days), HISTORY_END, seed=seed)
     click.echo(f"training the default forest on {len(history.rows)} rows", err=True)
-    result = train(history.rows, history.row_weather)
+    result = train(history.rows, history.row_weather, TrainingConfig(candidates=("forest",)))
     tail = history.rows[-2000:]
     X = feature_matrix([row.booking for row in tail], history.row_weather[-2000:])
-    return result.estimator, X, f"trained on {result.train_rows} rows of {days} days"
+    return result.forest_estimator, X, f"trained on {result.train_rows} rows of {days} days"
 
 
 def load_from(model_dir: Path, seed: int) -> tuple[RandomForestRegressor, np.ndarray, str]:
@@ -119,7 +119,13 @@ def load_from(model_dir: Path, seed: int) -> tuple[RandomForestRegressor, np.nda
         raise click.ClickException(f"cannot load the champion of {model_dir}: {exc}") from None
     history = generate_history(HISTORY_END - timedelta(days=3), HISTORY_END, seed=seed)
     X = feature_matrix([row.booking for row in history.rows], history.row_weather)
-    return loaded.predictor.estimator, X, f"champion {loaded.version}"
+    estimator = loaded.predictor.estimator
+    if not isinstance(estimator, RandomForestRegressor):
+        raise click.ClickException(
+            f"the champion {loaded.version} is a {type(estimator).__name__}; this bench times "
+            "forests (python -m streams.bench.boosting_timing times boosting)"
+        )
+    return estimator, X, f"champion {loaded.version}"
 
 
 def report(timings: list[Timing]) -> list[str]:

@@ -92,17 +92,25 @@ def list_cmd(model_dir: Path | None, as_json: bool) -> None:
         click.echo(f"{mark} {version}  {detail}")
 
 
-def _promote(directory: Path, version: str) -> None:
-    from connectors.model_store import ArtifactError, champion_version, load_version, set_champion
+def _promote(directory: Path, version: str, action: str) -> None:
+    from connectors.model_store import (
+        ArtifactError,
+        champion_version,
+        load_version,
+        record_audit,
+        set_champion,
+    )
+    from streams.settings import get_settings
 
     before = champion_version(directory)
     try:
-        loaded = load_version(directory, version)
+        loaded = load_version(directory, version, get_settings().service_area)
     except ArtifactError as exc:
         raise click.ClickException(
             f"{version} cannot be served, champion unchanged: {exc}"
         ) from None
     set_champion(directory, version)
+    record_audit(directory, action, version=version, previous=before)
     click.echo(f"champion: {before or 'none'} -> {version} ({_holdout(loaded.metadata)})")
     click.echo("workers switch to it within a few seconds (they poll CHAMPION)")
 
@@ -125,7 +133,7 @@ def promote(model_dir: Path | None, version: str) -> None:
         raise click.BadParameter(
             f"no version {version!r} in {directory} (newest: {known})", param_hint="VERSION"
         )
-    _promote(directory, version)
+    _promote(directory, version, "promote")
 
 
 @model.command()
@@ -147,4 +155,4 @@ def rollback(model_dir: Path | None) -> None:
     index = versions.index(champion)
     if index == 0:
         raise click.ClickException(f"{champion} is the oldest version: nothing to roll back to")
-    _promote(directory, versions[index - 1])
+    _promote(directory, versions[index - 1], "rollback")

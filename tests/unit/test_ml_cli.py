@@ -13,14 +13,14 @@ def test_synthetic_history_then_train_writes_a_champion(tmp_path):
     data, models = tmp_path / "data", tmp_path / "models"
     made = runner.invoke(
         cli,
-        "synthetic history --days 5 --end 2026-11-01T00:00Z --bookings-per-day 150 "
+        "synthetic history --days 20 --end 2026-11-01T00:00Z --bookings-per-day 300 "
         f"--weather-days-after 2 --seed 3 --out {data}".split(),
     )
     assert made.exit_code == 0, made.output
     summary = json.loads(made.stdout)
-    assert summary["rows"] > 500
+    assert summary["rows"] > 5000  # enough for the model to pass the promotion gate
     assert summary["weather_until"] == "2026-11-03T00:00:00+00:00"
-    assert summary["weather_rows"] == (5 + 2) * 24 * 3
+    assert summary["weather_rows"] == (20 + 2) * 24 * 3
 
     trained = runner.invoke(
         cli,
@@ -28,6 +28,7 @@ def test_synthetic_history_then_train_writes_a_champion(tmp_path):
         f"--out {models} --trees 5".split(),
     )
     assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["gate"] == {"passed": True, "reasons": []}
     result = json.loads(trained.stdout)
     assert result["rows"] == summary["rows"]
     assert result["train_rows"] + result["holdout_rows"] == result["rows"]

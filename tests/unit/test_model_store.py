@@ -55,7 +55,8 @@ def edit_metadata(path, **changes):
 
 def test_artifact_round_trips_and_becomes_champion(saved, result):
     model_dir, info = saved
-    assert re.fullmatch(r"rf-20261122T103005Z-[0-9a-f]{8}", info.version)
+    prefix = {"forest": "rf", "boosting": "gb"}[result.model_kind]
+    assert re.fullmatch(rf"{prefix}-20261122T103005Z-[0-9a-f]{{8}}", info.version)
     assert (model_dir / "CHAMPION").read_text().strip() == info.version
     assert {p.name for p in info.path.iterdir()} == {
         "model.joblib",
@@ -66,7 +67,10 @@ def test_artifact_round_trips_and_becomes_champion(saved, result):
     assert loaded.version == loaded.predictor.version == info.version
     assert loaded.heuristic == result.heuristic
     X = sample_features()
-    np.testing.assert_array_equal(loaded.predictor.predict(X)[0], result.estimator.predict(X))
+    delays, confidences = loaded.predictor.predict(X)
+    np.testing.assert_array_equal(delays, result.predictor.predict(X)[0])
+    np.testing.assert_array_equal(confidences, result.predictor.predict(X)[1])
+    np.testing.assert_array_equal(delays, loaded.predictor.estimator.predict(X))
     meta = loaded.metadata
     assert meta["features"] == list(FEATURE_NAMES)
     assert meta["model_sha256"] == info.model_sha256

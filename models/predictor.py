@@ -1,0 +1,27 @@
+"""What the prediction path needs of a served model, whichever kind won training."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Predictor(Protocol):
+    """A fitted model with its version: delays (minutes) and confidences in [0, 1] per row.
+
+    ``predict`` raises ValueError when ``X`` is not (rows, len(feature_names)) or holds a
+    non-finite value; it is safe to call from several threads.
+    """
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def feature_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def estimator(self) -> Any:
+        """The scikit-learn model it compiled (its own ``predict`` gives the same delays)."""
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
