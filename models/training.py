@@ -222,14 +222,9 @@ def train(
         raise ValueError(f"need at least {config.min_rows} history rows, got {len(history)}")
 
     progress("features", f"{len(history)} rows, local time in {area.timezone}")
-    pickup_s = np.array([row.booking.scheduled_pickup_at.timestamp() for row in history])
-    order = np.argsort(pickup_s, kind="stable")
-    X = feature_matrix([history[i].booking for i in order], [weathers[i] for i in order], area)
-    y = np.array([history[i].actual_delay_minutes for i in order], dtype=np.float64)
-    pickup_s = pickup_s[order]
-
-    split = len(y) - max(1, round(len(y) * config.holdout_fraction))
-    X_train, y_train, X_hold, y_hold = X[:split], y[:split], X[split:], y[split:]
+    data = split_by_time(history, weathers, config.holdout_fraction, area)
+    X_train, y_train, X_hold, y_hold = data.X_train, data.y_train, data.X_hold, data.y_hold
+    pickup_s, split, y = data.pickup_s, data.split, data.y
     predictions: dict[str, np.ndarray] = {}
     confidences: dict[str, np.ndarray] = {}
 
@@ -309,6 +304,47 @@ def train(
         area=area,
         config=config,
     )
+
+
+@dataclass(frozen=True)
+class Split:
+    """Features and delays sorted by scheduled pickup, cut into training rows and holdout."""
+
+    X: np.ndarray
+    y: np.ndarray
+    pickup_s: np.ndarray  # Unix seconds of each row's scheduled pickup, ascending
+    split: int  # rows [0, split) train, [split, rows) are the holdout
+
+    @property
+    def X_train(self) -> np.ndarray:
+        return self.X[: self.split]
+
+    @property
+    def y_train(self) -> np.ndarray:
+        return self.y[: self.split]
+
+    @property
+    def X_hold(self) -> np.ndarray:
+        return self.X[self.split :]
+
+    @property
+    def y_hold(self) -> np.ndarray:
+        return self.y[self.split :]
+
+
+def split_by_time(
+    history: Sequence[HistoryRow],
+    weathers: Sequence[Weather],
+    holdout_fraction: float,
+    area: ServiceArea = GENEVA,
+) -> Split:
+    """The rows :func:`train` fits on and the holdout it scores on, for offline comparisons."""
+    pickup_s = np.array([row.booking.scheduled_pickup_at.timestamp() for row in history])
+    order = np.argsort(pickup_s, kind="stable")
+    X = feature_matrix([history[i].booking for i in order], [weathers[i] for i in order], area)
+    y = np.array([history[i].actual_delay_minutes for i in order], dtype=np.float64)
+    split = len(y) - max(1, round(len(y) * holdout_fraction))
+    return Split(X=X, y=y, pickup_s=pickup_s[order], split=split)
 
 
 def promotion_gate(kind: str, candidates: dict[str, Scores], leads: dict[str, Lead]) -> Gate:

@@ -111,6 +111,9 @@ def wait_for_api(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"the api did not answer on {url} within {API_WAIT_S:.0f} s; see its log")
 
 
+EXIT_NOT_PROMOTED = 3  # delaycast train: saved, but the promotion gate kept it from champion
+
+
 def ensure_model(home: Path, env: dict[str, str]) -> None:
     models = home / "models"
     data = home / "demo-data"
@@ -129,7 +132,7 @@ def ensure_model(home: Path, env: dict[str, str]) -> None:
         str(INCIDENT_RATE),
         env=env,
     )
-    delaycast(
+    trained = delaycast(
         "train",
         "--history",
         str(data / "history.csv"),
@@ -138,7 +141,12 @@ def ensure_model(home: Path, env: dict[str, str]) -> None:
         "--out",
         str(models),
         env=env,
+        check=False,
     )
+    if trained == EXIT_NOT_PROMOTED:
+        print("model: the promotion gate refused it (reasons above); the heuristic serves alone")
+    elif trained != 0:
+        raise subprocess.CalledProcessError(trained, "delaycast train")
 
 
 class ArmScore:

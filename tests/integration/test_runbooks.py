@@ -518,6 +518,11 @@ def test_retrain_promote_and_rollback_leave_the_previous_champion(runbook_stack,
     assert promoted is not None and promoted.groups() == (before, versions[1])
     assert rolled is not None and rolled.groups() == (versions[1], before)
     assert (models / "CHAMPION").read_text().strip() == before
+    audit = [json.loads(line) for line in (models / "AUDIT.jsonl").read_text().splitlines()]
+    assert [(e["action"], e["version"], e["previous"]) for e in audit[-2:]] == [
+        ("promote", versions[1], before),
+        ("rollback", before, versions[1]),
+    ]
 
 
 def test_drift_alert_runbook_shows_the_alert_from_kafka_and_the_api(runbook_stack, env, tmp_path):
