@@ -427,6 +427,7 @@ def _metadata(
             }
         },
         "gate": result.gate.to_dict(),
+        "p90": {name: interval.to_dict() for name, interval in result.intervals.items()},
         "constant_median": result.constant_median,
         "heuristic_version": result.heuristic.version,
         "heuristic_note": result.heuristic_note,

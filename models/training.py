@@ -21,6 +21,8 @@
    holdout spans fewer than :data:`MIN_DAY_BLOCKS` days), because errors within a day are not
    independent (weather, incidents, one bad shift).
 5. The promotion gate: the model may become champion only when both intervals lie above 0.
+   The model's and the heuristic's P90 are calibrated on the first half of the holdout and
+   their coverage measured on the second (:mod:`models.interval`).
 6. The training distribution of each feature is recorded for drift monitoring.
 """
 
@@ -46,6 +48,7 @@ from models.distribution import FeatureDistribution, describe_features
 from models.features import FEATURE_NAMES, feature_matrix
 from models.forest import ForestConfig, ForestPredictor, fit_forest
 from models.history import HistoryRow
+from models.interval import Interval
 from models.metrics import bias, mae, r2, rmse
 from models.predictor import Predictor
 from schemas.weather import Weather
@@ -56,6 +59,7 @@ Progress = Callable[[str, str], None]
 ML_CANDIDATES: tuple[str, ...] = ("forest", "boosting")
 BASELINES: tuple[str, ...] = ("constant", "heuristic")
 MIN_DAY_BLOCKS = 30
+MIN_HOLDOUT_ROWS = 20  # the P90 is calibrated on one half and measured on the other
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,7 @@ class TrainingResult:
     gate: Gate
     constant_median: float
     confidence_deciles: tuple[float, float]  # holdout MAE of the most / least confident tenth
+    intervals: dict[str, Interval]  # the P90 of "model" and of "heuristic"
     feature_names: tuple[str, ...]
     rows: int
     train_rows: int
@@ -200,6 +205,7 @@ class TrainingResult:
                 "most_confident": self.confidence_deciles[0],
                 "least_confident": self.confidence_deciles[1],
             },
+            "p90": {name: interval.to_dict() for name, interval in self.intervals.items()},
         }
 
 
@@ -224,6 +230,11 @@ def train(
     progress("features", f"{len(history)} rows, local time in {area.timezone}")
     data = split_by_time(history, weathers, config.holdout_fraction, area)
     X_train, y_train, X_hold, y_hold = data.X_train, data.y_train, data.X_hold, data.y_hold
+    if len(y_hold) < MIN_HOLDOUT_ROWS:
+        raise ValueError(
+            f"the holdout has {len(y_hold)} rows, fewer than {MIN_HOLDOUT_ROWS}: give more "
+            "history or a larger holdout fraction"
+        )
     pickup_s, split, y = data.pickup_s, data.split, data.y
     predictions: dict[str, np.ndarray] = {}
     confidences: dict[str, np.ndarray] = {}
@@ -233,7 +244,7 @@ def train(
 
     progress("heuristic", "fitting the rules by least absolute deviations")
     params = heuristic.fit_heuristic(X_train, y_train)
-    predictions["heuristic"], _ = heuristic.predict(params, X_hold)
+    predictions["heuristic"], confidences["heuristic"] = heuristic.predict(params, X_hold)
     note = None
     if mae(y_hold, predictions["heuristic"]) > mae(y_hold, predictions["constant"]):
         note = (
@@ -242,7 +253,7 @@ def train(
             f"{mae(y_hold, predictions['constant']):.2f} min): the heuristic is the constant"
         )
         params = heuristic.constant_params(median, params.residual_std_min)
-        predictions["heuristic"], _ = heuristic.predict(params, X_hold)
+        predictions["heuristic"], confidences["heuristic"] = heuristic.predict(params, X_hold)
 
     fitted: dict[str, tuple[Any, Predictor]] = {}
     if "forest" in config.candidates:
@@ -293,6 +304,12 @@ def train(
         gate=promotion_gate(kind, candidates, leads),
         constant_median=median,
         confidence_deciles=confidence_deciles(model_error, confidences[kind]),
+        intervals={
+            "model": Interval.fitted(y_hold, predictions[kind], confidences[kind]),
+            "heuristic": Interval.fitted(
+                y_hold, predictions["heuristic"], confidences["heuristic"]
+            ),
+        },
         feature_names=FEATURE_NAMES,
         rows=len(y),
         train_rows=split,

@@ -17,11 +17,14 @@ from connectors.model_store import (
     ArtifactCorrupt,
     ArtifactFeatureMismatch,
     ArtifactMissing,
+    champion_version,
     load_champion,
     load_heuristic,
+    read_metadata,
 )
 from models.area import GENEVA, ServiceArea
 from models.heuristic import DEFAULT_PARAMS, HeuristicParams
+from models.interval import scale_from_metadata
 from schemas import FallbackReason
 
 log = logging.getLogger("delaycast.models")
@@ -34,6 +37,10 @@ class ModelHolder:
         self.model: Any | None = None
         self.metadata: dict[str, Any] = {}
         self.heuristic: HeuristicParams = DEFAULT_PARAMS
+        # Calibrated P90 scales (models.interval) of the model and the heuristic served; None
+        # when the artifact has none, and then predictions carry no P90.
+        self.model_p90_scale: float | None = None
+        self.heuristic_p90_scale: float | None = None
         self.unavailable: FallbackReason | None = FallbackReason.NO_MODEL
         self.detail: str | None = "not loaded yet"
         self._signature: tuple[Any, ...] | None = None
@@ -62,6 +69,7 @@ class ModelHolder:
             return False
         self._signature = signature
         self.heuristic = self._load_heuristic()
+        self.heuristic_p90_scale = self._heuristic_scale()
         try:
             loaded = load_champion(self.model_dir, self.area)
         except ArtifactMissing as exc:
@@ -77,6 +85,7 @@ class ModelHolder:
         else:
             self.model = loaded.predictor
             self.metadata = dict(loaded.metadata)
+            self.model_p90_scale = scale_from_metadata(self.metadata, "model")
             self.unavailable = None
             self.detail = None
             log.info("[ML] serving model %s from %s", self.model.version, self.model_dir)
@@ -90,8 +99,19 @@ class ModelHolder:
             return DEFAULT_PARAMS
         return params
 
+    def _heuristic_scale(self) -> float | None:
+        if self.heuristic is DEFAULT_PARAMS:
+            return None
+        try:
+            version = champion_version(self.model_dir)
+            metadata = read_metadata(self.model_dir, version) if version else {}
+        except Exception:  # the heuristic's interval is a nicety: never a reason to fail
+            return None
+        return scale_from_metadata(metadata, "heuristic")
+
     def _unavailable(self, reason: FallbackReason, detail: str) -> None:
         self.model = None
+        self.model_p90_scale = None
         self.metadata = {}
         self.unavailable = reason
         self.detail = detail

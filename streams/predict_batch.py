@@ -23,6 +23,7 @@ import numpy as np
 from connectors.flags import FlagState
 from models.features import feature_dict, feature_matrix
 from models.heuristic import predict as heuristic_predict
+from models.interval import spread_of
 from models.risk import risk_levels
 from models.routing import bucket, routes_to_ml
 from schemas import (
@@ -34,6 +35,7 @@ from schemas import (
     Prediction,
     Weather,
 )
+from schemas._types import DELAY_MINUTES_BOUND
 from streams.decode import DEFAULT_CONTRACT, Contract, Decoded, Inbound, decode_batch
 from streams.model_holder import ModelHolder
 
@@ -146,6 +148,7 @@ class BatchPredictor:
             )
 
         levels = risk_levels(delays, self._risk.medium_minutes, self._risk.high_minutes)
+        uppers = self._p90(delays, confidences, served_ml)
         predicted_at = self._clock()
         processing_ms = (time.perf_counter() - started) * 1000.0
         result = BatchResult([], dead)
@@ -163,6 +166,7 @@ class BatchPredictor:
                     weather=weathers[i],
                     features=feature_dict(features[i]),
                     delay=float(delays[i]),
+                    p90=None if np.isnan(uppers[i]) else float(uppers[i]),
                     confidence=float(confidences[i]),
                     risk=levels[i],
                     arm=Arm.ML if on_ml[i] else Arm.HEURISTIC,
@@ -225,6 +229,20 @@ class BatchPredictor:
         for i in rows[~ok]:
             reasons[i], details[i] = FallbackReason.MODEL_ERROR, "model returned a non-finite value"
 
+    def _p90(
+        self, delays: np.ndarray, confidences: np.ndarray, served_ml: np.ndarray
+    ) -> np.ndarray:
+        """Each prediction's P90 with its predictor's calibrated scale; NaN where the
+        predictor has none (an artifact trained before intervals, the default heuristic)."""
+        model_scale, rule_scale = self._models.model_p90_scale, self._models.heuristic_p90_scale
+        scales = np.where(
+            served_ml,
+            np.nan if model_scale is None else model_scale,
+            np.nan if rule_scale is None else rule_scale,
+        )
+        uppers = delays + scales * spread_of(confidences)
+        return np.clip(uppers, -DELAY_MINUTES_BOUND, DELAY_MINUTES_BOUND)
+
     def _prediction(
         self,
         item: Decoded[BookingRequested],
@@ -232,6 +250,7 @@ class BatchPredictor:
         weather: Weather,
         features: dict[str, float],
         delay: float,
+        p90: float | None,
         confidence: float,
         risk: Any,
         arm: Arm,
@@ -258,6 +277,7 @@ class BatchPredictor:
         return Prediction(
             booking_id=booking.booking_id,
             predicted_delay_minutes=round(delay, 3),
+            delay_p90_minutes=None if p90 is None else round(p90, 3),
             confidence=round(confidence, 4),
             risk_level=risk,
             arm=arm,

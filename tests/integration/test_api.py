@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -504,7 +505,7 @@ def test_health_is_ok_when_every_dependency_answers(api):
         "kafka": "ok",
         "model": "ok",
     }
-    assert body["dependencies"]["model"]["detail"].startswith("champion rf-")
+    assert re.match(r"champion (rf|gb)-\d{8}T\d{6}Z-", body["dependencies"]["model"]["detail"])
     assert all(v["latency_ms"] >= 0 for v in body["dependencies"].values())
 
 

@@ -280,3 +280,28 @@ def test_a_record_stamped_long_ago_or_not_at_all_is_still_predicted(executor, tm
     result = asyncio.run(predictor.run(recs))
     assert result.dead_letters == []
     assert [p.latency_ms for p in result.predictions] == [None, None, 86_400_000.0]
+
+
+def test_each_prediction_carries_the_p90_of_the_predictor_that_served_it(executor, tmp_path):
+    model = ConstantModel(value=9.5, confidence=0.5)  # a spread of 5 minutes
+    predictor = make(executor, tmp_path, percentage=50, model=model)
+    predictor._models.model_p90_scale = 1.5
+    predictor._models.heuristic_p90_scale = 2.0
+    result = run(predictor, [booking_json(i) for i in range(200)])
+    served = {p.served_by for p in result.predictions}
+    assert served == {Arm.ML, Arm.HEURISTIC}
+    for p in result.predictions:
+        spread = 5.0 * (1 / p.confidence - 1)
+        scale = 1.5 if p.served_by is Arm.ML else 2.0
+        assert p.delay_p90_minutes == pytest.approx(
+            p.predicted_delay_minutes + scale * spread, abs=0.01
+        )
+    assert {p.delay_p90_minutes for p in result.predictions if p.served_by is Arm.ML} == {17.0}
+
+
+def test_a_predictor_without_a_calibrated_interval_gives_no_p90(executor, tmp_path):
+    predictor = make(executor, tmp_path, percentage=50, model=ConstantModel())
+    predictor._models.heuristic_p90_scale = 2.0  # the model's artifact predates intervals
+    result = run(predictor, [booking_json(i) for i in range(100)])
+    by_arm = {p.served_by: p.delay_p90_minutes is None for p in result.predictions}
+    assert by_arm == {Arm.ML: True, Arm.HEURISTIC: False}

@@ -148,3 +148,20 @@ def test_a_model_trained_for_one_area_is_not_served_under_another(tmp_path, nois
     holder.reload_if_changed()
     assert holder.model is None and holder.unavailable.value == "area_mismatch"
     assert "service area" in (holder.detail or "")
+
+
+def test_the_served_p90_scales_are_those_calibrated_on_the_holdout(tmp_path):
+    from connectors.model_store import save_artifact
+
+    data = generate_history(END - timedelta(days=30), END, seed=4, bookings_per_day=300)
+    result = train(data.rows, data.row_weather, SMALL)
+    for name in ("model", "heuristic"):
+        interval = result.intervals[name]
+        assert 0.85 <= interval.coverage <= 0.95, (name, interval)
+        assert interval.calibration_rows + interval.evaluation_rows == result.holdout_rows
+    save_artifact(tmp_path, result)
+    holder = ModelHolder(tmp_path, GENEVA)
+    holder.reload_if_changed()
+    assert holder.model_p90_scale == result.intervals["model"].scale
+    assert holder.heuristic_p90_scale == result.intervals["heuristic"].scale
+    assert holder.metadata["p90"]["model"]["coverage"] == result.intervals["model"].coverage

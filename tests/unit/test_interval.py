@@ -1,0 +1,48 @@
+"""The P90: calibrated on one part of the rows, it covers 90 % of rows it never saw, and a
+wider spread gives a wider interval."""
+
+import numpy as np
+import pytest
+
+from models.confidence import confidence_from_spread
+from models.interval import Interval, calibrate_scale, coverage, p90, scale_from_metadata, spread_of
+
+
+def test_spread_of_inverts_the_confidence_formula():
+    spread = np.array([0.0, 0.5, 5.0, 40.0])
+    assert spread_of(confidence_from_spread(spread)) == pytest.approx(spread)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_calibrated_scale_covers_90_percent_of_unseen_heteroscedastic_rows(seed):
+    rng = np.random.default_rng(seed)
+    n = 20_000
+    spread = rng.uniform(0.5, 10.0, n)  # each row's true noise scale, known to the model
+    y = 3.0 + spread * rng.standard_normal(n)
+    confidence = confidence_from_spread(spread)
+    interval = Interval.fitted(y, np.full(n, 3.0), confidence)
+    assert interval.scale == pytest.approx(1.2816, abs=0.06)  # the normal's 0.9 quantile
+    assert 0.88 <= interval.coverage <= 0.92
+    assert (interval.calibration_rows, interval.evaluation_rows) == (10_000, 10_000)
+    upper = p90(np.full(n, 3.0), confidence, interval.scale)
+    wide, narrow = spread > 8, spread < 2
+    assert (upper[wide] - 3.0).mean() > 4 * (upper[narrow] - 3.0).mean()
+
+
+def test_calibration_uses_the_finite_sample_rank():
+    y = np.arange(1.0, 20.0)  # 19 rows: rank ceil(20 * 0.9) = 18
+    assert calibrate_scale(y, np.zeros(19), np.ones(19)) == 18.0
+    assert coverage(y, np.full(19, 18.0)) == pytest.approx(18 / 19)
+
+
+def test_too_few_rows_and_bad_metadata_are_refused_or_ignored():
+    with pytest.raises(ValueError, match="at least 20 rows"):
+        Interval.fitted(np.zeros(10), np.zeros(10), np.full(10, 0.5))
+    assert scale_from_metadata({"p90": {"model": {"scale": 1.3}}}, "model") == 1.3
+    for metadata in (
+        {},
+        {"p90": []},
+        {"p90": {"model": {"scale": "x"}}},
+        {"p90": {"model": {"scale": float("nan")}}},
+    ):
+        assert scale_from_metadata(metadata, "model") is None
