@@ -20,6 +20,7 @@ scale was fitted to.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ import numpy as np
 from models.confidence import CONFIDENCE_SCALE_MINUTES
 
 LEVEL = 0.9
+# Levels at which the normalised excess is recorded, to read the chance of any delay later.
+SCORE_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
 def spread_of(confidence: np.ndarray) -> np.ndarray:
@@ -60,14 +63,41 @@ def coverage(y: np.ndarray, upper: np.ndarray) -> float:
     return float(np.mean(np.asarray(y) <= np.asarray(upper)))
 
 
+def score_quantiles(y: np.ndarray, delay: np.ndarray, spread: np.ndarray) -> tuple[float, ...]:
+    """The normalised excess ``(y - delay) / spread`` at each of :data:`SCORE_LEVELS`."""
+    scores = (np.asarray(y, np.float64) - np.asarray(delay, np.float64)) / np.maximum(
+        np.asarray(spread, dtype=np.float64), 0.01
+    )
+    return tuple(float(q) for q in np.quantile(scores, SCORE_LEVELS))
+
+
+def exceedance(
+    delay: np.ndarray, confidence: np.ndarray, minutes: float, quantiles: tuple[float, ...]
+) -> np.ndarray:
+    """The chance that each pickup is at least ``minutes`` late, read from the calibrated
+    quantiles of the normalised excess (linear between them; outside, the nearest level's
+    chance: at most 0.95, at least 0.05).
+
+    >>> q = tuple(np.linspace(-1.8, 1.8, 19))  # a symmetric excess around the delay
+    >>> chance = exceedance(np.array([5.0, 15.0, 30.0]), np.full(3, 0.5), 15.0, q)
+    >>> [round(float(p), 2) for p in chance]
+    [0.05, 0.5, 0.95]
+    """
+    z = (minutes - np.asarray(delay, dtype=np.float64)) / np.maximum(spread_of(confidence), 0.01)
+    below: np.ndarray = np.interp(z, quantiles, SCORE_LEVELS)
+    return 1.0 - below
+
+
 @dataclass(frozen=True)
 class Interval:
-    """A predictor's calibrated P90 scale and the coverage it reached on unseen rows."""
+    """A predictor's calibrated P90 scale and the coverage it reached on unseen rows, with the
+    quantiles of its normalised excess (for the chance of exceeding a threshold)."""
 
     scale: float
     coverage: float  # on the evaluation part of the holdout
     calibration_rows: int
     evaluation_rows: int
+    quantiles: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +106,8 @@ class Interval:
             "coverage": self.coverage,
             "calibration_rows": self.calibration_rows,
             "evaluation_rows": self.evaluation_rows,
+            "score_levels": list(SCORE_LEVELS),
+            "score_quantiles": list(self.quantiles),
         }
 
     @classmethod
@@ -88,7 +120,24 @@ class Interval:
         spread = spread_of(confidence)
         scale = calibrate_scale(y[:half], delay[:half], spread[:half])
         upper = delay[half:] + scale * spread[half:]
-        return cls(scale, coverage(y[half:], upper), half, len(y) - half)
+        quantiles = score_quantiles(y[:half], delay[:half], spread[:half])
+        return cls(scale, coverage(y[half:], upper), half, len(y) - half, quantiles)
+
+
+def quantiles_from_metadata(metadata: dict[str, Any], predictor: str) -> tuple[float, ...] | None:
+    """The recorded excess quantiles of ``predictor`` in an artifact's metadata, or None when
+    absent or not :data:`SCORE_LEVELS` finite, non-decreasing numbers."""
+    p90_entry = metadata.get("p90")
+    entry = p90_entry.get(predictor) if isinstance(p90_entry, dict) else None
+    values = entry.get("score_quantiles") if isinstance(entry, dict) else None
+    if not isinstance(values, list) or len(values) != len(SCORE_LEVELS):
+        return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return None
+    out = tuple(float(v) for v in values)
+    if not all(math.isfinite(v) for v in out) or any(b < a for a, b in itertools.pairwise(out)):
+        return None
+    return out
 
 
 def scale_from_metadata(metadata: dict[str, Any], predictor: str) -> float | None:

@@ -24,7 +24,7 @@ from connectors.model_store import (
 )
 from models.area import GENEVA, ServiceArea
 from models.heuristic import DEFAULT_PARAMS, HeuristicParams
-from models.interval import scale_from_metadata
+from models.interval import quantiles_from_metadata, scale_from_metadata
 from schemas import FallbackReason
 
 log = logging.getLogger("delaycast.models")
@@ -41,6 +41,9 @@ class ModelHolder:
         # when the artifact has none, and then predictions carry no P90.
         self.model_p90_scale: float | None = None
         self.heuristic_p90_scale: float | None = None
+        # ... and the quantiles of their normalised excess, for the chance of a late pickup.
+        self.model_quantiles: tuple[float, ...] | None = None
+        self.heuristic_quantiles: tuple[float, ...] | None = None
         self.unavailable: FallbackReason | None = FallbackReason.NO_MODEL
         self.detail: str | None = "not loaded yet"
         self._signature: tuple[Any, ...] | None = None
@@ -69,7 +72,7 @@ class ModelHolder:
             return False
         self._signature = signature
         self.heuristic = self._load_heuristic()
-        self.heuristic_p90_scale = self._heuristic_scale()
+        self.heuristic_p90_scale, self.heuristic_quantiles = self._heuristic_interval()
         try:
             loaded = load_champion(self.model_dir, self.area)
         except ArtifactMissing as exc:
@@ -86,6 +89,7 @@ class ModelHolder:
             self.model = loaded.predictor
             self.metadata = dict(loaded.metadata)
             self.model_p90_scale = scale_from_metadata(self.metadata, "model")
+            self.model_quantiles = quantiles_from_metadata(self.metadata, "model")
             self.unavailable = None
             self.detail = None
             log.info("[ML] serving model %s from %s", self.model.version, self.model_dir)
@@ -99,19 +103,23 @@ class ModelHolder:
             return DEFAULT_PARAMS
         return params
 
-    def _heuristic_scale(self) -> float | None:
+    def _heuristic_interval(self) -> tuple[float | None, tuple[float, ...] | None]:
         if self.heuristic is DEFAULT_PARAMS:
-            return None
+            return None, None
         try:
             version = champion_version(self.model_dir)
             metadata = read_metadata(self.model_dir, version) if version else {}
         except Exception:  # the heuristic's interval is a nicety: never a reason to fail
-            return None
-        return scale_from_metadata(metadata, "heuristic")
+            return None, None
+        return (
+            scale_from_metadata(metadata, "heuristic"),
+            quantiles_from_metadata(metadata, "heuristic"),
+        )
 
     def _unavailable(self, reason: FallbackReason, detail: str) -> None:
         self.model = None
         self.model_p90_scale = None
+        self.model_quantiles = None
         self.metadata = {}
         self.unavailable = reason
         self.detail = detail

@@ -23,8 +23,8 @@ import numpy as np
 from connectors.flags import FlagState
 from models.features import feature_dict, feature_matrix
 from models.heuristic import predict as heuristic_predict
-from models.interval import spread_of
-from models.risk import risk_levels
+from models.interval import exceedance, spread_of
+from models.risk import risk_levels, risk_levels_by_chance
 from models.routing import bucket, routes_to_ml
 from schemas import (
     Arm,
@@ -33,6 +33,7 @@ from schemas import (
     FallbackReason,
     FlagSource,
     Prediction,
+    RiskLevel,
     Weather,
 )
 from schemas._types import DELAY_MINUTES_BOUND
@@ -67,6 +68,7 @@ class WeatherSource(Protocol):
 class RiskThresholds:
     medium_minutes: float
     high_minutes: float
+    probability: float = 0.3  # the chance of exceeding a threshold that makes its level
 
 
 @dataclass
@@ -147,7 +149,7 @@ class BatchPredictor:
                 features, on_ml, delays, confidences, served_ml, reasons, details
             )
 
-        levels = risk_levels(delays, self._risk.medium_minutes, self._risk.high_minutes)
+        levels = self._risk_levels(delays, confidences, served_ml)
         uppers = self._p90(delays, confidences, served_ml)
         predicted_at = self._clock()
         processing_ms = (time.perf_counter() - started) * 1000.0
@@ -228,6 +230,30 @@ class BatchPredictor:
         served_ml[good] = True
         for i in rows[~ok]:
             reasons[i], details[i] = FallbackReason.MODEL_ERROR, "model returned a non-finite value"
+
+    def _risk_levels(
+        self, delays: np.ndarray, confidences: np.ndarray, served_ml: np.ndarray
+    ) -> list[RiskLevel]:
+        """By the chance of exceeding each threshold where the serving predictor's interval is
+        calibrated, else by the predicted delay (:mod:`models.risk`)."""
+        risk = self._risk
+        levels = risk_levels(delays, risk.medium_minutes, risk.high_minutes)
+        for mask, quantiles in (
+            (served_ml, self._models.model_quantiles),
+            (~served_ml, self._models.heuristic_quantiles),
+        ):
+            rows = np.flatnonzero(mask)
+            if quantiles is None or rows.size == 0:
+                continue
+            d, c = delays[rows], confidences[rows]
+            by_chance = risk_levels_by_chance(
+                exceedance(d, c, risk.medium_minutes, quantiles),
+                exceedance(d, c, risk.high_minutes, quantiles),
+                risk.probability,
+            )
+            for i, level in zip(rows.tolist(), by_chance, strict=True):
+                levels[i] = level
+        return levels
 
     def _p90(
         self, delays: np.ndarray, confidences: np.ndarray, served_ml: np.ndarray

@@ -102,7 +102,7 @@ async def build_prediction_path(
         weather=weather,
         flags=flags,
         models=models,
-        risk=RiskThresholds(s.risk_medium_minutes, s.risk_high_minutes),
+        risk=RiskThresholds(s.risk_medium_minutes, s.risk_high_minutes, s.risk_probability),
         clock=utc_now,
         model_executor=model_executor,
         weather_wait_s=s.weather_wait_ms / 1000.0,

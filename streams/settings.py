@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     model_dir: Path = Field(default_factory=lambda: delaycast_home() / "models")
     risk_medium_minutes: float = Field(default=5.0, ge=0)
     risk_high_minutes: float = Field(default=15.0, ge=0)
+    # A booking is at a risk level when its chance of a delay beyond that level's threshold
+    # reaches this (models.risk); used where the model's interval is calibrated.
+    risk_probability: float = Field(default=0.3, gt=0, lt=1)
     # The service area (models.area): local time and the distance to the centre are computed
     # here; a model trained for another area is not served.
     service_area_timezone: str = Field(default="Europe/Zurich", min_length=1)
@@ -146,6 +149,12 @@ class Settings(BaseSettings):
     join_sweep_interval_s: float = Field(default=60.0, gt=0)
     mae_alert_minutes: float = Field(
         default=3.0, gt=0, description="Alert when an arm's MAE exceeds it."
+    )
+    coverage_alert_low: float = Field(
+        default=0.85, ge=0, lt=1, description="Alert when an arm's P90 coverage falls below it."
+    )
+    coverage_alert_high: float = Field(
+        default=0.95, gt=0, le=1, description="Alert when an arm's P90 coverage rises above it."
     )
     alert_window: int = Field(
         default=200, ge=20, le=100_000, description="Events per alert window."

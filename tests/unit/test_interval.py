@@ -46,3 +46,19 @@ def test_too_few_rows_and_bad_metadata_are_refused_or_ignored():
         {"p90": {"model": {"scale": float("nan")}}},
     ):
         assert scale_from_metadata(metadata, "model") is None
+
+
+def test_the_chance_of_exceeding_a_delay_matches_the_calibrated_rows():
+    from models.interval import SCORE_LEVELS, exceedance
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    spread = rng.uniform(1.0, 6.0, n)
+    y = 4.0 + spread * rng.standard_normal(n)
+    interval = Interval.fitted(y, np.full(n, 4.0), confidence_from_spread(spread))
+    assert len(interval.quantiles) == len(SCORE_LEVELS) == 19
+    assert interval.quantiles[9] == pytest.approx(0.0, abs=0.05)  # the median excess
+    one = confidence_from_spread(np.array([5.0]))
+    for minutes, expected in ((4.0, 0.5), (4.0 + 5 * 1.2816, 0.1), (4.0 - 5 * 1.2816, 0.9)):
+        chance = exceedance(np.array([4.0]), one, minutes, interval.quantiles)[0]
+        assert chance == pytest.approx(expected, abs=0.02), minutes

@@ -305,3 +305,16 @@ def test_a_predictor_without_a_calibrated_interval_gives_no_p90(executor, tmp_pa
     result = run(predictor, [booking_json(i) for i in range(100)])
     by_arm = {p.served_by: p.delay_p90_minutes is None for p in result.predictions}
     assert by_arm == {Arm.ML: True, Arm.HEURISTIC: False}
+
+
+@pytest.mark.parametrize(("probability", "expected"), [(0.3, "medium"), (0.2, "high")])
+def test_risk_comes_from_the_chance_of_exceeding_the_thresholds(
+    executor, tmp_path, probability, expected
+):
+    model = ConstantModel(value=9.5, confidence=0.5)  # a spread of 5 minutes
+    predictor = make(executor, tmp_path, percentage=100, model=model)
+    predictor._risk = RiskThresholds(5, 15, probability)
+    # A symmetric excess: a delay of 15 or more has a chance of 0.225, of 5 or more 0.725.
+    predictor._models.model_quantiles = tuple(np.linspace(-1.8, 1.8, 19).tolist())
+    result = run(predictor, [booking_json(i) for i in range(20)])
+    assert {p.risk_level.value for p in result.predictions} == {expected}
