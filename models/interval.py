@@ -8,9 +8,10 @@ predicted absolute error, the heuristic's residual spread. The P90 is
 
 with ``scale`` calibrated by split conformal prediction on held-out rows that the model never
 saw: the smallest scale under which at least 90 % of those rows' actual delays stay at or below
-their P90 (with the usual finite-sample correction). Calibration is done on the first part of
-the holdout and the coverage is measured on the rest, so the figure reported is not the one the
-scale was fitted to.
+their P90 (with the usual finite-sample correction). The scale served is calibrated on the
+whole holdout (more days, a steadier scale). The coverage reported is measured out of sample:
+calibrated on the first half of the holdout and counted on the second, later half, so it also
+shows what a drift between the two does to the interval.
 
 >>> y = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
 >>> scale = calibrate_scale(y, np.zeros(10), np.ones(10))
@@ -112,16 +113,17 @@ class Interval:
 
     @classmethod
     def fitted(cls, y: np.ndarray, delay: np.ndarray, confidence: np.ndarray) -> Interval:
-        """Calibrated on the first half of the rows (in their order: time), measured on the
-        second half."""
+        """The scale and quantiles from all the rows; the coverage of a scale calibrated on the
+        first half of the rows (in their order: time), counted on the second half."""
         half = len(y) // 2
         if half < 10:
             raise ValueError(f"need at least 20 rows to calibrate an interval, got {len(y)}")
         spread = spread_of(confidence)
-        scale = calibrate_scale(y[:half], delay[:half], spread[:half])
-        upper = delay[half:] + scale * spread[half:]
-        quantiles = score_quantiles(y[:half], delay[:half], spread[:half])
-        return cls(scale, coverage(y[half:], upper), half, len(y) - half, quantiles)
+        first_half = calibrate_scale(y[:half], delay[:half], spread[:half])
+        measured = coverage(y[half:], delay[half:] + first_half * spread[half:])
+        scale = calibrate_scale(y, delay, spread)
+        quantiles = score_quantiles(y, delay, spread)
+        return cls(scale, measured, half, len(y) - half, quantiles)
 
 
 def quantiles_from_metadata(metadata: dict[str, Any], predictor: str) -> tuple[float, ...] | None:
