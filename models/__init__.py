@@ -20,10 +20,10 @@ scikit-learn for the others):
 - ``models.synthetic``: ``SyntheticWorld``, ``generate_history``, ``IncidentConfig``,
   ``invalid_booking_payloads``.
 - ``models.metrics``: ``mae``, ``r2`` and friends.
-- ``models.rolling``: ``MetricSums`` (exact, mergeable sums behind MAE, RMSE, R², bias and the
-  underestimate share), ``BucketKey``, ``Series``, ``hour_start``, ``bucketize``,
-  ``merge_buckets``, ``merge_window``, ``daily``, ``by_arm`` — rolling metrics per arm in hourly
-  event-time buckets.
+- ``models.rolling``: ``MetricSums`` (exact, mergeable sums behind MAE, RMSE, R², bias, the
+  underestimate share and the P90 coverage), ``BucketKey``, ``Series``, ``hour_start``,
+  ``bucketize``, ``merge_buckets``, ``merge_window``, ``daily``, ``by_arm`` — rolling metrics per
+  arm in hourly event-time buckets.
 - ``models.ab``: ``compare_arms``, ``ABResult``, ``Verdict``, ``ArmCounts``,
   ``sample_ratio_check`` — the A/B analysis of ML against the heuristic (Welch, SRM).
 - ``models.drift``: the drift monitors (error, feature and prediction drift) and their

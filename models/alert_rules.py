@@ -5,6 +5,10 @@
   on (fallback_reason ``model_error``) is above ``ml_error_rate`` (20 % by default).
 - ``fallback_storm``: among the same bookings, the share served by the heuristic for any reason is
   above ``storm_share``.
+- ``interval_coverage``: among an arm's last ``window`` outcomes whose prediction carried a P90,
+  the share whose actual delay stayed within it is outside ``[coverage_low, coverage_high]``:
+  below, the P90s are too low to trust; above, they are wider than they need to be. Outcomes
+  without a P90 neither count nor move the window.
 
 An alert fires when its condition becomes true and re-arms only once the condition has cleared,
 so a lasting breach raises one alert, not one per event (outcomes arrive out of event-time order,
@@ -58,14 +62,24 @@ class ThresholdRules:
         ml_error_rate: float,
         storm_share: float,
         cooldown_s: float = 900.0,
+        coverage_low: float = 0.85,
+        coverage_high: float = 0.95,
     ) -> None:
+        if not 0.0 <= coverage_low < coverage_high <= 1.0:
+            raise ValueError(
+                "the P90 coverage band needs 0 <= COVERAGE_ALERT_LOW < COVERAGE_ALERT_HIGH <= 1, "
+                f"got {coverage_low:g} and {coverage_high:g}"
+            )
         self.window = window
         self.mae_minutes = mae_minutes
         self.ml_error_rate = ml_error_rate
         self.storm_share = storm_share
         self.cooldown_s = cooldown_s
+        self.coverage_low = coverage_low
+        self.coverage_high = coverage_high
         self._breached: set[tuple[AlertKind, str]] = set()
         self._abs_errors = {arm: _Window(window) for arm in Arm}
+        self._within_p90 = {arm: _Window(window) for arm in Arm}  # 1.0 within, 0.0 beyond
         self._model_errors = _Window(window)
         self._fallbacks = _Window(window)
         self._last_fired: dict[tuple[AlertKind, str], float] = {}
@@ -88,7 +102,44 @@ class ThresholdRules:
                     o.observed_at,
                     now,
                 )
+            alerts += self._watch_coverage(o, now)
         return alerts
+
+    def _watch_coverage(self, o: Outcome, now: datetime) -> list[Alert]:
+        within = o.within_p90
+        if within is None:
+            return []
+        w = self._within_p90[o.arm]
+        w.push(float(within))
+        coverage = w.mean
+        low, high = self.coverage_low, self.coverage_high
+        if not w.full or self._holds(
+            AlertKind.INTERVAL_COVERAGE, o.arm.value, not low <= coverage <= high
+        ):
+            return []
+        covered = round(w.total)  # a sum of ones and zeros: exact
+        side, meaning = (
+            ("below", "its P90s are too low to trust")
+            if coverage < low
+            else ("above", "its P90s are wider than they need to be")
+        )
+        return self._fire(
+            AlertKind.INTERVAL_COVERAGE,
+            Severity.WARNING,
+            o.arm.value,
+            f"P90 coverage of the {o.arm.value} arm over its last {self.window} outcomes with a "
+            f"P90 is {coverage:.3f} ({covered} within), {side} the band "
+            f"[{low:g}, {high:g}]: {meaning}",
+            {
+                "n": self.window,
+                "covered": covered,
+                "coverage": round(coverage, 4),
+                "band_low": low,
+                "band_high": high,
+            },
+            o.observed_at,
+            now,
+        )
 
     def on_predictions(self, predictions: Sequence[Prediction], now: datetime) -> list[Alert]:
         alerts: list[Alert] = []

@@ -1,8 +1,8 @@
 """Rolling metrics per arm: mergeable sums in hourly event-time buckets.
 
 A :class:`MetricSums` holds sufficient statistics of a set of outcomes, so that the MAE, RMSE,
-R², bias and share of underestimates of any union of sets follow from adding their sums: an
-hour's bucket, a day, the last seven days, one arm across model versions.
+R², bias, share of underestimates and P90 coverage of any union of sets follow from adding their
+sums: an hour's bucket, a day, the last seven days, one arm across model versions.
 
 The sums are exact rational numbers (:class:`fractions.Fraction`): the exact sum of the float64
 values given, and of their exact squares. Merging is therefore associative and commutative to
@@ -20,6 +20,9 @@ actual's event time), so a replay of last year's outcomes lands in last year's h
 >>> s = MetricSums.from_arrays(np.array([1.0, -2.0, -7.0]), np.array([10.0, 12.0, 20.0]))
 >>> s.n, s.mae, s.bias, s.n_underestimated
 (3, 3.3333333333333335, -2.6666666666666665, 1)
+>>> c = MetricSums.from_arrays(np.zeros(3), np.array([4.0, 9.0, 2.0]), np.array([5.0, 8.0, np.nan]))
+>>> c.p90_n, c.p90_covered, c.p90_coverage
+(2, 1, 0.5)
 >>> a, b = MetricSums.from_arrays(np.array([1.0]), np.array([10.0])), MetricSums.zero()
 >>> (a + b) == a == MetricSums.merge_all([b, a, b])
 True
@@ -41,7 +44,7 @@ from schemas.prediction import Arm
 
 _DEKKER_SPLIT = 134_217_729.0  # 2**27 + 1: splits a float64 into two 26-bit halves
 _SQUARE_LIMIT = 2.0**500  # beyond this the exact-square split could overflow
-_COUNTS = ("n", "n_underestimated")
+_COUNTS = ("n", "n_underestimated", "p90_n", "p90_covered")
 
 
 def _exact_sum(values: np.ndarray) -> Fraction:
@@ -89,7 +92,9 @@ class MetricSums:
     """Sufficient statistics of a set of outcomes, in minutes (squares in minutes²).
 
     ``error`` is predicted − actual as in :class:`schemas.outcome.Outcome`; an outcome is
-    underestimated when actual − predicted > 5 minutes. Build with :meth:`from_arrays`,
+    underestimated when actual − predicted > 5 minutes. ``p90_n`` counts the outcomes whose
+    prediction carried a P90, ``p90_covered`` those of them whose actual delay was at most that
+    P90 (:attr:`schemas.outcome.Outcome.within_p90`). Build with :meth:`from_arrays`,
     :meth:`from_outcomes` or :meth:`from_dict`; combine with ``+`` or :meth:`merge_all`.
     Derived metrics are ``None`` when undefined (no outcomes; R² also when the actual delays do
     not vary).
@@ -102,6 +107,8 @@ class MetricSums:
     sum_actual: Fraction
     sum_actual_sq: Fraction
     n_underestimated: int
+    p90_n: int = 0
+    p90_covered: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -114,6 +121,8 @@ class MetricSums:
                 object.__setattr__(self, f.name, Fraction(value))
         if self.n_underestimated > self.n:
             raise ValueError("n_underestimated cannot exceed n")
+        if not self.p90_covered <= self.p90_n <= self.n:
+            raise ValueError("need p90_covered <= p90_n <= n")
 
     @classmethod
     def zero(cls) -> MetricSums:
@@ -121,10 +130,14 @@ class MetricSums:
         return cls(0, Fraction(0), Fraction(0), Fraction(0), Fraction(0), Fraction(0), 0)
 
     @classmethod
-    def from_arrays(cls, errors: np.ndarray, actuals: np.ndarray) -> MetricSums:
-        """Sums of outcomes given as ``errors`` (predicted − actual) and ``actual`` delays.
+    def from_arrays(
+        cls, errors: np.ndarray, actuals: np.ndarray, p90s: np.ndarray | None = None
+    ) -> MetricSums:
+        """Sums of outcomes given as ``errors`` (predicted − actual), ``actual`` delays and,
+        optionally, their predicted ``p90s`` (NaN where an outcome has none).
 
-        Raises ValueError on arrays of different shapes or with NaN or infinity.
+        Raises ValueError on arrays of different shapes, on NaN or infinity in ``errors`` or
+        ``actuals``, and on infinity in ``p90s``.
         """
         e = np.asarray(errors, dtype=np.float64).ravel()
         y = np.asarray(actuals, dtype=np.float64).ravel()
@@ -132,6 +145,16 @@ class MetricSums:
             raise ValueError(f"{e.size} errors but {y.size} actuals")
         if not (np.isfinite(e).all() and np.isfinite(y).all()):
             raise ValueError("errors and actuals must be finite")
+        p90_n = p90_covered = 0
+        if p90s is not None:
+            q = np.asarray(p90s, dtype=np.float64).ravel()
+            if q.shape != y.shape:
+                raise ValueError(f"{q.size} P90s but {y.size} actuals")
+            if np.isinf(q).any():
+                raise ValueError("a P90 must be finite (NaN stands for none)")
+            p90_n = int(np.count_nonzero(~np.isnan(q)))
+            # The comparison of Outcome.within_p90 and of the buckets' SQL; false against NaN.
+            p90_covered = int(np.count_nonzero(y <= q))
         return cls(
             n=int(e.size),
             sum_error=_exact_sum(e),
@@ -141,15 +164,17 @@ class MetricSums:
             sum_actual_sq=_exact_sum_of_squares(y),
             # actual − predicted > 5  ⇔  −error > 5 (negation is exact in floating point)
             n_underestimated=int(np.count_nonzero(-e > UNDERESTIMATE_MINUTES)),
+            p90_n=p90_n,
+            p90_covered=p90_covered,
         )
 
     @classmethod
     def from_outcomes(cls, outcomes: Iterable[Outcome]) -> MetricSums:
-        rows = [(o.error, o.actual_delay_minutes) for o in outcomes]
+        rows = [_row(o) for o in outcomes]
         if not rows:
             return cls.zero()
         data = np.array(rows, dtype=np.float64)
-        return cls.from_arrays(data[:, 0], data[:, 1])
+        return cls.from_arrays(data[:, 0], data[:, 1], data[:, 2])
 
     def __add__(self, other: MetricSums) -> MetricSums:
         if not isinstance(other, MetricSums):
@@ -162,6 +187,8 @@ class MetricSums:
             sum_actual=self.sum_actual + other.sum_actual,
             sum_actual_sq=self.sum_actual_sq + other.sum_actual_sq,
             n_underestimated=self.n_underestimated + other.n_underestimated,
+            p90_n=self.p90_n + other.p90_n,
+            p90_covered=self.p90_covered + other.p90_covered,
         )
 
     def merge(self, other: MetricSums) -> MetricSums:
@@ -194,6 +221,12 @@ class MetricSums:
         return self.n_underestimated / self.n if self.n else None
 
     @property
+    def p90_coverage(self) -> float | None:
+        """The share of outcomes with a P90 whose actual delay stayed within it; None when no
+        outcome had a P90."""
+        return self.p90_covered / self.p90_n if self.p90_n else None
+
+    @property
     def r2(self) -> float | None:
         """1 − SSE / SST with SST = Σy² − (Σy)²/n; None when n < 2 or SST = 0."""
         if self.n < 2:
@@ -212,6 +245,8 @@ class MetricSums:
             "r2": self.r2,
             "bias": self.bias,
             "underestimate_share": self.underestimate_share,
+            "p90_n": self.p90_n,
+            "p90_coverage": self.p90_coverage,
         }
 
     def to_dict(self) -> dict[str, int | str]:
@@ -223,10 +258,11 @@ class MetricSums:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MetricSums:
-        """Sums from :meth:`to_dict` (sums may also be given as numbers)."""
+        """Sums from :meth:`to_dict` (sums may also be given as numbers; the P90 counts may be
+        missing, from a dict written before they existed)."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = data[f.name]
+            raw = data.get(f.name, f.default) if f.name.startswith("p90_") else data[f.name]
             values[f.name] = int(raw) if f.name in _COUNTS else Fraction(raw)
         return cls(**values)
 
@@ -248,6 +284,13 @@ class BucketKey(NamedTuple):
         return Series(self.arm, self.model_version)
 
 
+def _row(o: Outcome) -> tuple[float, float, float]:
+    """An outcome as (error, actual, P90 or NaN), the columns :meth:`MetricSums.from_arrays`
+    takes."""
+    p90 = o.predicted_p90_minutes
+    return o.error, o.actual_delay_minutes, float("nan") if p90 is None else p90
+
+
 def hour_start(at: datetime) -> datetime:
     """The start of the UTC hour containing an aware datetime, in UTC."""
     if at.tzinfo is None or at.utcoffset() is None:
@@ -262,17 +305,17 @@ def bucketize(outcomes: Iterable[Outcome]) -> dict[BucketKey, MetricSums]:
     is the caller's (the outcomes table's primary key).
     """
     seen: set[str] = set()
-    groups: dict[BucketKey, list[tuple[float, float]]] = {}
+    groups: dict[BucketKey, list[tuple[float, float, float]]] = {}
     for o in outcomes:
         if o.booking_id in seen:
             continue
         seen.add(o.booking_id)
         key = BucketKey(o.arm, o.model_version, hour_start(o.observed_at))
-        groups.setdefault(key, []).append((o.error, o.actual_delay_minutes))
+        groups.setdefault(key, []).append(_row(o))
     out: dict[BucketKey, MetricSums] = {}
     for key, rows in groups.items():
         data = np.array(rows, dtype=np.float64)
-        out[key] = MetricSums.from_arrays(data[:, 0], data[:, 1])
+        out[key] = MetricSums.from_arrays(data[:, 0], data[:, 1], data[:, 2])
     return out
 
 

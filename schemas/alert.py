@@ -17,6 +17,7 @@ class AlertKind(StrEnum):
     MAE_THRESHOLD = "mae_threshold"
     ML_ERROR_RATE = "ml_error_rate"
     FALLBACK_STORM = "fallback_storm"
+    INTERVAL_COVERAGE = "interval_coverage"  # an arm's P90 coverage left its band
     AB_VERDICT = "ab_verdict"  # the A/B verdict changed
 
 

@@ -24,6 +24,11 @@ class Outcome(Event):
     ml_traffic_percentage: float = Field(ge=0, le=100)
     fallback_reason: FallbackReason | None = None
     predicted_delay_minutes: DelayMinutes
+    predicted_p90_minutes: DelayMinutes | None = Field(
+        default=None,
+        description="The prediction's delay_p90_minutes: a delay the actual one should stay "
+        "below 9 times in 10; null when its producer did not compute one.",
+    )
     actual_delay_minutes: DelayMinutes
     error: float = Field(ge=-20_160, le=20_160)
     abs_error: float = Field(ge=0, le=20_160)
@@ -36,3 +41,10 @@ class Outcome(Event):
     def underestimated(self) -> bool:
         """True when the pickup was more than 5 minutes later than predicted."""
         return self.actual_delay_minutes - self.predicted_delay_minutes > UNDERESTIMATE_MINUTES
+
+    @property
+    def within_p90(self) -> bool | None:
+        """True when the actual delay was at most the predicted P90; None without a P90."""
+        if self.predicted_p90_minutes is None:
+            return None
+        return self.actual_delay_minutes <= self.predicted_p90_minutes

@@ -5,10 +5,13 @@
   event is stored once, a replay (a new predicted_at) adds a row. Live predictions are also
   unique by booking_id (``uq_predictions_live_booking``): a booking predicted again after a crash
   or a group reset keeps its first row, so it counts once in the assignment counts.
-- ``outcomes``: one row per booking and replay flag (prediction ⋈ actual).
+- ``outcomes``: one row per booking and replay flag (prediction ⋈ actual), with the prediction's
+  P90 when it had one.
 - ``metric_buckets``: sums over outcomes per UTC hour of event time (observed_at), arm, model
   version and replay flag; buckets merge exactly by adding their columns. ``sum_error`` is over
-  predicted − actual; ``n_underestimated`` counts actual − predicted > 5 minutes.
+  predicted − actual; ``n_underestimated`` counts actual − predicted > 5 minutes; ``p90_n``
+  counts the outcomes with a P90 and ``p90_covered`` those whose actual was at most it (0 in
+  rows written before P90s existed).
 - ``ab_test_results``: every A/B analysis computed, with its full result.
 - ``alerts``: every alert raised, once per alert_id.
 - ``monitor_checkpoints``: the saved state of stateful monitors (drift detectors), by name.
@@ -109,6 +112,7 @@ outcomes = Table(
     Column("ml_traffic_percentage", Float, nullable=False),
     Column("fallback_reason", String(32)),
     Column("predicted_delay_minutes", Float, nullable=False),
+    Column("predicted_p90_minutes", Float),
     Column("actual_delay_minutes", Float, nullable=False),
     Column("error", Float, nullable=False),
     Column("abs_error", Float, nullable=False),
@@ -138,6 +142,8 @@ metric_buckets = Table(
     Column("sum_actual", Float, nullable=False),
     Column("sum_actual_sq", Float, nullable=False),
     Column("n_underestimated", BigInteger, nullable=False),
+    Column("p90_n", BigInteger, nullable=False, server_default=text("0")),
+    Column("p90_covered", BigInteger, nullable=False, server_default=text("0")),
 )
 
 ab_test_results = Table(

@@ -44,6 +44,7 @@ def prediction_entry(p: Prediction) -> dict[str, Any]:
         "pct": p.ml_traffic_percentage,
         "fallback": p.fallback_reason.value if p.fallback_reason else None,
         "predicted": p.predicted_delay_minutes,
+        "p90": p.delay_p90_minutes,
         "scheduled": p.scheduled_pickup_at.isoformat(),
         "predicted_at": p.predicted_at.isoformat(),
     }
@@ -69,6 +70,8 @@ def outcome_of(booking_id: str, p: Mapping[str, Any], a: Mapping[str, Any]) -> O
         ml_traffic_percentage=p["pct"],
         fallback_reason=p["fallback"],
         predicted_delay_minutes=p["predicted"],
+        # Entries pending since before predictions carried a P90 have no "p90".
+        predicted_p90_minutes=p.get("p90"),
         actual_delay_minutes=a["actual"],
         error=error,
         abs_error=abs(error),

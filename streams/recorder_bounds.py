@@ -39,7 +39,13 @@ def out_of_bounds(event: Prediction | Outcome | Alert) -> str | None:
     elif isinstance(event, Outcome):
         checks = [
             (name, getattr(event, name), MAX_ABS_MINUTES)
-            for name in ("predicted_delay_minutes", "actual_delay_minutes", "error", "abs_error")
+            for name in (
+                "predicted_delay_minutes",
+                "predicted_p90_minutes",
+                "actual_delay_minutes",
+                "error",
+                "abs_error",
+            )
         ]
     for name, value, bound in checks:
         problem = _bad(name, value, bound)

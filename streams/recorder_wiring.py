@@ -105,6 +105,8 @@ def build_recorder(
         mae_minutes=s.mae_alert_minutes,
         ml_error_rate=s.ml_error_rate_alert,
         storm_share=s.fallback_storm_share,
+        coverage_low=s.coverage_alert_low,
+        coverage_high=s.coverage_alert_high,
     )
     # The webhook is sent from a queue by a thread of its own: a slow one never delays recording.
     webhook: WebhookQueue | None = None

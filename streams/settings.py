@@ -200,6 +200,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.risk_high_minutes < self.risk_medium_minutes:
             raise ValueError("RISK_HIGH_MINUTES must be >= RISK_MEDIUM_MINUTES")
+        if self.coverage_alert_low >= self.coverage_alert_high:
+            raise ValueError("COVERAGE_ALERT_LOW must be below COVERAGE_ALERT_HIGH")
         if self.recorder_max_poll_interval_s < self.consumer_session_timeout_s:
             raise ValueError(
                 "RECORDER_MAX_POLL_INTERVAL_S must be >= CONSUMER_SESSION_TIMEOUT_S (Kafka's rule)"

@@ -31,6 +31,7 @@ from schemas.prediction import Arm, Prediction
 Bind = sa.Engine | sa.Connection
 E = TypeVar("E", bound=BaseModel)
 
+# The sums of a metric_buckets row, in the order of models.rolling.MetricSums' fields.
 SUM_COLUMNS = (
     "n",
     "sum_error",
@@ -39,6 +40,8 @@ SUM_COLUMNS = (
     "sum_actual",
     "sum_actual_sq",
     "n_underestimated",
+    "p90_n",
+    "p90_covered",
 )
 
 
@@ -153,6 +156,7 @@ def _outcomes_statement() -> sa.Select[int]:
                     "replay",
                     "observed_at",
                     "predicted_delay_minutes",
+                    "predicted_p90_minutes",
                     "actual_delay_minutes",
                     "error",
                     "abs_error",
@@ -164,6 +168,8 @@ def _outcomes_statement() -> sa.Select[int]:
     c = inserted.c
     key = (_utc_hour(c.observed_at).label("hour_start"), c.arm, c.model_version, c.replay)
     late = c.actual_delay_minutes - c.predicted_delay_minutes > UNDERESTIMATE_MINUTES
+    # Outcome.within_p90: actual <= P90, unknown (not counted) without a P90.
+    covered = c.actual_delay_minutes <= c.predicted_p90_minutes
     sums = (
         sa.select(
             *key,
@@ -174,6 +180,8 @@ def _outcomes_statement() -> sa.Select[int]:
             sa.func.sum(c.actual_delay_minutes),
             sa.func.sum(c.actual_delay_minutes * c.actual_delay_minutes),
             sa.func.count().filter(late),
+            sa.func.count(c.predicted_p90_minutes),
+            sa.func.count().filter(covered),
         )
         .group_by(*key)
         # Rows locked in one order: two writers adding to the same buckets cannot deadlock.

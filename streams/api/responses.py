@@ -34,6 +34,11 @@ class ArmMetrics(BaseModel):
     underestimate_share: float | None = Field(
         description="Share of outcomes underestimated by more than 5 minutes."
     )
+    p90_n: int = Field(description="Outcomes whose prediction carried a P90.")
+    p90_coverage: float | None = Field(
+        description="Share of those outcomes whose actual delay was at most the P90 (0.9 when "
+        "the interval is honest); null when none had a P90."
+    )
 
 
 class Arms(BaseModel):

@@ -3,8 +3,8 @@
 A window of ``hours=H`` ends at ``as_of``, the end of the newest hour holding live outcomes
 (their ``observed_at``), and starts H hours earlier; never the wall clock, so a replayed or a
 quiet history shows its own last hours. Only when no live outcome exists at all does ``as_of``
-fall back to the end of the current hour. Metrics are exact merges of the buckets' sums
-(:class:`models.rolling.MetricSums`).
+fall back to the end of the current hour. Metrics, P90 coverage included, are exact merges of
+the buckets' sums (:class:`models.rolling.MetricSums`).
 
 >>> from datetime import UTC, datetime
 >>> w = hour_window(datetime(2026, 11, 23, 7, tzinfo=UTC), 24, now=datetime(2030, 1, 1, tzinfo=UTC))

@@ -187,13 +187,16 @@ class Seeded:
     alerts: list[Alert]
 
 
-def seeded_outcome(booking_id: str, arm: Arm, at: datetime, error: float) -> Outcome:
+def seeded_outcome(
+    booking_id: str, arm: Arm, at: datetime, error: float, p90: float | None = None
+) -> Outcome:
     base = factories.outcome(booking_id, abs(error), arm=arm, at=at)
     return base.model_copy(
         update={
             "actual_delay_minutes": base.predicted_delay_minutes - error,
             "error": error,
             "predicted_at": at - timedelta(hours=2),
+            "predicted_p90_minutes": p90,
         }
     )
 
@@ -219,9 +222,10 @@ def seeded(engine) -> Seeded:
     for i in range(30):
         hour = H0 - timedelta(hours=i % 3)
         error = rng.gauss(0, 4)
-        live.append(
-            seeded_outcome(f"{tag}-m{i:02d}", Arm.ML, hour + timedelta(minutes=i + 1), error)
-        )
+        # A P90 of 10 (5 minutes above every prediction) on 25 of the 30; some actuals beyond.
+        p90 = None if i % 7 == 0 else 10.0
+        at = hour + timedelta(minutes=i + 1)
+        live.append(seeded_outcome(f"{tag}-m{i:02d}", Arm.ML, at, error, p90))
     for i in range(20):
         hour = H0 - timedelta(hours=i % 2)
         error = rng.gauss(1, 6)
@@ -274,11 +278,23 @@ def offline(outcomes: list[Outcome]) -> dict[str, float]:
     }
 
 
+def offline_coverage(outcomes: list[Outcome]) -> tuple[int, float | None]:
+    """(outcomes with a P90, the share of them whose actual was at most it)."""
+    actual_and_p90 = [
+        (o.actual_delay_minutes, o.predicted_p90_minutes)
+        for o in outcomes
+        if o.predicted_p90_minutes is not None
+    ]
+    covered = sum(actual <= p90 for actual, p90 in actual_and_p90)
+    return len(actual_and_p90), covered / len(actual_and_p90) if actual_and_p90 else None
+
+
 def assert_metrics(got: dict[str, Any], outcomes: list[Outcome]) -> None:
     want = offline(outcomes)
     assert got["n"] == want["n"]
     for name in ("mae", "rmse", "bias", "r2", "underestimate_share"):
         assert abs(got[name] - want[name]) < 1e-9, (name, got[name], want[name])
+    assert (got["p90_n"], got["p90_coverage"]) == offline_coverage(outcomes)
 
 
 def arm(outcomes: list[Outcome], name: str) -> list[Outcome]:
@@ -303,6 +319,12 @@ def test_summary_metrics_equal_an_offline_computation_over_the_seeded_outcomes(a
     )
     for name in ("ml", "heuristic"):
         assert_metrics(body["arms"][name], arm(seeded.live, name))
+    ml_p90_n, ml_coverage = offline_coverage(arm(seeded.live, "ml"))
+    assert ml_p90_n == 25 and ml_coverage is not None and 0.5 < ml_coverage < 1
+    assert (body["arms"]["heuristic"]["p90_n"], body["arms"]["heuristic"]["p90_coverage"]) == (
+        0,
+        None,
+    )
     assert body["split"] == {
         "percentage": 50.0,  # every seeded prediction was made at a 50 % rollout
         "assigned": {"ml": 31, "heuristic": 26},
@@ -337,6 +359,9 @@ def test_hourly_metrics_have_every_hour_and_arm_with_exact_values(api, seeded):
             assert_metrics(row, mine)
         else:
             assert row["n"] == 0 and row["mae"] is None and row["r2"] is None
+            assert row["p90_n"] == 0 and row["p90_coverage"] is None
+    ml_rows = [row for row in series if row["arm"] == "ml"]
+    assert sum(row["p90_n"] for row in ml_rows) == 25 and all(row["p90_n"] for row in ml_rows)
     assert series[0]["n"] == 10 and series[1]["n"] == 0  # no heuristic outcome at H0 − 2 h
 
 

@@ -36,7 +36,7 @@ from connectors.postgres import (
     write_outcomes,
     write_predictions,
 )
-from schemas import Alert, AlertKind, Arm, Severity
+from schemas import Alert, AlertKind, Arm, Outcome, Severity
 from streams.stack.ports import any_free_port
 from tests.factories import outcome, prediction
 
@@ -47,6 +47,11 @@ ML_ERRORS = (0.5, 1.0, 1.5, 2.5)  # abs errors of each hour's ML outcomes (+ hou
 HEURISTIC_ERRORS = (2.0, 3.0, 3.5, 5.0)
 HEURISTIC_GAP = 2  # hours back from the newest: the heuristic has no outcome then
 EXTRA_PREDICTIONS = 30  # newer predictions without outcomes (the table shows the newest 50)
+# ML outcomes carry a P90: each hour 3 of 4 within it (too few to judge, as the page says),
+# and the oldest hour has P90_EXTRA more, P90_EXTRA_WITHIN of them within (and as many more
+# heuristic outcomes, without a P90, so that the split stays even).
+P90_EXTRA, P90_EXTRA_WITHIN = 40, 36
+MIN_P90_N = 36  # the dashboard's MIN_P90_N
 LOAD_TIMEOUT_MS = 30_000
 
 
@@ -167,6 +172,12 @@ class Seeded:
     n_drift_in_window: int
 
 
+def with_p90(o: Outcome, *, within: bool) -> Outcome:
+    """``o`` with a P90 a minute above its actual delay, or half a minute below it."""
+    offset = 1.0 if within else -0.5
+    return o.model_copy(update={"predicted_p90_minutes": o.actual_delay_minutes + offset})
+
+
 def seed(database_url: str, *, now: datetime) -> Seeded:
     """Known outcomes over the last HOURS hours before ``now`` (both arms, the heuristic with
     one empty hour), their predictions, newer predictions without outcomes, and alerts."""
@@ -181,7 +192,18 @@ def seed(database_url: str, *, now: datetime) -> Seeded:
                 booking = f"D-{arm.value}-{back}-{i}"
                 at = hour + timedelta(minutes=5 + 10 * i)
                 predictions.append(prediction(booking, at=at, arm=arm))
-                outcomes.append(outcome(booking, error + back / 10, arm=arm, at=at))
+                o = outcome(booking, error + back / 10, arm=arm, at=at)
+                if arm is Arm.ML:
+                    o = with_p90(o, within=i < 3)
+                outcomes.append(o)
+    oldest = newest_hour - timedelta(hours=HOURS - 1)
+    for i in range(P90_EXTRA):
+        at = oldest + timedelta(minutes=1, seconds=i)
+        for arm, error in ((Arm.ML, 0.5), (Arm.HEURISTIC, 3.0)):
+            booking = f"D-p90-{arm.value}-{i:02d}"
+            predictions.append(prediction(booking, at=at, arm=arm))
+            o = outcome(booking, error, arm=arm, at=at)
+            outcomes.append(with_p90(o, within=i < P90_EXTRA_WITHIN) if arm is Arm.ML else o)
     latest = newest_hour + timedelta(minutes=50)
     for i in range(EXTRA_PREDICTIONS):
         arm = Arm.ML if i % 2 else Arm.HEURISTIC
@@ -191,6 +213,7 @@ def seed(database_url: str, *, now: datetime) -> Seeded:
         (AlertKind.ERROR_DRIFT, newest_hour - timedelta(hours=2, minutes=-20)),
         (AlertKind.MAE_THRESHOLD, newest_hour - timedelta(hours=4, minutes=-40)),
         (AlertKind.FEATURE_DRIFT, newest_hour + timedelta(minutes=15)),
+        (AlertKind.INTERVAL_COVERAGE, newest_hour - timedelta(hours=1, minutes=-25)),
         (AlertKind.FALLBACK_STORM, newest_hour - timedelta(days=3)),  # outside a 24 h window
     ]
     alerts = [
@@ -218,7 +241,7 @@ def seed(database_url: str, *, now: datetime) -> Seeded:
         ml_mae_newest_hour=sum(ML_ERRORS) / len(ML_ERRORS),
         heuristic_mae_newest_hour=sum(HEURISTIC_ERRORS) / len(HEURISTIC_ERRORS),
         newest_booking_id=f"D-new-{EXTRA_PREDICTIONS - 1:03d}",
-        n_alerts_in_window=3,
+        n_alerts_in_window=4,
         n_drift_in_window=2,
     )
 
@@ -329,7 +352,19 @@ def test_the_dashboard_shows_what_the_api_returns(
         for arm in ("ml", "heuristic"):
             for key in ("n", "mae", "rmse", "r2", "bias", "underestimate_share"):
                 assert shown_number(page, f"summary-{arm}-{key}") == summary["arms"][arm][key]
-        assert shown_number(page, "summary-ml-n") == HOURS * len(ML_ERRORS)
+        assert shown_number(page, "summary-ml-n") == HOURS * len(ML_ERRORS) + P90_EXTRA
+
+        # P90 coverage per arm over the window, with its n; the heuristic's predictions had none.
+        for arm in ("ml", "heuristic"):
+            for key in ("p90_n", "p90_coverage"):
+                assert shown_number(page, f"summary-{arm}-{key}") == summary["arms"][arm][key]
+        ml_p90_n = HOURS * 4 + P90_EXTRA
+        assert summary["arms"]["ml"]["p90_n"] == ml_p90_n
+        assert summary["arms"]["ml"]["p90_coverage"] == (HOURS * 3 + P90_EXTRA_WITHIN) / ml_p90_n
+        assert summary["arms"]["heuristic"]["p90_n"] == 0
+        assert summary["arms"]["heuristic"]["p90_coverage"] is None
+        assert text(page, "summary-heuristic-p90_coverage") == "—"
+        assert page.locator("[data-testid=summary-ml-p90-few]").count() == 0
         assert shown_number(page, "summary-predictions") == summary["predictions"]
         assert shown_number(page, "summary-alerts") == summary["alerts"]
 
@@ -358,13 +393,43 @@ def test_the_dashboard_shows_what_the_api_returns(
         )
         assert shown_values == [row["mae"] for row in rows_with_outcomes(series, "ml")]
 
+        # Hourly P90 coverage beside the MAE: one point per hour with a P90, hollow (and off the
+        # line) where too few outcomes had one.
+        p90_rows = [row for row in series if row["arm"] == "ml" and row["p90_n"] > 0]
+        assert [row["p90_n"] for row in p90_rows] == [4 + P90_EXTRA] + [4] * (HOURS - 1)
+        assert p90_rows[0]["p90_coverage"] == (3 + P90_EXTRA_WITHIN) / (4 + P90_EXTRA)
+        assert all(row["p90_coverage"] == 0.75 for row in p90_rows[1:])
+        coverage_points = page.eval_on_selector_all(
+            "[data-testid=hourly-p90-chart] [data-testid=chart-point][data-arm=ml]",
+            "nodes => nodes.map(n => [Number(n.dataset.value), n.dataset.few === 'true'])",
+        )
+        assert coverage_points == [
+            [row["p90_coverage"], row["p90_n"] < MIN_P90_N] for row in p90_rows
+        ]
+        assert points(page, "hourly-p90-chart", "heuristic") == 0
+        reference = "[data-testid=hourly-p90-chart] [data-testid=chart-reference]"
+        assert page.get_attribute(reference, "data-value") == "0.9"
+        newest_ml = rows_with_outcomes(series, "ml")[-1]
+        assert shown_number(page, "hourly-latest-ml-p90_coverage") == newest_ml["p90_coverage"]
+        assert shown_number(page, "hourly-latest-ml-p90_n") == newest_ml["p90_n"] == 4
+        assert text(page, "hourly-latest-ml-p90-few") == "too few"
+        # Only the coverage alert is marked on the coverage chart.
+        coverage_markers = page.eval_on_selector_all(
+            "[data-testid=hourly-p90-chart] [data-testid=alert-marker]",
+            "nodes => nodes.map(n => n.dataset.kind)",
+        )
+        assert coverage_markers == ["interval_coverage"]
+
         # Rollout and split.
         split = summary["split"]
         assert shown_number(page, "split-percentage") == split["percentage"]
         for key in ("assigned", "arrived"):
             for arm in ("ml", "heuristic"):
                 assert shown_number(page, f"split-{key}-{arm}") == split[key][arm]
-        assert split["arrived"] == {"ml": HOURS * 4, "heuristic": (HOURS - 1) * 4}
+        assert split["arrived"] == {
+            "ml": HOURS * 4 + P90_EXTRA,
+            "heuristic": (HOURS - 1) * 4 + P90_EXTRA,
+        }
 
         # The A/B verdict with its interval.
         ab = summary["ab"]

@@ -131,6 +131,7 @@ def make_outcome(
     arm: str = "ml",
     model_version: str = "forest-7",
     replay: bool = False,
+    p90: float | None = None,
 ) -> Outcome:
     return Outcome(
         booking_id=booking_id,
@@ -140,6 +141,7 @@ def make_outcome(
         bucket=42.0,
         ml_traffic_percentage=30.0,
         predicted_delay_minutes=predicted,
+        predicted_p90_minutes=p90,
         actual_delay_minutes=actual,
         error=predicted - actual,
         abs_error=abs(predicted - actual),
@@ -154,7 +156,8 @@ def random_outcomes(
     tag: str, n: int, *, seed: int, days: int = 3, replay: bool = False
 ) -> list[Outcome]:
     """``n`` outcomes over ``days`` days, two arms and three model versions (all named after
-    ``tag``), with event times in several time zones."""
+    ``tag``), with event times in several time zones. Most carry a P90, some of them exactly
+    the actual delay (within it); those of ``{tag}-forest-2`` none."""
     rng = random.Random(seed)
     zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-7))]
     models = [("ml", f"{tag}-forest-1"), ("ml", f"{tag}-forest-2"), ("heuristic", f"{tag}-h")]
@@ -164,6 +167,7 @@ def random_outcomes(
         observed = T0 + timedelta(seconds=rng.uniform(0, days * 86400))
         predicted = rng.uniform(0, 45)
         actual = predicted + rng.choice([5.0, 5.000001, rng.uniform(-20, 40)])
+        p90 = rng.choice([None, actual, actual - 1e-9, predicted + rng.uniform(0, 30)])
         out.append(
             make_outcome(
                 f"{tag}-{i}",
@@ -173,6 +177,7 @@ def random_outcomes(
                 arm=arm,
                 model_version=model,
                 replay=replay,
+                p90=None if model.endswith("forest-2") else p90,
             )
         )
     return out
@@ -186,17 +191,25 @@ def stored_outcomes(engine: sa.Engine, tag: str) -> list[dict[str, Any]]:
 
 def offline_buckets(rows: Sequence[dict[str, Any]] | Sequence[Outcome]) -> dict[tuple, dict]:
     """The metric buckets computed from outcome rows with numpy, independently of SQL."""
-    groups: dict[tuple, list[tuple[float, float, float, float]]] = defaultdict(list)
+    groups: dict[tuple, list[tuple[float, ...]]] = defaultdict(list)
     for row in rows:
         r = row.model_dump() if isinstance(row, Outcome) else row
         hour = r["observed_at"].astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         key = (hour, r["arm"], r["model_version"], r["replay"])
+        p90 = r["predicted_p90_minutes"]
         groups[key].append(
-            (r["predicted_delay_minutes"], r["actual_delay_minutes"], r["error"], r["abs_error"])
+            (
+                r["predicted_delay_minutes"],
+                r["actual_delay_minutes"],
+                r["error"],
+                r["abs_error"],
+                np.nan if p90 is None else p90,
+            )
         )
     out = {}
     for key, values in groups.items():
-        predicted, actual, error, abs_error = np.array(values).T
+        predicted, actual, error, abs_error, p90s = np.array(values).T
+        has_p90 = ~np.isnan(p90s)
         out[key] = {
             "n": len(values),
             "sum_error": np.sum(error),
@@ -205,6 +218,8 @@ def offline_buckets(rows: Sequence[dict[str, Any]] | Sequence[Outcome]) -> dict[
             "sum_actual": np.sum(actual),
             "sum_actual_sq": np.sum(actual**2),
             "n_underestimated": int(np.sum(actual - predicted > 5.0)),
+            "p90_n": int(np.sum(has_p90)),
+            "p90_covered": int(np.sum(has_p90 & (actual <= np.where(has_p90, p90s, np.inf)))),
         }
     return out
 
@@ -223,7 +238,7 @@ def stored_buckets(engine: sa.Engine, tag: str, *, replay: bool) -> dict[tuple, 
 def assert_buckets_equal(stored: dict[tuple, dict], expected: dict[tuple, dict]) -> None:
     assert sorted(stored) == sorted(expected)
     for key, sums in expected.items():
-        for name in ("n", "n_underestimated"):
+        for name in ("n", "n_underestimated", "p90_n", "p90_covered"):
             assert stored[key][name] == sums[name], (key, name)
         for name in ("sum_error", "sum_abs_error", "sum_sq_error", "sum_actual", "sum_actual_sq"):
             np.testing.assert_allclose(
@@ -292,7 +307,12 @@ def test_metric_buckets_equal_an_offline_computation_over_the_outcomes_table(eng
 
     rows = stored_outcomes(engine, tag)
     assert len(rows) == 3000
+    # Each P90 is stored as the event had it, to the last bit (None where it had none).
+    p90s = {r["booking_id"]: r["predicted_p90_minutes"] for r in rows}
+    assert p90s == {o.booking_id: o.predicted_p90_minutes for o in everything}
     expected = offline_buckets(rows)
+    assert 1000 < sum(b["p90_n"] for b in expected.values()) < 3000
+    assert 0 < sum(b["p90_covered"] for b in expected.values()) < 2000
     assert len({key[0] for key in expected}) > 72  # spread over many hours of several days
     assert_buckets_equal(stored_buckets(engine, tag, replay=False), expected)
     # The table holds exactly the events: the same computation over them agrees.
@@ -310,6 +330,21 @@ def test_the_five_minute_underestimation_boundary_is_the_outcome_schemas(engine,
     write_outcomes(engine, outcomes=batch)
     [bucket] = stored_buckets(engine, tag, replay=False).values()
     assert bucket["n_underestimated"] == sum(o.underestimated for o in batch) == 2
+
+
+def test_an_actual_equal_to_its_p90_is_covered_in_the_bucket_as_in_the_outcome_schema(engine, tag):
+    at = T0 + timedelta(minutes=20)
+    cases = [(12.0, 12.0), (12.000001, 12.0), (11.0, 12.0), (40.0, None), (-3.0, -2.5)]
+    batch = [
+        make_outcome(
+            f"{tag}-{i}", observed_at=at, predicted=10.0, actual=a, model_version=f"{tag}-m", p90=q
+        )
+        for i, (a, q) in enumerate(cases)
+    ]
+    assert [o.within_p90 for o in batch] == [True, False, True, None, True]
+    write_outcomes(engine, outcomes=batch)
+    [bucket] = stored_buckets(engine, tag, replay=False).values()
+    assert (bucket["n"], bucket["p90_n"], bucket["p90_covered"]) == (5, 4, 3)
 
 
 def test_replayed_outcomes_land_in_their_own_buckets_and_leave_live_ones_alone(engine, tag):
@@ -610,6 +645,46 @@ def test_an_empty_database_migrates_from_0001_to_head_and_back(empty_database):
             command.downgrade(config, "0001")
         assert set(sa.inspect(engine).get_table_names()) == {"alembic_version", "flag_changes"}
         assert upgrade(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_the_migration_to_0005_keeps_old_buckets_valid_and_counts_new_p90s_on_top(
+    empty_database, tag
+):
+    engine = make_engine(empty_database)
+    try:
+        assert upgrade(engine, "0004") == "0004"
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO metric_buckets (hour_start, arm, model_version, replay, n, "
+                    "sum_error, sum_abs_error, sum_sq_error, sum_actual, sum_actual_sq, "
+                    "n_underestimated) VALUES (:hour, 'ml', :model, false, 3, -1.5, 4.5, 9.25, "
+                    "30.0, 310.0, 1)"
+                ),
+                {"hour": T0, "model": f"{tag}-m"},
+            )
+        assert upgrade(engine) == head_revision()
+        [old] = stored_buckets(engine, tag, replay=False).values()
+        assert (old["n"], old["n_underestimated"], old["p90_n"], old["p90_covered"]) == (3, 1, 0, 0)
+
+        at = T0 + timedelta(minutes=5)
+        new = [
+            make_outcome(
+                f"{tag}-{i}",
+                observed_at=at,
+                predicted=5.0,
+                actual=a,
+                model_version=f"{tag}-m",
+                p90=q,
+            )
+            for i, (a, q) in enumerate([(6.0, 8.0), (8.0, 8.0), (9.0, 8.0), (7.0, None)])
+        ]
+        assert write_outcomes(engine, outcomes=new) == 4
+        [both] = stored_buckets(engine, tag, replay=False).values()
+        assert (both["n"], both["p90_n"], both["p90_covered"]) == (7, 3, 2)
+        assert both["sum_abs_error"] == 4.5 + 1 + 3 + 4 + 2
     finally:
         engine.dispose()
 

@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,9 +19,11 @@ import sqlalchemy as sa
 
 from connectors.postgres import history
 from models.synthetic import SyntheticWorld
-from schemas import BookingRequested
+from schemas import Arm, BookingRequested
+from schemas.tables import alerts as alerts_table
 from schemas.tables import metric_buckets
 from schemas.tables import outcomes as outcomes_table
+from tests import factories
 from tests.integration.test_prediction_path import (
     children_of,
     gone,
@@ -127,7 +130,8 @@ def wait_for_stored(database_url: str, prefix: str, n: int, timeout_s: float = 9
 
 
 def assert_buckets_equal_offline(database_url: str) -> None:
-    """The hourly buckets equal a computation over every stored outcome, within 1e-9."""
+    """The hourly buckets equal a computation over every stored outcome, within 1e-9 (counts,
+    the P90 coverage counts included, exactly)."""
     engine = sa.create_engine(database_url)
     with engine.connect() as c:
         rows = c.execute(sa.select(outcomes_table).where(outcomes_table.c.replay.is_(False))).all()
@@ -152,6 +156,11 @@ def assert_buckets_equal_offline(database_url: str) -> None:
         assert b.sum_actual == pytest.approx(actual.sum(), rel=1e-9, abs=1e-9)
         assert b.sum_actual_sq == pytest.approx((actual**2).sum(), rel=1e-9, abs=1e-9)
         assert b.n_underestimated == int(((actual - predicted) > 5).sum())
+        with_p90 = [r for r in group if r.predicted_p90_minutes is not None]
+        assert b.p90_n == len(with_p90)
+        assert b.p90_covered == sum(
+            r.actual_delay_minutes <= r.predicted_p90_minutes for r in with_p90
+        )
 
 
 def test_outcomes_are_stored_once_with_exact_hourly_metrics(
@@ -171,6 +180,103 @@ def test_outcomes_are_stored_once_with_exact_hourly_metrics(
         time.sleep(2)
     assert stored_outcomes(migrated_database, "PG-") == n
     assert_buckets_equal_offline(migrated_database)
+
+
+def test_p90s_published_with_predictions_are_counted_once_and_a_breach_raises_one_alert(
+    stack, topic_prefix, home, migrated_database
+):
+    """Predictions with a P90, published as a producer would, joined with their actuals on the
+    outcome path alone: the buckets' P90 counts equal the truth computed from the events, and
+    the ML arm, whose every actual is beyond its P90, raises one interval_coverage alert."""
+    n = 300
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"CV{tag}-"
+    bookings, actuals = world_events(n, prefix, seed=14)
+    actual_of = {key.decode(): json.loads(value) for key, value in actuals}
+    now = datetime.now(UTC)
+    predictions = []
+    for i, b in enumerate(bookings):
+        arm = Arm.ML if i % 2 else Arm.HEURISTIC
+        actual = actual_of[b.booking_id]["actual_delay_minutes"]
+        if i % 7 == 0:
+            p90 = None  # a producer that computes none: counted nowhere
+        elif arm is Arm.ML:
+            p90 = actual - 0.25  # beyond: the ML arm's P90s are too low
+        else:
+            p90 = actual if i % 4 == 0 else actual + 3.0  # within, at its edge or above
+        predictions.append(
+            factories.prediction(
+                b.booking_id,
+                at=now,
+                arm=arm,
+                model_version=f"{tag}-{arm.value}",
+                predicted_delay_minutes=round(actual + (i % 5 - 2) * 1.5, 2),
+                delay_p90_minutes=p90,
+                scheduled_pickup_at=b.scheduled_pickup_at,
+                booking_created_at=b.created_at,
+            )
+        )
+    records = [(p.booking_id.encode(), p.model_dump_json().encode()) for p in predictions]
+    # The heuristic's P90s are all within: a band reaching 1.0 keeps it quiet.
+    env = {"ALERT_WINDOW": "20", "COVERAGE_ALERT_HIGH": "1.0"}
+    with start_worker(stack, topic_prefix, home, WORKER_ROLE="outcomes", **env):
+        produce(stack, f"{topic_prefix}predictions", records + records[:40])  # 40 twice
+        produce(stack, f"{topic_prefix}actual-delays", actuals + actuals[100:150])  # 50 twice
+        assert wait_for_stored(migrated_database, prefix, n) == n
+        time.sleep(2)  # alerts come back from their topic to be stored
+        alerts = collect_until_quiet(stack, f"{topic_prefix}alerts", quiet_s=3)
+    assert stored_outcomes(migrated_database, prefix) == n
+
+    engine = sa.create_engine(migrated_database)
+    with engine.connect() as c:
+        stored = {
+            r.booking_id: r
+            for r in c.execute(
+                sa.select(outcomes_table).where(outcomes_table.c.booking_id.like(f"{prefix}%"))
+            )
+        }
+        buckets = c.execute(
+            sa.select(metric_buckets).where(metric_buckets.c.model_version.like(f"{tag}-%"))
+        ).all()
+        coverage_alerts = [a for a in alerts if a["kind"] == "interval_coverage"]
+        stored_alerts = c.execute(
+            sa.select(alerts_table.c.alert_id).where(
+                alerts_table.c.alert_id.in_([a["alert_id"] for a in coverage_alerts])
+            )
+        ).all()
+    engine.dispose()
+
+    # Each outcome keeps its prediction's P90, to the last bit.
+    assert {b: r.predicted_p90_minutes for b, r in stored.items()} == {
+        p.booking_id: p.delay_p90_minutes for p in predictions
+    }
+    # The truth, from the published events alone: per hour of the actual, arm and version.
+    truth: dict[tuple, list[int]] = {}
+    for p in predictions:
+        a = actual_of[p.booking_id]
+        hour = datetime.fromisoformat(a["observed_at"]).astimezone(UTC)
+        key = (hour.replace(minute=0, second=0, microsecond=0), p.arm.value, p.model_version)
+        counts = truth.setdefault(key, [0, 0, 0])
+        counts[0] += 1
+        if p.delay_p90_minutes is not None:
+            counts[1] += 1
+            counts[2] += a["actual_delay_minutes"] <= p.delay_p90_minutes
+    got = {
+        (b.hour_start.astimezone(UTC), b.arm, b.model_version): [b.n, b.p90_n, b.p90_covered]
+        for b in buckets
+    }
+    assert got == truth
+    totals = {arm: [0, 0, 0] for arm in ("ml", "heuristic")}
+    for (_, arm, _), counts in truth.items():
+        totals[arm] = [t + c for t, c in zip(totals[arm], counts, strict=True)]
+    assert totals == {"ml": [150, 129, 0], "heuristic": [150, 128, 128]}
+    assert_buckets_equal_offline(migrated_database)
+
+    # One alert for the arm in breach, with its evidence, on Kafka and in PostgreSQL.
+    assert [(a["subject"], a["evidence"]) for a in coverage_alerts] == [
+        ("ml", {"n": 20, "covered": 0, "coverage": 0.0, "band_low": 0.85, "band_high": 1.0})
+    ]
+    assert len(stored_alerts) == 1
 
 
 def test_a_worker_killed_mid_stream_gives_the_same_outcomes_and_metrics(

@@ -1,3 +1,5 @@
+import pytest
+
 from models.alert_rules import ThresholdRules
 from schemas import AlertKind, Arm, FallbackReason
 from tests import factories
@@ -65,3 +67,92 @@ def test_alert_ids_are_deterministic():
     a = rules().on_predictions([prediction(i, FallbackReason.NO_MODEL) for i in range(150)], T0)
     b = rules().on_predictions([prediction(i, FallbackReason.NO_MODEL) for i in range(150)], T0)
     assert [x.alert_id for x in a] == [x.alert_id for x in b]
+
+
+def p90_outcome(i, within, arm=Arm.ML, p90=True):
+    """An outcome 2 minutes later than predicted (actual 7), with a P90 of 7.5 (within) or 6.5
+    (beyond), or none."""
+    o = outcome(i, 2.0, arm)
+    return o.model_copy(update={"predicted_p90_minutes": (7.5 if within else 6.5) if p90 else None})
+
+
+def covered_run(start, n, every):
+    """``n`` outcomes from ``start``; each ``every``-th beyond its P90, the others within."""
+    return [p90_outcome(start + i, within=(i % every != every - 1)) for i in range(n)]
+
+
+def coverage_alerts(alerts):
+    return [a for a in alerts if a.kind is AlertKind.INTERVAL_COVERAGE]
+
+
+def test_coverage_inside_the_band_raises_nothing():
+    r = rules()
+    # 9 of 10 within: coverage 0.9 over every window of 100.
+    assert r.on_outcomes(covered_run(0, 500, every=10), T0) == []
+
+
+def test_coverage_below_the_band_fires_once_with_its_evidence_and_again_only_after_it_cleared():
+    r = rules(cooldown_s=600)
+    assert r.on_outcomes(covered_run(0, 200, every=10), T0) == []
+    # 3 of 4 within: the window's coverage sinks from 0.9 towards 0.75.
+    low = coverage_alerts(r.on_outcomes(covered_run(200, 300, every=4), T0))
+    assert len(low) == 1
+    [alert] = low
+    assert alert.subject == "ml" and alert.severity.value == "warning"
+    # Fired at the first window below 0.85: 84 of the last 100 within.
+    assert alert.evidence == {
+        "n": 100,
+        "covered": 84,
+        "coverage": 0.84,
+        "band_low": 0.85,
+        "band_high": 0.95,
+    }
+    assert "0.840 (84 within), below the band [0.85, 0.95]" in alert.message
+    # Still below, hours later in event time: no new alert.
+    assert r.on_outcomes(covered_run(9000, 300, every=4), T0) == []
+    assert r.on_outcomes(covered_run(20000, 300, every=10), T0) == []  # back to 0.9: cleared
+    again = coverage_alerts(r.on_outcomes(covered_run(30000, 300, every=4), T0))
+    assert len(again) == 1 and again[0].alert_id != alert.alert_id
+
+
+def test_coverage_above_the_band_fires_too():
+    # Every actual within its P90: intervals wider than they need to be.
+    [alert] = coverage_alerts(rules().on_outcomes(covered_run(0, 100, every=10**6), T0))
+    assert alert.evidence["coverage"] == 1.0 and alert.evidence["covered"] == 100
+    assert "above the band [0.85, 0.95]" in alert.message
+
+
+def test_the_band_edges_are_inside_it():
+    # 85 and 95 within out of 100 (the first and the last window of each run).
+    exactly_low = [p90_outcome(i, within=i % 20 not in (0, 7, 14)) for i in range(100)]
+    assert sum(o.within_p90 for o in exactly_low) == 85
+    assert rules().on_outcomes(exactly_low, T0) == []
+    exactly_high = [p90_outcome(i, within=i % 20 != 0) for i in range(100)]
+    assert sum(o.within_p90 for o in exactly_high) == 95
+    assert rules().on_outcomes(exactly_high, T0) == []
+
+
+def test_outcomes_without_a_p90_neither_count_nor_fill_the_window():
+    r = rules()
+    without = [p90_outcome(i, within=False, p90=False) for i in range(500)]
+    assert r.on_outcomes(without, T0) == []
+    # 99 outcomes with a P90, all beyond it: one short of a full window, so no verdict yet.
+    assert r.on_outcomes([p90_outcome(1000 + i, within=False) for i in range(99)], T0) == []
+    [alert] = coverage_alerts(r.on_outcomes([p90_outcome(2000, within=False)], T0))
+    assert alert.evidence["covered"] == 0 and alert.evidence["n"] == 100
+
+
+def test_coverage_is_watched_per_arm():
+    r = rules()
+    healthy_ml = covered_run(0, 200, every=10)
+    narrow_heuristic = [
+        p90_outcome(1000 + i, within=i % 2 == 0, arm=Arm.HEURISTIC) for i in range(100)
+    ]
+    alerts = coverage_alerts(r.on_outcomes(healthy_ml + narrow_heuristic, T0))
+    assert [(a.subject, a.evidence["coverage"]) for a in alerts] == [("heuristic", 0.5)]
+
+
+@pytest.mark.parametrize("low, high", [(0.95, 0.85), (0.9, 0.9), (-0.1, 0.9), (0.8, 1.5)])
+def test_a_band_that_is_not_one_is_refused(low, high):
+    with pytest.raises(ValueError, match="COVERAGE_ALERT_LOW < COVERAGE_ALERT_HIGH"):
+        rules(coverage_low=low, coverage_high=high)

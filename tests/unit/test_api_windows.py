@@ -8,14 +8,30 @@ import numpy as np
 import pytest
 
 from models.rolling import MetricSums
-from streams.api.windows import daily_series, day_window, hour_window, hourly_series
+from streams.api.windows import (
+    arm_metrics,
+    bucket_sums,
+    daily_series,
+    day_window,
+    hour_window,
+    hourly_series,
+)
 
 T = datetime(2026, 11, 23, 7, tzinfo=UTC)
 WALL = datetime(2031, 5, 5, 12, 34, tzinfo=UTC)
 
 
-def bucket_row(hour: datetime, arm: str, errors: list[float], actuals: list[float]) -> dict:
-    sums = MetricSums.from_arrays(np.array(errors), np.array(actuals))
+def bucket_row(
+    hour: datetime,
+    arm: str,
+    errors: list[float],
+    actuals: list[float],
+    p90s: list[float] | None = None,
+) -> dict:
+    """A metric_buckets row; ``p90s`` NaN where an outcome had no P90."""
+    sums = MetricSums.from_arrays(
+        np.array(errors), np.array(actuals), None if p90s is None else np.array(p90s)
+    )
     return {
         "hour_start": hour,
         "arm": arm,
@@ -28,6 +44,8 @@ def bucket_row(hour: datetime, arm: str, errors: list[float], actuals: list[floa
         "sum_actual": float(sums.sum_actual),
         "sum_actual_sq": float(sums.sum_actual_sq),
         "n_underestimated": sums.n_underestimated,
+        "p90_n": sums.p90_n,
+        "p90_covered": sums.p90_covered,
     }
 
 
@@ -85,6 +103,8 @@ def test_hourly_series_has_every_hour_and_arm_oldest_first_with_exact_merged_met
         "r2": None,
         "bias": None,
         "underestimate_share": None,
+        "p90_n": 0,
+        "p90_coverage": None,
     }
     assert series[1]["n"] == 1 and series[1]["r2"] is None  # one outcome: R² undefined
 
@@ -103,3 +123,29 @@ def test_daily_series_merges_the_hours_of_each_utc_day():
         (date(2026, 11, 23), "heuristic", 2),
     ]
     assert series[3]["mae"] == 3.0 and series[3]["bias"] == -1.0
+
+
+def test_p90_coverage_is_served_per_hour_and_arm_and_merged_over_the_window():
+    nan = float("nan")
+    rows = [
+        # 3 with a P90 (actual 10 ≤ 10, 12 > 11, 20 ≤ 25), 1 without.
+        bucket_row(
+            T, "ml", [0.0, 0.0, 0.0, 0.0], [10.0, 12.0, 20.0, 30.0], [10.0, 11.0, 25.0, nan]
+        ),
+        {**bucket_row(T, "ml", [0.0], [5.0], [4.0]), "model_version": "ml-w"},  # 5 > 4
+        bucket_row(T - timedelta(hours=1), "ml", [0.0, 0.0], [1.0, 2.0], [3.0, 3.0]),
+        bucket_row(T, "heuristic", [1.0], [3.0]),  # no P90 at all
+    ]
+    series = hourly_series(rows, hour_window(T, 2, now=WALL))
+    coverage = {(s["hour_start"], s["arm"]): (s["p90_n"], s["p90_coverage"]) for s in series}
+    assert coverage == {
+        (T - timedelta(hours=1), "ml"): (2, 1.0),
+        (T - timedelta(hours=1), "heuristic"): (0, None),
+        (T, "ml"): (4, 0.5),  # two model versions merged: 2 of 4 within
+        (T, "heuristic"): (0, None),
+    }
+    ml = bucket_sums(rows[0]) + bucket_sums(rows[1]) + bucket_sums(rows[2])
+    window = arm_metrics({"ml": ml, "heuristic": bucket_sums(rows[3])})
+    assert (window["ml"]["p90_n"], window["ml"]["p90_coverage"]) == (6, 4 / 6)
+    assert (window["heuristic"]["p90_n"], window["heuristic"]["p90_coverage"]) == (0, None)
+    assert window["ml"]["n"] == 7

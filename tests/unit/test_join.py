@@ -8,10 +8,11 @@ from streams.join import DONE, JoinBatch, expired_keys
 from tests.factories import T0, WEATHER
 
 
-def prediction(booking_id, delay=6.0, arm=Arm.ML, at=T0, replay=False):
+def prediction(booking_id, delay=6.0, arm=Arm.ML, at=T0, replay=False, p90=None):
     return Prediction(
         booking_id=booking_id,
         predicted_delay_minutes=delay,
+        delay_p90_minutes=p90,
         confidence=0.7,
         risk_level=RiskLevel.MEDIUM,
         arm=arm,
@@ -61,6 +62,27 @@ def test_an_actual_arriving_first_waits_for_its_prediction():
     run(table, [actual("B2", delay=20.0)])
     [outcome] = run(table, [prediction("B2", delay=4.0, arm=Arm.HEURISTIC)]).outcomes
     assert outcome.error == -16.0 and outcome.underestimated is True
+
+
+def test_the_outcome_carries_the_predictions_p90_and_whether_the_actual_stayed_within_it():
+    table = {}
+    run(table, [prediction("P1", delay=6.0, p90=8.5), prediction("P2", delay=6.0, p90=8.25)])
+    run(table, [prediction("P3", delay=6.0)])
+    outcomes = run(table, [actual("P1", delay=8.5), actual("P2"), actual("P3")]).outcomes
+    assert [(o.predicted_p90_minutes, o.within_p90) for o in outcomes] == [
+        (8.5, True),  # an actual equal to its P90 is within it
+        (8.25, False),
+        (None, None),  # no P90: neither within nor outside
+    ]
+
+
+def test_a_prediction_pending_since_before_p90s_existed_joins_without_one():
+    table = {}
+    run(table, [prediction("P4", p90=30.0)])
+    del table[b"P4"]["p90"]  # an entry written by the version before P90s
+    [outcome] = run(table, [actual("P4")]).outcomes
+    assert outcome.predicted_p90_minutes is None and outcome.within_p90 is None
+    assert outcome.error == -2.5
 
 
 def test_duplicates_on_either_side_are_counted_once():

@@ -101,6 +101,26 @@ def test_an_actual_on_a_foreign_partition_is_routed_home_and_joins_there():
     assert h.counters["routed_actuals"] == 1 and h.counters["outcomes"] == 1
 
 
+def test_the_outcome_on_kafka_carries_the_p90_of_its_prediction():
+    producer = CapturingProducer()
+    h = handler({}, producer)
+    at = NOW - timedelta(hours=2)
+    with_p90, without = prediction("Q-1", at=at, p90=11.75), prediction("Q-2", at=at)
+    observed = NOW - timedelta(minutes=50)
+    asyncio.run(h.handle([record(with_p90, "predictions"), record(without, "predictions")]))
+    asyncio.run(
+        h.handle(
+            [
+                record(actual("Q-1", delay=12.0, at=observed), "actual-delays"),
+                record(actual("Q-2", delay=3.0, at=observed), "actual-delays"),
+            ]
+        )
+    )
+    sent = {r.key: json.loads(r.value) for r in sent_to(producer, "outcomes")}
+    assert sent[b"Q-1"]["predicted_p90_minutes"] == 11.75
+    assert sent[b"Q-2"]["predicted_p90_minutes"] is None
+
+
 def test_a_routed_actual_still_off_its_partition_is_dead_lettered_not_routed_again():
     producer = CapturingProducer()
     h = handler({}, producer)

@@ -87,6 +87,18 @@ def test_outcomes_are_stored_and_a_breach_is_published_then_stored_and_notified(
     assert notified == history.alerts
 
 
+def test_p90s_too_low_on_stored_outcomes_raise_one_interval_coverage_alert():
+    history, published, notified = FakeHistory(), [], []
+    rec = recorder(history, published, notified)
+    # Actual 6, P90 5.5: every pickup later than its P90; the error (1 min) raises no MAE alert.
+    narrow = [outcome(i, 1.0).model_copy(update={"predicted_p90_minutes": 5.5}) for i in range(120)]
+    rec.handle([FakeMessage("o", o.model_dump_json().encode()) for o in narrow])
+    assert [o.predicted_p90_minutes for o in history.outcomes] == [5.5] * 120
+    [alert] = published
+    assert (alert.kind, alert.subject) == (AlertKind.INTERVAL_COVERAGE, "heuristic")
+    assert alert.evidence["coverage"] == 0.0 and alert.evidence["n"] == 50
+
+
 def test_a_batch_refused_as_data_is_written_row_by_row_and_the_refused_row_quarantined():
     history, published, notified = FakeHistory(refuse={"B2"}), [], []
     rec = recorder(history, published, notified)

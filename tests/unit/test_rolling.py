@@ -26,7 +26,15 @@ from schemas.prediction import Arm
 NOW = datetime(2026, 3, 12, 14, 37, tzinfo=UTC)
 
 
-def outcome(i: int, arm: Arm, version: str, observed_at: datetime, predicted: float, actual: float):
+def outcome(
+    i: int,
+    arm: Arm,
+    version: str,
+    observed_at: datetime,
+    predicted: float,
+    actual: float,
+    p90: float | None = None,
+):
     return Outcome(
         booking_id=f"B-{i:06d}",
         arm=arm,
@@ -35,6 +43,7 @@ def outcome(i: int, arm: Arm, version: str, observed_at: datetime, predicted: fl
         bucket=10.0 if arm is Arm.ML else 90.0,
         ml_traffic_percentage=50.0,
         predicted_delay_minutes=predicted,
+        predicted_p90_minutes=p90,
         actual_delay_minutes=actual,
         error=predicted - actual,
         abs_error=abs(predicted - actual),
@@ -52,10 +61,21 @@ def random_outcomes(n: int, seed: int, start: datetime = NOW - timedelta(days=3)
     offsets = np.sort(rng.uniform(0, 3 * 86_400, n))
     actual = np.round(rng.gamma(2.0, 4.0, n) - 3.0, 1)
     predicted = actual + rng.standard_t(4, n) * 3.0 + rng.normal(0.3, 0.1)
+    # A P90 on most ML predictions (forest-8 has none), some of them exactly the actual.
+    p90 = np.where(rng.uniform(size=n) < 0.1, actual, np.round(predicted + 4.0, 1))
+    has_p90 = [arms[c] == (Arm.ML, "forest-7") for c in choice.tolist()]
     return [
-        outcome(i, *arms[c], start + timedelta(seconds=float(s)), float(p), float(a))
-        for i, (c, s, p, a) in enumerate(
-            zip(choice.tolist(), offsets.tolist(), predicted.tolist(), actual.tolist(), strict=True)
+        outcome(i, *arms[c], start + timedelta(seconds=s), p, a, q if has else None)
+        for i, (c, s, p, a, q, has) in enumerate(
+            zip(
+                choice.tolist(),
+                offsets.tolist(),
+                predicted.tolist(),
+                actual.tolist(),
+                p90.tolist(),
+                has_p90,
+                strict=True,
+            )
         )
     ]
 
@@ -84,6 +104,32 @@ def test_window_metrics_equal_an_offline_computation_within_1e_9():
         assert sums.bias == pytest.approx(np.mean(p - y), abs=1e-9)
         assert sums.underestimate_share == pytest.approx(np.mean(y - p > 5), abs=1e-12)
         assert sums.n_underestimated == sum(o.underestimated for o in mine)
+        with_p90 = [o for o in mine if o.predicted_p90_minutes is not None]
+        covered = sum(o.actual_delay_minutes <= o.predicted_p90_minutes for o in with_p90)
+        assert (sums.p90_n, sums.p90_covered) == (len(with_p90), covered)
+        assert sums.p90_coverage == (covered / len(with_p90) if with_p90 else None)
+    assert window[Series(Arm.ML, "forest-7")].p90_n > 1000
+    assert window[Series(Arm.ML, "forest-8")].p90_coverage is None
+
+
+def test_p90_coverage_counts_the_outcomes_with_a_p90_and_those_whose_actual_stayed_within_it():
+    at = NOW
+    outcomes = [
+        outcome(1, Arm.ML, "m", at, predicted=5.0, actual=9.0, p90=12.0),  # within
+        outcome(2, Arm.ML, "m", at, predicted=5.0, actual=12.0, p90=12.0),  # at it: within
+        outcome(3, Arm.ML, "m", at, predicted=5.0, actual=12.5, p90=12.0),  # beyond
+        outcome(4, Arm.ML, "m", at, predicted=5.0, actual=40.0),  # no P90: not counted
+    ]
+    sums = MetricSums.from_outcomes(outcomes)
+    assert (sums.n, sums.p90_n, sums.p90_covered) == (4, 3, 2)
+    assert sums.p90_coverage == 2 / 3
+    assert [o.within_p90 for o in outcomes] == [True, True, False, None]
+    (bucket,) = bucketize(outcomes).values()
+    assert bucket == sums
+    assert sums.summary()["p90_n"] == 3 and sums.summary()["p90_coverage"] == 2 / 3
+    assert MetricSums.from_outcomes(outcomes[3:]).p90_coverage is None
+    merged = sums + MetricSums.from_outcomes([outcome(5, Arm.ML, "m", at, 1.0, 1.0, p90=0.5)])
+    assert (merged.p90_n, merged.p90_covered, merged.p90_coverage) == (4, 2, 0.5)
 
 
 def test_merging_in_any_order_or_grouping_gives_exactly_the_same_result():
@@ -178,6 +224,14 @@ def test_to_dict_is_json_and_round_trips_exactly():
     data = json.loads(json.dumps(sums.to_dict()))
     assert MetricSums.from_dict(data) == sums
     assert json.dumps(sums.summary(), allow_nan=False)
+    assert sums.p90_n > 0
+
+
+def test_a_dict_saved_before_p90_counts_existed_reads_as_no_p90():
+    data = MetricSums.from_arrays(np.array([1.0, -6.0]), np.array([3.0, 8.0])).to_dict()
+    del data["p90_n"], data["p90_covered"]
+    old = MetricSums.from_dict(data)
+    assert (old.n, old.p90_n, old.p90_covered, old.p90_coverage) == (2, 0, 0, None)
 
 
 def test_by_arm_merges_model_versions():
@@ -193,3 +247,11 @@ def test_bad_input_is_refused():
         MetricSums.from_arrays(np.array([1.0]), np.array([1.0, 2.0]))
     with pytest.raises(ValueError):
         MetricSums(1, Fraction(0), Fraction(0), Fraction(0), Fraction(0), Fraction(0), 2)
+    with pytest.raises(ValueError):
+        MetricSums(2, Fraction(0), Fraction(0), Fraction(0), Fraction(0), Fraction(0), 0, 1, 2)
+    with pytest.raises(ValueError):
+        MetricSums(1, Fraction(0), Fraction(0), Fraction(0), Fraction(0), Fraction(0), 0, 2, 0)
+    with pytest.raises(ValueError):
+        MetricSums.from_arrays(np.array([1.0]), np.array([1.0]), np.array([np.inf]))
+    with pytest.raises(ValueError):
+        MetricSums.from_arrays(np.array([1.0]), np.array([1.0]), np.array([1.0, 2.0]))

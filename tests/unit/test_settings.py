@@ -59,3 +59,17 @@ def test_secrets_never_show_in_the_settings_repr(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg2://u:pw-456@h/db")
     text = repr(load_settings()) + str(load_settings())
     assert "sekret-123" not in text and "pw-456" not in text
+
+
+def test_a_coverage_band_upside_down_and_an_unknown_timezone_are_refused(monkeypatch):
+    monkeypatch.setenv("COVERAGE_ALERT_LOW", "0.95")
+    monkeypatch.setenv("COVERAGE_ALERT_HIGH", "0.85")
+    with pytest.raises(SettingsError, match="COVERAGE_ALERT_LOW must be below"):
+        load_settings()
+    monkeypatch.delenv("COVERAGE_ALERT_LOW")
+    monkeypatch.delenv("COVERAGE_ALERT_HIGH")
+    monkeypatch.setenv("SERVICE_AREA_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(SettingsError, match="unknown timezone 'Mars/Olympus'"):
+        load_settings()
+    monkeypatch.setenv("SERVICE_AREA_TIMEZONE", "America/New_York")
+    assert load_settings().service_area.tz.key == "America/New_York"

@@ -46,14 +46,16 @@ function timeLabel(t, step) {
 /**
  * A line chart over time.
  *
- * series:  [{arm, label, points: [{t (ms), v, tip}]}]; a line is broken where consecutive points
- *          are more than ``stepMs`` apart (an hour or a day without outcomes).
+ * series:  [{arm, label, points: [{t (ms), v, tip, few}]}]; a line is broken where consecutive
+ *          points are more than ``stepMs`` apart (an hour or a day without outcomes); a point
+ *          marked ``few`` (too few outcomes behind it) is drawn hollow and left off the line.
  * domain:  [t0, t1] in ms, the window the API answered for.
  * markers: [{t, kind, drift (bool), tip}] drawn as vertical lines (alerts, drift events).
  * include: y values the scale always covers (0 for MAE, 0 and 1 for R²).
+ * reference: a y value drawn as a dashed horizontal line (the nominal level of a coverage).
  */
 export function lineChart({label, series, domain, stepMs, markers = [], include = [], digits = 2,
-                           testid}) {
+                           reference = null, testid}) {
   const root = svg('svg', {
     class: 'chart',
     viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
@@ -62,6 +64,7 @@ export function lineChart({label, series, domain, stepMs, markers = [], include 
     testid,
   });
   const values = series.flatMap((s) => s.points.map((p) => p.v)).concat(include);
+  if (reference !== null) values.push(reference);
   const ticks = niceTicks(Math.min(...values), Math.max(...values));
   const [y0, y1] = [ticks[0], ticks.at(-1)];
   let [t0, t1] = domain;
@@ -92,6 +95,11 @@ export function lineChart({label, series, domain, stepMs, markers = [], include 
                    text: timeLabel(t, time.step)}),
     );
   }
+  if (reference !== null) {
+    grid.append(svg('line', {x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: r(y(reference)),
+                             y2: r(y(reference)), class: 'reference', testid: 'chart-reference',
+                             dataset: {value: String(reference)}}));
+  }
   root.append(grid);
 
   const marks = svg('g', {class: 'markers'});
@@ -112,15 +120,21 @@ export function lineChart({label, series, domain, stepMs, markers = [], include 
     let d = '';
     let previous = null;
     for (const p of s.points) {
+      if (p.few) {
+        previous = null;
+        continue;
+      }
       const gap = previous === null || p.t - previous > stepMs * 1.5;
       d += `${gap ? 'M' : 'L'}${r(x(p.t))} ${r(y(p.v))}`;
       previous = p.t;
     }
     group.append(svg('path', {class: 'line', d}));
     for (const p of s.points) {
+      const dataset = {arm: s.arm, t: new Date(p.t).toISOString(), value: String(p.v)};
+      if (p.few) dataset.few = 'true';
       group.append(svg('circle', {
-        class: 'point', cx: r(x(p.t)), cy: r(y(p.v)), r: 3, testid: 'chart-point',
-        dataset: {arm: s.arm, t: new Date(p.t).toISOString(), value: String(p.v)},
+        class: p.few ? 'point few' : 'point', cx: r(x(p.t)), cy: r(y(p.v)), r: 3,
+        testid: 'chart-point', dataset,
       }, svg('title', {text: p.tip})));
     }
     root.append(group);

@@ -18,6 +18,10 @@ const VERDICT_LABEL = {
   inconclusive: 'Inconclusive',
 };
 const NO_OUTCOMES = 'no outcomes yet';
+// Below this many outcomes with a P90, a coverage near 90 % has a standard error above 5 points
+// (sqrt(0.9 × 0.1 / 36) = 0.05), half the width of the alert band: shown, but marked too few.
+const MIN_P90_N = 36;
+const P90_LEVEL = 0.9;
 
 // Read by the load check and the browser test: every API call of the page and its duration.
 const probe = {calls: [], refreshes: 0, firstLoadMs: null};
@@ -192,6 +196,29 @@ function drawSplit(summary) {
   ];
 }
 
+// --- P90 coverage: the share of outcomes whose actual delay stayed within the predicted P90
+
+const tooFewP90 = (n) => n > 0 && n < MIN_P90_N;
+
+function coverageTip(n, coverage) {
+  if (!n) return 'no outcome with a P90';
+  return `P90 coverage ${fmtShare(coverage, 1)} (n = ${fmtInt(n)}`
+    + `${tooFewP90(n) ? `, too few to judge: fewer than ${MIN_P90_N}` : ''})`;
+}
+
+/** A cell with the coverage (exact in data-value) and its n; marked when n is too small. */
+function coverageCell(tag, metrics, testid) {
+  const n = metrics ? metrics.p90_n ?? 0 : 0;
+  const coverage = n ? metrics.p90_coverage : null;
+  const few = tooFewP90(n);
+  return el(tag, {class: few ? 'num coverage few' : 'num coverage', title: coverageTip(n, coverage)},
+    el('span', {testid: `${testid}-p90_coverage`, dataset: {value: String(coverage)}},
+      fmtShare(coverage, 1)),
+    el('span', {class: 'muted'}, ' n = ',
+      el('span', {testid: `${testid}-p90_n`, dataset: {value: String(n)}}, fmtInt(n)),
+      few ? el('span', {class: 'few-note', testid: `${testid}-p90-few`}, ' too few') : null));
+}
+
 // --- metrics per arm over the window (from the summary)
 
 function drawSummary(summary) {
@@ -218,12 +245,17 @@ function drawSummary(summary) {
   return [
     counts,
     el('table', {class: 'metrics'},
-      el('thead', {}, el('tr', {}, el('th', {}, 'Arm'), columns.map(([, label]) => el('th', {}, label)))),
+      el('thead', {}, el('tr', {}, el('th', {}, 'Arm'), columns.map(([, label]) => el('th', {}, label)),
+        el('th', {}, 'P90 coverage'))),
       el('tbody', {}, ARMS.map((arm) => el('tr', {class: `arm-${arm}`},
         el('th', {}, el('span', {class: `swatch arm-${arm}`}), ARM_LABEL[arm]),
         columns.map(([key, , options]) => numberCell('td', arms[arm] ? arms[arm][key] : null,
-          {...options, testid: `summary-${arm}-${key}`})))))),
-    el('p', {class: 'muted'}, 'Bias is predicted − actual: negative means pickups later than predicted.'),
+          {...options, testid: `summary-${arm}-${key}`})),
+        coverageCell('td', arms[arm], `summary-${arm}`))))),
+    el('p', {class: 'muted'}, 'Bias is predicted − actual: negative means pickups later than predicted. '
+      + `P90 coverage is the share of outcomes with a P90 whose pickup was no later than it: `
+      + `${fmtShare(P90_LEVEL, 0)} when the P90s are honest; with fewer than ${MIN_P90_N} `
+      + 'outcomes it is marked too few.'),
   ];
 }
 
@@ -317,6 +349,8 @@ function drawFlags(flags) {
 
 // --- charts
 
+const periodOf = (row) => (row.hour_start ? fmtTime(row.hour_start) : row.day);
+
 function armSeries(rows, key, toTime, digits) {
   return ARMS.map((arm) => ({
     arm,
@@ -325,9 +359,23 @@ function armSeries(rows, key, toTime, digits) {
       .map((row) => ({
         t: toTime(row),
         v: row[key],
-        tip: `${ARM_LABEL[arm]} ${row.hour_start ? fmtTime(row.hour_start) : row.day}: `
+        tip: `${ARM_LABEL[arm]} ${periodOf(row)}: `
           + `${key === 'r2' ? 'R²' : 'MAE'} ${fmtNumber(row[key], digits)} (n = ${fmtInt(row.n)})`,
       })),
+  }));
+}
+
+/** Coverage per arm; a period with too few outcomes with a P90 is a hollow point off the line. */
+function coverageSeries(rows, toTime) {
+  return ARMS.map((arm) => ({
+    arm,
+    label: ARM_LABEL[arm],
+    points: rows.filter((row) => row.arm === arm && row.p90_n > 0).map((row) => ({
+      t: toTime(row),
+      v: row.p90_coverage,
+      few: tooFewP90(row.p90_n),
+      tip: `${ARM_LABEL[arm]} ${periodOf(row)}: ${coverageTip(row.p90_n, row.p90_coverage)}`,
+    })),
   }));
 }
 
@@ -341,7 +389,9 @@ function legend(prefix, rows) {
       numberCell('strong', latest ? latest.mae : null, {testid: `${prefix}-latest-mae-${arm}`}),
       ', R² ',
       numberCell('strong', latest ? latest.r2 : null, {digits: 3, testid: `${prefix}-latest-r2-${arm}`}),
-      latest ? el('span', {class: 'muted'}, ` (${latest.hour_start ? fmtTime(latest.hour_start) : latest.day}, n = ${fmtInt(latest.n)})`) : null);
+      ', P90 coverage ',
+      coverageCell('strong', latest, `${prefix}-latest-${arm}`),
+      latest ? el('span', {class: 'muted'}, ` (${periodOf(latest)}, n = ${fmtInt(latest.n)})`) : null);
   }));
 }
 
@@ -353,6 +403,8 @@ function chartPair(prefix, data, toTime, stepMs, markers) {
   const maeSeries = armSeries(rows, 'mae', toTime, 2);
   const r2Series = armSeries(rows, 'r2', toTime, 3);
   const hasR2 = r2Series.some((s) => s.points.length);
+  const p90Series = coverageSeries(rows, toTime);
+  const hasP90 = p90Series.some((s) => s.points.length);
   return [
     el('p', {class: 'muted'}, windowText(data), ' · ',
       numberCell('span', rows.filter((row) => row.n > 0).length,
@@ -364,6 +416,17 @@ function chartPair(prefix, data, toTime, stepMs, markers) {
         el('figcaption', {}, 'MAE (minutes)'),
         lineChart({label: 'MAE per arm', series: maeSeries, domain, stepMs, markers, include: [0],
                    testid: `${prefix}-mae-chart`})),
+      // Beside the MAE: an arm can hold its MAE while its P90s stop meaning what they say.
+      el('figure', {},
+        el('figcaption', {}, `P90 coverage (${fmtShare(P90_LEVEL, 0)} dashed; hollow: fewer than `
+          + `${MIN_P90_N} outcomes with a P90)`),
+        hasP90
+          ? lineChart({label: 'P90 coverage per arm', series: p90Series, domain, stepMs,
+                       markers: markers.filter((m) => m.kind === 'interval_coverage'),
+                       include: [0.8, 1], reference: P90_LEVEL, digits: 3,
+                       testid: `${prefix}-p90-chart`})
+          : empty(`${prefix}-p90-empty`, 'no P90 yet',
+                  'Coverage appears when the predictions carry a P90 (delay_p90_minutes).')),
       el('figure', {},
         el('figcaption', {}, 'R²'),
         hasR2
