@@ -29,6 +29,7 @@ from models.compiled_boosting import compile_boosting
 from models.compiled_forest import CompiledForest
 from models.confidence import confidence_from_spread
 from models.features import FEATURE_NAMES
+from models.predictor import checked_features
 
 Loss = Literal["absolute_error", "squared_error", "quantile"]
 
@@ -201,13 +202,7 @@ class BoostingPredictor:
         return delays, confidence_from_spread(spread)
 
     def _checked(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != len(self._feature_names):
-            raise ValueError(
-                f"expected (rows, {len(self._feature_names)}) features, got shape {X.shape}"
-            )
-        if not np.isfinite(X).all():
-            raise ValueError("features contain NaN or infinity")
+        X = checked_features(X, len(self._feature_names))
         # Once, in the dtype both compiled models compare: neither converts it again.
         return np.ascontiguousarray(X, dtype=np.float64)
 

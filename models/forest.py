@@ -25,6 +25,7 @@ from sklearn.ensemble import RandomForestRegressor
 from models.compiled_forest import compile_forest, forest_mean
 from models.confidence import confidence_from_spread
 from models.features import FEATURE_NAMES
+from models.predictor import checked_features
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,7 @@ class ForestPredictor:
         return forest_mean(per_tree), confidence_from_spread(tree_spread(per_tree))
 
     def _checked(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != len(self._feature_names):
-            raise ValueError(
-                f"expected (rows, {len(self._feature_names)}) features, got shape {X.shape}"
-            )
-        if not np.isfinite(X).all():
-            raise ValueError("features contain NaN or infinity")
-        return X
+        return checked_features(X, len(self._feature_names))
 
 
 def tree_spread(per_tree: np.ndarray) -> np.ndarray:

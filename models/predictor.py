@@ -25,3 +25,13 @@ class Predictor(Protocol):
         """The scikit-learn model it compiled (its own ``predict`` gives the same delays)."""
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def checked_features(X: np.ndarray, width: int) -> np.ndarray:
+    """``X`` as an array, or ValueError when it is not (rows, width) or holds NaN or infinity."""
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != width:
+        raise ValueError(f"expected (rows, {width}) features, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("features contain NaN or infinity")
+    return X
