@@ -32,6 +32,7 @@ from sklearn.ensemble import RandomForestRegressor
 from models.confidence import confidence_from_spread
 from models.features import feature_matrix
 from models.forest import ForestPredictor
+from models.predictor import Predictor
 from models.synthetic import generate_history
 
 HISTORY_END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -109,8 +110,9 @@ def train_default(days: int, seed: int) -> tuple[RandomForestRegressor, np.ndarr
     return result.forest_estimator, X, f"trained on {result.train_rows} rows of {days} days"
 
 
-def load_from(model_dir: Path, seed: int) -> tuple[RandomForestRegressor, np.ndarray, str]:
-    """The champion of ``model_dir``, and feature rows of three days of synthetic bookings."""
+def load_champion_with_rows(model_dir: Path, seed: int) -> tuple[Predictor, np.ndarray]:
+    """The champion of ``model_dir`` (whatever its kind), and feature rows of three days of
+    synthetic bookings."""
     from connectors.model_store import ArtifactError, load_champion
 
     try:
@@ -119,13 +121,19 @@ def load_from(model_dir: Path, seed: int) -> tuple[RandomForestRegressor, np.nda
         raise click.ClickException(f"cannot load the champion of {model_dir}: {exc}") from None
     history = generate_history(HISTORY_END - timedelta(days=3), HISTORY_END, seed=seed)
     X = feature_matrix([row.booking for row in history.rows], history.row_weather)
-    estimator = loaded.predictor.estimator
+    return loaded.predictor, X
+
+
+def load_from(model_dir: Path, seed: int) -> tuple[RandomForestRegressor, np.ndarray, str]:
+    """The champion of ``model_dir``, a forest, and feature rows of synthetic bookings."""
+    predictor, X = load_champion_with_rows(model_dir, seed)
+    estimator = predictor.estimator
     if not isinstance(estimator, RandomForestRegressor):
         raise click.ClickException(
-            f"the champion {loaded.version} is a {type(estimator).__name__}; this bench times "
-            "forests (python -m streams.bench.boosting_timing times boosting)"
+            f"the champion {predictor.version} is a {type(estimator).__name__}; this bench "
+            "times forests (python -m streams.bench.boosting_timing times boosting)"
         )
-    return estimator, X, f"champion {loaded.version}"
+    return estimator, X, f"champion {predictor.version}"
 
 
 def report(timings: list[Timing]) -> list[str]:

@@ -1,6 +1,6 @@
 """The model figures: one booking's ML prediction, a batch's cost per booking, and agreement
-with scikit-learn, timed by :mod:`streams.bench.forest_timing` on the champion the workers
-serve."""
+with scikit-learn, timed as :mod:`streams.bench.forest_timing` times them, on the champion the
+workers serve, forest or boosting."""
 
 from __future__ import annotations
 
@@ -11,16 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from models.forest import ForestPredictor
-from streams.bench.forest_timing import Timing, load_from, time_cases
+from streams.bench.forest_timing import Timing, load_champion_with_rows, time_cases
 
 SEED = 42
 SINGLE_CALLS = 100
 
 
 def model_figures(model_dir: Path, batch_rows: int, repeats: int = 100) -> dict[str, Any]:
-    estimator, X, origin = load_from(model_dir, SEED)
-    predictor = ForestPredictor(estimator, version="bench")
+    predictor, X = load_champion_with_rows(model_dir, SEED)
+    estimator, origin = predictor.estimator, f"champion {predictor.version}"
     cases = {"sklearn": estimator.predict, "compiled": predictor.predict}
     timings = time_cases(cases, X, repeats)
     # The worker's batch size (BATCH_MAX), timed the way forest_timing times its sizes.
