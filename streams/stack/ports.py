@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Collection
+from pathlib import Path
 
 HOST = "127.0.0.1"
 _SEARCH_SPAN = 200
@@ -35,6 +36,32 @@ def is_listening(port: int, host: str = HOST, timeout_s: float = 0.2) -> bool:
             return True
     except OSError:
         return False
+
+
+def ephemeral_ports() -> range:
+    """The ports the system hands out to outgoing connections and to binds on port 0 (Linux's
+    ip_local_port_range; its usual default when that cannot be read)."""
+    try:
+        low, high = (
+            int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        )
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def pick_stable_port(seed: int, *, avoid: Collection[int] = ()) -> int:
+    """A free port below the ephemeral range, from ``seed``, for a server that is stopped and
+    started again on the same port (a fault test): while it is down, no outgoing connection
+    and no bind on port 0 can be handed its port, so it finds the port free when it comes back.
+    """
+    ephemeral = ephemeral_ports()
+    low, high = 10_000, max(10_001, min(ephemeral.start, 65_536) - _SEARCH_SPAN)
+    preferred = low + seed % (high - low)
+    port = pick_port(preferred, avoid=avoid)
+    if port in ephemeral:
+        raise RuntimeError(f"no free port between {preferred} and {ephemeral.start}")
+    return port
 
 
 def any_free_port(host: str = HOST) -> int:

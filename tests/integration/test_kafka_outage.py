@@ -21,7 +21,7 @@ from connectors.kafka_admin import ensure_topics
 from schemas.tables import predictions as predictions_table
 from schemas.topics import TOPICS
 from streams.stack import Endpoints, External, Ports, StackManager
-from streams.stack.ports import pick_port
+from streams.stack.ports import pick_stable_port
 from tests.integration.conftest import TEST_PARTITIONS
 from tests.integration.test_hostile_traffic import valid_events
 from tests.integration.test_outcome_path import assert_buckets_equal_offline, wait_for_stored
@@ -33,10 +33,12 @@ OUTAGE_S = 20.0
 @pytest.fixture
 def own_kafka(stack: Endpoints, session_dir: Path) -> Iterator[tuple[StackManager, str]]:
     home = session_dir / f"kafka-outage-{uuid.uuid4().hex[:8]}"
-    port = pick_port(38000 + uuid.uuid4().int % 20000)
+    # Below the ephemeral range: while the broker is down, no connection elsewhere on the
+    # machine can be handed its port, which would move the restarted broker to another one.
+    port = pick_stable_port(uuid.uuid4().int)
     manager = StackManager(
         home,
-        ports=Ports(kafka=port, kafka_controller=pick_port(port + 1, avoid={port})),
+        ports=Ports(kafka=port, kafka_controller=pick_stable_port(port + 1, avoid={port})),
         external=External(redis_url=stack.redis_url, database_url=stack.database_url),
     )
     try:
@@ -74,7 +76,8 @@ def test_a_producer_waits_out_a_broker_outage_and_drops_nothing(own_kafka):
     time.sleep(5.0)
     assert manager.down(only=["kafka"]) == ["kafka"]
     time.sleep(OUTAGE_S)
-    assert manager.up().started == ("kafka",)
+    back = manager.up()
+    assert back.started == ("kafka",) and back.endpoints.kafka_bootstrap_servers == bootstrap
     assert sent.wait(150), "the producer never finished"
     assert failure == []
     assert lines, "the producer never said it was holding records"
@@ -108,17 +111,23 @@ def test_a_broker_outage_under_both_paths_loses_nothing_and_counts_once(
     keyed_actuals = [(json.loads(v)["booking_id"].encode(), v) for v in actuals]
     lines: list[str] = []
     failure: list[BaseException] = []
+    started = time.monotonic()
+
+    def noted(line: str) -> None:
+        lines.append(f"[{time.monotonic() - started:6.1f}s] {line}")
 
     def publish(items: list[tuple[str, bytes, bytes]]) -> None:
         try:
             producer = BlockingProducer(
-                bootstrap, report=lines.append, report_every_s=1.0, **{"message.timeout.ms": 5000}
+                bootstrap, report=noted, report_every_s=1.0, **{"message.timeout.ms": 5000}
             )
             for topic, key, value in items:
                 producer.send(topic, key, value)
                 time.sleep(0.02)
+            noted(f"flushing; {producer.delivered} delivered, {producer.resent} sent again")
             producer.flush(timeout_s=5.0, outage_s=120.0)
         except BaseException as error:
+            noted(f"gave up: {error}")
             failure.append(error)
 
     first = [(f"{topic_prefix}bookings", k, v) for k, v in keyed[:600]]
@@ -134,10 +143,14 @@ def test_a_broker_outage_under_both_paths_loses_nothing_and_counts_once(
         thread.start()
         time.sleep(3.0)
         assert manager.down(only=["kafka"]) == ["kafka"]
+        noted("broker stopped")
         time.sleep(OUTAGE_S + 10)
-        assert manager.up().started == ("kafka",)
+        back = manager.up()
+        assert back.started == ("kafka",)
+        assert back.endpoints.kafka_bootstrap_servers == bootstrap  # the address clients know
+        noted("broker started")
         thread.join(180)
-        assert not thread.is_alive() and failure == []
+        assert not thread.is_alive() and failure == [], "\n".join(lines[-12:])
         assert wait_for_stored(migrated_database, "KO-", 1200, timeout_s=180) == 1200
         time.sleep(3)  # time to count anything twice
         assert worker.process is not None and worker.process.poll() is None, worker.log()[-3000:]

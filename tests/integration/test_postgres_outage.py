@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from connectors.postgres import make_engine, upgrade, write_outcomes, write_until_done
 from schemas import Outcome
 from streams.stack import Endpoints, External, Ports, StackManager
-from streams.stack.ports import pick_port
+from streams.stack.ports import pick_stable_port
 from tests.integration.test_history import (
     assert_buckets_equal,
     offline_buckets,
@@ -44,8 +44,8 @@ class OwnPostgres:
 
 
 def _free_port() -> int:
-    # Apart from the session stack (25432) and a developer's (15432); the next free one up.
-    return pick_port(36000 + uuid.uuid4().int % 20000)
+    # Below the ephemeral range, so that nothing else takes the port while the server is down.
+    return pick_stable_port(uuid.uuid4().int)
 
 
 @pytest.fixture
