@@ -3,7 +3,8 @@
 Layout of a model directory::
 
     <model_dir>/CHAMPION                       the champion's version name (one line)
-    <model_dir>/AUDIT.jsonl                    who made what champion, when, and why (appended)
+    <model_dir>/AUDIT.jsonl                    champion changes made by hand or past the gate
+                                               (train --force, model promote / rollback)
     <model_dir>/<version>/model.joblib         the fitted model: a scikit-learn forest, or a
                                                dict {"point": boosting, "spread": boosting}
     <model_dir>/<version>/heuristic.json       the heuristic fitted on the same history
@@ -240,7 +241,7 @@ def load_version(model_dir: Path, version: str, area: ServiceArea | None = None)
         raise ArtifactCorrupt(f"cannot unpickle {path / MODEL_FILE}: {exc!r}") from None
     try:
         predictor = _predictor(estimator, version)
-    except ValueError as exc:
+    except (ValueError, IndexError) as exc:  # IndexError: a tree whose children point nowhere
         raise ArtifactCorrupt(f"{path / MODEL_FILE}: {exc}") from None
     warnings = []
     if metadata.get("sklearn_version") != sklearn.__version__:

@@ -158,7 +158,10 @@ class HeuristicParams:
         if "version" in data and data["version"] != version:
             raise ValueError(f"version {data['version']!r} does not match the values")
         rush, weekend = values.pop("rush_hour_min"), values.pop("weekend_min")
-        return cls(**values, hour_profile_min=_default_profile(rush, weekend))
+        params = cls(**values, hour_profile_min=_default_profile(rush, weekend))
+        # The same rules keep the version their predictions and metrics were filed under.
+        object.__setattr__(params, "version", version)
+        return params
 
 
 def _is_number(value: Any) -> bool:

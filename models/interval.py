@@ -31,6 +31,9 @@ import numpy as np
 from models.confidence import CONFIDENCE_SCALE_MINUTES
 
 LEVEL = 0.9
+# The least spread a prediction is given (minutes), in calibration and in serving alike: a
+# predictor sure to the second (trees that all agree) would otherwise blow the scale up.
+SPREAD_FLOOR_MIN = 0.1
 # Levels at which the normalised excess is recorded, to read the chance of any delay later.
 SCORE_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
@@ -38,18 +41,19 @@ SCORE_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20)
 def spread_of(confidence: np.ndarray) -> np.ndarray:
     """The spread in minutes a confidence stands for (the inverse of confidence_from_spread)."""
     c = np.clip(np.asarray(confidence, dtype=np.float64), 1e-9, 1.0)
-    return CONFIDENCE_SCALE_MINUTES * (1.0 / c - 1.0)
+    return np.maximum(CONFIDENCE_SCALE_MINUTES * (1.0 / c - 1.0), SPREAD_FLOOR_MIN)
 
 
 def calibrate_scale(
     y: np.ndarray, delay: np.ndarray, spread: np.ndarray, level: float = LEVEL
 ) -> float:
     """The conformal scale: the ``ceil((n + 1) level) / n`` quantile of the rows' normalised
-    excess ``(y - delay) / spread`` (spreads floored at a hundredth of a minute)."""
+    excess ``(y - delay) / spread`` (spreads floored at SPREAD_FLOOR_MIN)."""
     y, delay = np.asarray(y, dtype=np.float64), np.asarray(delay, dtype=np.float64)
     if y.shape != delay.shape or y.ndim != 1 or y.size == 0:
         raise ValueError("need one delay and one actual per row, at least one row")
-    scores = np.sort((y - delay) / np.maximum(np.asarray(spread, dtype=np.float64), 0.01))
+    spread = np.maximum(np.asarray(spread, dtype=np.float64), SPREAD_FLOOR_MIN)
+    scores = np.sort((y - delay) / spread)
     rank = min(len(scores), math.ceil((len(scores) + 1) * level))
     return float(scores[rank - 1])
 
@@ -67,7 +71,7 @@ def coverage(y: np.ndarray, upper: np.ndarray) -> float:
 def score_quantiles(y: np.ndarray, delay: np.ndarray, spread: np.ndarray) -> tuple[float, ...]:
     """The normalised excess ``(y - delay) / spread`` at each of :data:`SCORE_LEVELS`."""
     scores = (np.asarray(y, np.float64) - np.asarray(delay, np.float64)) / np.maximum(
-        np.asarray(spread, dtype=np.float64), 0.01
+        np.asarray(spread, dtype=np.float64), SPREAD_FLOOR_MIN
     )
     return tuple(float(q) for q in np.quantile(scores, SCORE_LEVELS))
 
@@ -84,7 +88,7 @@ def exceedance(
     >>> [round(float(p), 2) for p in chance]
     [0.05, 0.5, 0.95]
     """
-    z = (minutes - np.asarray(delay, dtype=np.float64)) / np.maximum(spread_of(confidence), 0.01)
+    z = (minutes - np.asarray(delay, dtype=np.float64)) / spread_of(confidence)
     below: np.ndarray = np.interp(z, quantiles, SCORE_LEVELS)
     return 1.0 - below
 

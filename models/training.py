@@ -17,12 +17,13 @@
    The ML candidate with the lowest holdout MAE is the model of the artifact; it is shipped as
    evaluated (not refitted on all rows), so its metadata describes exactly what is served.
 4. Its lead over the heuristic and over the constant (their MAE minus its MAE) gets a 95 %
-   interval from a block bootstrap of the holdout: whole days are resampled (hours when the
-   holdout spans fewer than :data:`MIN_DAY_BLOCKS` days), because errors within a day are not
-   independent (weather, incidents, one bad shift).
-5. The promotion gate: the model may become champion only when both intervals lie above 0.
-   The model's and the heuristic's P90 are calibrated on the first half of the holdout and
-   their coverage measured on the second (:mod:`models.interval`).
+   interval from a block bootstrap of the holdout: whole local days are resampled (hours when
+   the holdout spans fewer than :data:`MIN_DAY_BLOCKS` days), because errors within a day are
+   not independent (weather, incidents, one bad shift).
+5. The promotion gate: the model may become champion only when both intervals lie above 0,
+   resampled from at least :data:`MIN_DAY_BLOCKS` blocks. The model's and the heuristic's P90
+   are calibrated on the holdout, and their coverage measured out of sample: calibrated on its
+   first half, counted on the second (:mod:`models.interval`).
 6. The training distribution of each feature is recorded for drift monitoring.
 """
 
@@ -45,7 +46,7 @@ from models.boosting import (
     fit_spread,
 )
 from models.distribution import FeatureDistribution, describe_features
-from models.features import FEATURE_NAMES, feature_matrix
+from models.features import FEATURE_NAMES, feature_matrix, local_seconds
 from models.forest import ForestConfig, ForestPredictor, fit_forest
 from models.history import HistoryRow
 from models.interval import Interval
@@ -58,7 +59,7 @@ Progress = Callable[[str, str], None]
 
 ML_CANDIDATES: tuple[str, ...] = ("forest", "boosting")
 BASELINES: tuple[str, ...] = ("constant", "heuristic")
-MIN_DAY_BLOCKS = 30
+MIN_DAY_BLOCKS = 10  # fewer blocks than this, and a bootstrap interval means little
 MIN_HOLDOUT_ROWS = 20  # the P90 is calibrated on one half and measured on the other
 
 
@@ -276,7 +277,7 @@ def train(
 
     candidates = {name: Scores.of(y_hold, p) for name, p in predictions.items()}
     kind = min(fitted, key=lambda name: candidates[name].mae)
-    blocks, block = _blocks(pickup_s[split:])
+    blocks, block = _blocks(pickup_s[split:], area)
     rng = np.random.default_rng(config.seed)
     model_error = np.abs(y_hold - predictions[kind])
     leads = {
@@ -370,7 +371,12 @@ def promotion_gate(kind: str, candidates: dict[str, Scores], leads: dict[str, Le
     model = candidates[kind]
     for base in BASELINES:
         lead = leads[base]
-        if not lead.certain:
+        if lead.blocks < MIN_DAY_BLOCKS:
+            reasons.append(
+                f"the holdout has {lead.blocks} {lead.block}s to resample, fewer than "
+                f"{MIN_DAY_BLOCKS}: too little to judge the lead over the {base}"
+            )
+        elif not lead.certain:
             reasons.append(
                 f"{kind} does not beat the {base} beyond doubt: holdout MAE {model.mae:.2f} "
                 f"against {candidates[base].mae:.2f} min, lead {lead.minutes:+.2f} min with "
@@ -426,8 +432,8 @@ def confidence_deciles(abs_error: np.ndarray, confidence: np.ndarray) -> tuple[f
     return float(errors[:tenth].mean()), float(errors[-tenth:].mean())
 
 
-def _blocks(pickup_s: np.ndarray) -> tuple[np.ndarray, str]:
-    days = np.floor_divide(pickup_s, 86_400).astype(np.int64)
+def _blocks(pickup_s: np.ndarray, area: ServiceArea) -> tuple[np.ndarray, str]:
+    days = np.floor_divide(local_seconds(pickup_s, area.tz), 86_400).astype(np.int64)
     if len(np.unique(days)) >= MIN_DAY_BLOCKS:
         return days, "day"
     return np.floor_divide(pickup_s, 3_600).astype(np.int64), "hour"

@@ -78,6 +78,9 @@ class ModelHolder:
         except ArtifactMissing as exc:
             self._unavailable(FallbackReason.NO_MODEL, str(exc))
         except ArtifactAreaMismatch as exc:
+            # Its heuristic learned another area's hours too: the default rules answer.
+            self.heuristic = DEFAULT_PARAMS
+            self.heuristic_p90_scale = self.heuristic_quantiles = None
             self._unavailable(FallbackReason.AREA_MISMATCH, str(exc))
         except ArtifactFeatureMismatch as exc:
             self._unavailable(FallbackReason.MISSING_FEATURE, str(exc))

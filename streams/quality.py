@@ -133,7 +133,8 @@ def table(figures: Figures) -> list[str]:
         f"  {'':<22} {'MAE':>7} {'R²':>7} {'bias':>7}",
     ]
     for name, scores in result.candidates.items():
-        label = f"{name} (champion)" if name == result.model_kind else name
+        role = "champion" if result.gate.passed else "model, REFUSED by the gate"
+        label = f"{name} ({role})" if name == result.model_kind else name
         lines.append(f"  {label:<22} {scores.mae:7.2f} {scores.r2:7.3f} {scores.bias:+7.2f}")
     lines.append(
         f"  {'offline reference':<22} {figures.reference_mae:7.2f} {figures.reference_r2:7.3f}"
@@ -142,7 +143,7 @@ def table(figures: Figures) -> list[str]:
     lines.append(
         f"  champion / best of (reference, constant): {figures.ratio:.3f}; gate "
         f"{'passed' if result.gate.passed else 'REFUSED'}; most/least confident tenth MAE "
-        f"{most:.2f} / {least:.2f} ({most / least:.2f}); P90 coverage model "
+        f"{most:.2f} / {least:.2f} ({most / max(least, 1e-9):.2f}); P90 coverage model "
         f"{result.intervals['model'].coverage:.3f}, heuristic "
         f"{result.intervals['heuristic'].coverage:.3f}"
     )
@@ -161,11 +162,15 @@ def targets(figures: Figures) -> list[tuple[str, bool]]:
     else:
         checks.append((f"champion/best {figures.ratio:.3f} <= 1.03", figures.ratio <= 1.03))
         checks.append((f"MAE {model.mae:.2f} <= heuristic {rule.mae:.2f}", model.mae <= rule.mae))
+    checks.append(("the promotion gate passed", result.gate.passed))
     cover = result.intervals["model"].coverage
     checks.append((f"P90 coverage {cover:.3f} in [0.88, 0.92]", 0.88 <= cover <= 0.92))
     most, least = result.confidence_deciles
     checks.append(
-        (f"confident tenth's MAE {most / least:.2f} x the least's (<= 0.5)", most <= least / 2)
+        (
+            f"confident tenth's MAE {most / max(least, 1e-9):.2f} x the least's (<= 0.5)",
+            most <= least / 2,
+        )
     )
     return checks
 
@@ -180,7 +185,7 @@ def targets(figures: Figures) -> list[tuple[str, bool]]:
 @click.option(
     "--days",
     type=click.IntRange(14, 365),
-    default=90,
+    default=150,
     show_default=True,
     help="Days of synthetic history.",
 )

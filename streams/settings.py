@@ -107,7 +107,8 @@ class Settings(BaseSettings):
     risk_high_minutes: float = Field(default=15.0, ge=0)
     # A booking is at a risk level when its chance of a delay beyond that level's threshold
     # reaches this (models.risk); used where the model's interval is calibrated.
-    risk_probability: float = Field(default=0.3, gt=0, lt=1)
+    # Within the calibrated levels (0.05-0.95), beyond which a chance is not known.
+    risk_probability: float = Field(default=0.3, gt=0.05, lt=0.95)
     # The service area (models.area): local time and the distance to the centre are computed
     # here; a model trained for another area is not served.
     service_area_timezone: str = Field(default="Europe/Zurich", min_length=1)

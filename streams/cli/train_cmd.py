@@ -223,8 +223,9 @@ def train(
         for reason in gate.reasons:
             click.echo(f"  - {reason}", err=True)
         click.echo(
-            "  the workers keep their current champion (or the heuristic); "
-            f'`delaycast model promote {info.version}` or `train --force "REASON"` overrides',
+            "  the workers keep their current champion, or without one the default rules "
+            f"(heuristic-default); `delaycast model promote {info.version}` or `train --force "
+            '"REASON"` overrides',
             err=True,
         )
         raise SystemExit(EXIT_NOT_PROMOTED)

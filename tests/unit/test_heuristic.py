@@ -173,6 +173,7 @@ def test_files_written_before_the_hour_profile_are_read_as_the_profile_they_mean
     canonical = json.dumps(legacy, sort_keys=True, separators=(",", ":")).encode()
     version = "heuristic-" + hashlib.sha256(canonical).hexdigest()[:8]
     params = HeuristicParams.from_dict({"version": version, **legacy})
+    assert params.version == version  # its predictions and metrics stay filed under it
     profile = params.hour_profile_min
     assert [profile[h] for h in (3, 7, 8, 16, 18, 19)] == [0.0, 6.0, 6.0, 6.0, 6.0, 0.0]
     assert set(profile[24:]) == {-2.0}

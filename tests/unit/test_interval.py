@@ -8,9 +8,19 @@ from models.confidence import confidence_from_spread
 from models.interval import Interval, calibrate_scale, coverage, p90, scale_from_metadata, spread_of
 
 
-def test_spread_of_inverts_the_confidence_formula():
-    spread = np.array([0.0, 0.5, 5.0, 40.0])
+def test_spread_of_inverts_the_confidence_formula_above_its_floor():
+    spread = np.array([0.1, 0.5, 5.0, 40.0])
     assert spread_of(confidence_from_spread(spread)) == pytest.approx(spread)
+    assert spread_of(np.array([1.0, 0.99999])).tolist() == [0.1, 0.1]  # the floor
+
+
+def test_rows_a_predictor_is_sure_of_do_not_blow_the_scale_up():
+    rng = np.random.default_rng(8)
+    y = rng.normal(0, 2, 400)
+    confidence = np.where(np.arange(400) < 20, 1.0, confidence_from_spread(np.full(400, 2.0)))
+    interval = Interval.fitted(y, np.zeros(400), confidence)
+    assert interval.scale < 40  # 20 rows of spread 0 would have made it thousands
+    assert interval.coverage > 0.8
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -18,6 +18,7 @@ from connectors.model_store import (
 )
 from models.area import GENEVA, ServiceArea
 from models.forest import ForestConfig
+from models.heuristic import DEFAULT_PARAMS
 from models.history import HistoryRow
 from models.synthetic import generate_history
 from models.training import TrainingConfig, train
@@ -148,6 +149,9 @@ def test_a_model_trained_for_one_area_is_not_served_under_another(tmp_path, nois
     holder.reload_if_changed()
     assert holder.model is None and holder.unavailable.value == "area_mismatch"
     assert "service area" in (holder.detail or "")
+    # Its heuristic learned New York's hours: the default rules answer, without an interval.
+    assert holder.heuristic is DEFAULT_PARAMS and holder.heuristic_p90_scale is None
+    assert holder.heuristic_quantiles is None
 
 
 def test_the_served_p90_scales_are_those_calibrated_on_the_holdout(tmp_path):
@@ -165,3 +169,22 @@ def test_the_served_p90_scales_are_those_calibrated_on_the_holdout(tmp_path):
     assert holder.model_p90_scale == result.intervals["model"].scale
     assert holder.heuristic_p90_scale == result.intervals["heuristic"].scale
     assert holder.metadata["p90"]["model"]["coverage"] == result.intervals["model"].coverage
+
+
+def test_a_holdout_with_too_few_blocks_to_resample_is_refused_whatever_the_lead():
+    from models.training import Lead, Scores, promotion_gate
+
+    scores = {
+        "constant": Scores(mae=5.0, rmse=6.0, r2=0.0, bias=0.0),
+        "heuristic": Scores(mae=4.0, rmse=5.0, r2=0.2, bias=0.0),
+        "boosting": Scores(mae=2.0, rmse=3.0, r2=0.6, bias=0.0),
+    }
+    few = {
+        base: Lead(base, scores[base].mae - 2.0, 1.0, 3.0, blocks=6, block="hour")
+        for base in ("constant", "heuristic")
+    }
+    gate = promotion_gate("boosting", scores, few)
+    assert not gate.passed and len(gate.reasons) == 2
+    assert "6 hours to resample, fewer than 10" in gate.reasons[0]
+    enough = {base: replace(lead, blocks=10) for base, lead in few.items()}
+    assert promotion_gate("boosting", scores, enough).passed
