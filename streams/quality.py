@@ -89,18 +89,14 @@ def synthetic(days: int, incidents: float) -> DataSet:
 
 
 def nycflights13(cache: Path) -> DataSet:
-    from click.testing import CliRunner
-
     from connectors.datasets import read_history
-    from streams.cli.datasets_cmd import nycflights13 as mapping
+    from streams.cli.datasets_cmd import write_nycflights13
     from streams.cli.train_cmd import history_weather
 
     if not (cache / "area.json").is_file():
         click.echo(f"mapping nycflights13 into {cache} (once)", err=True)
         cache.mkdir(parents=True, exist_ok=True)
-        done = CliRunner().invoke(mapping, ["--out", str(cache)])
-        if done.exit_code != 0:
-            raise click.ClickException(f"nycflights13 mapping failed: {done.output}")
+        write_nycflights13(cache)
     rows = read_history(cache / "history.csv")
     area = ServiceArea.from_dict(json.loads((cache / "area.json").read_text(encoding="utf-8")))
     return DataSet("nycflights13", rows, history_weather(rows, cache / "weather.csv"), area)

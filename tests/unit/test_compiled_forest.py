@@ -92,6 +92,22 @@ def grid_forest(seed: int) -> tuple[RandomForestRegressor, np.ndarray]:
     return estimator, X
 
 
+def edge_values(thresholds: np.ndarray) -> np.ndarray:
+    """Split thresholds, their float64 neighbours, their float32 rounding and its neighbours:
+    the values where ``<=`` in float64 and in float32 differ."""
+    rounded = thresholds.astype(np.float32)
+    return np.concatenate(
+        [
+            thresholds,
+            np.nextafter(thresholds, np.inf),
+            np.nextafter(thresholds, -np.inf),
+            rounded.astype(np.float64),
+            np.nextafter(rounded, np.float32(np.inf)).astype(np.float64),
+            np.nextafter(rounded, np.float32(-np.inf)).astype(np.float64),
+        ]
+    )
+
+
 def edge_rows(estimator: RandomForestRegressor, n: int, seed: int) -> np.ndarray:
     """Rows whose every value is a threshold of its feature, or a float64 or float32 neighbour
     of one, or its float32 rounding: the values where ``<=`` in float64 and in float32 differ."""
@@ -102,18 +118,7 @@ def edge_rows(estimator: RandomForestRegressor, n: int, seed: int) -> np.ndarray
         thresholds = np.unique(
             np.concatenate([m.tree_.threshold[m.tree_.feature == f] for m in estimator.estimators_])
         )
-        rounded = thresholds.astype(np.float32)
-        candidates = np.concatenate(
-            [
-                thresholds,
-                np.nextafter(thresholds, np.inf),
-                np.nextafter(thresholds, -np.inf),
-                rounded.astype(np.float64),
-                np.nextafter(rounded, np.float32(np.inf)).astype(np.float64),
-                np.nextafter(rounded, np.float32(-np.inf)).astype(np.float64),
-            ]
-        )
-        out[:, f] = rng.choice(candidates, n)
+        out[:, f] = rng.choice(edge_values(thresholds), n)
     return out
 
 
