@@ -5,15 +5,21 @@ Layout of a model directory::
     <model_dir>/CHAMPION                       the champion's version name (one line)
     <model_dir>/AUDIT.jsonl                    champion changes made by hand or past the gate
                                                (train --force, model promote / rollback)
-    <model_dir>/<version>/model.joblib         the fitted model: a scikit-learn forest, or a
-                                               dict {"point": boosting, "spread": boosting}
+    <model_dir>/<version>/model.joblib         the fitted model: a dict {"forest": forest} or
+                                               {"point": boosting, "spread": boosting}, with
+                                               "inputs": the columns it reads and its zone
+                                               encodings (models.inputs), as plain numbers
     <model_dir>/<version>/heuristic.json       the heuristic fitted on the same history
     <model_dir>/<version>/metadata.json        features, window, metrics, checksum, …
 
 A version is ``<kind>-<created_at as YYYYMMDDTHHMMSSZ>-<first 8 hex of the model's sha256>``,
-kind ``rf`` for a forest and ``gb`` for gradient boosting. An
+kind ``rf`` for a forest and ``gb`` for gradient boosting (with or without zones). An
 artifact directory is written under a temporary name and renamed into place, and CHAMPION is
 replaced atomically, so a worker polling the directory never sees half an artifact.
+
+Artifacts written before models read their columns by name (a bare forest, or a dict without
+"inputs") are still served: their metadata's ``features`` names the columns they read, and a
+model that needs a column this code no longer computes is refused (``missing_feature``).
 
 Loading verifies the model file's sha256 against the metadata *before* unpickling it. The
 checksum catches damaged or mismatched files; it is not a signature: anyone who can write the
@@ -55,10 +61,11 @@ CHAMPION = "CHAMPION"
 MODEL_FILE = "model.joblib"
 HEURISTIC_FILE = "heuristic.json"
 AUDIT_FILE = "AUDIT.jsonl"
-KIND_PREFIX = {"forest": "rf", "boosting": "gb"}
+KIND_PREFIX = {"forest": "rf", "boosting": "gb", "boosting_zones": "gb"}
 MODEL_TYPES = {
     "forest": "sklearn.ensemble.RandomForestRegressor",
     "boosting": "sklearn.ensemble.HistGradientBoostingRegressor",
+    "boosting_zones": "sklearn.ensemble.HistGradientBoostingRegressor",
 }
 METADATA_FILE = "metadata.json"
 METADATA_FORMAT = 1
@@ -136,7 +143,8 @@ def save_artifact(
     incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=out_dir))
     try:
         incoming.chmod(0o755)  # mkdtemp makes it private; workers may run as another user
-        joblib.dump(result.estimator, incoming / MODEL_FILE)
+        content = {**result.estimator, "inputs": result.predictor.inputs.to_dict()}
+        joblib.dump(content, incoming / MODEL_FILE)
         digest = _sha256(incoming / MODEL_FILE)
         size = (incoming / MODEL_FILE).stat().st_size
         version = model_version(created_at, digest, result.model_kind)
@@ -218,7 +226,7 @@ def load_version(model_dir: Path, version: str, area: ServiceArea | None = None)
         raise ArtifactCorrupt(
             f"{path / METADATA_FILE} describes {metadata.get('model_version')!r}, not {version!r}"
         )
-    _check_features(metadata.get("features"), version)
+    features = _check_features(metadata.get("features"), version)
     if area is not None:
         _check_area(artifact_area(metadata), area, version)
     expected = metadata.get("model_sha256")
@@ -240,8 +248,9 @@ def load_version(model_dir: Path, version: str, area: ServiceArea | None = None)
     except Exception as exc:
         raise ArtifactCorrupt(f"cannot unpickle {path / MODEL_FILE}: {exc!r}") from None
     try:
-        predictor = _predictor(estimator, version)
-    except (ValueError, IndexError) as exc:  # IndexError: a tree whose children point nowhere
+        predictor = _predictor(estimator, version, features, artifact_area(metadata))
+    # KeyError, TypeError: damaged inputs; IndexError: a tree whose children point nowhere.
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise ArtifactCorrupt(f"{path / MODEL_FILE}: {exc}") from None
     warnings = []
     if metadata.get("sklearn_version") != sklearn.__version__:
@@ -252,27 +261,41 @@ def load_version(model_dir: Path, version: str, area: ServiceArea | None = None)
     return LoadedModel(predictor, heuristic, metadata, path, tuple(warnings))
 
 
-def _predictor(estimator: Any, version: str) -> Predictor:
+def _predictor(
+    content: Any, version: str, features: tuple[str, ...], area: ServiceArea
+) -> Predictor:
+    """The predictor of a model file's content; ValueError when it is not one delaycast
+    serves or disagrees with its metadata (``features``, ``area``)."""
     from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 
     from models.boosting import BoostingPredictor
     from models.forest import ForestPredictor
+    from models.inputs import ModelInputs
 
-    if isinstance(estimator, RandomForestRegressor):
-        return ForestPredictor(estimator, version=version, feature_names=FEATURE_NAMES)
-    if (
-        isinstance(estimator, dict)
-        and set(estimator) == {"point", "spread"}
-        and isinstance(estimator["point"], HistGradientBoostingRegressor)
-        and isinstance(estimator["spread"], HistGradientBoostingRegressor)
+    if isinstance(content, RandomForestRegressor):  # written before models named their inputs
+        content = {"forest": content}
+    if not isinstance(content, dict):
+        raise ValueError(f"holds a {type(content).__name__}, not a model delaycast serves")
+    if "inputs" in content:
+        inputs = ModelInputs.from_dict(content["inputs"])
+        if inputs.required != features:
+            raise ValueError(
+                f"reads {list(inputs.required)}, but its metadata lists {list(features)}"
+            )
+        if inputs.zones is not None and inputs.zones.area.mismatch(area):
+            raise ValueError("its zone encodings were fitted for another service area")
+    else:
+        inputs = ModelInputs.of(features)
+    models = {k: v for k, v in content.items() if k != "inputs"}
+    if set(models) == {"forest"} and isinstance(models["forest"], RandomForestRegressor):
+        return ForestPredictor(models["forest"], version, inputs)
+    if set(models) == {"point", "spread"} and all(
+        isinstance(m, HistGradientBoostingRegressor) for m in models.values()
     ):
         return BoostingPredictor(
-            estimator["point"],
-            version=version,
-            feature_names=FEATURE_NAMES,
-            spread_estimator=estimator["spread"],
+            models["point"], version, inputs, spread_estimator=models["spread"]
         )
-    raise ValueError(f"holds a {type(estimator).__name__}, not a model delaycast serves")
+    raise ValueError(f"holds {sorted(models)}, not a model delaycast serves")
 
 
 def record_audit(model_dir: Path, action: str, **details: Any) -> dict[str, Any]:
@@ -363,19 +386,22 @@ def _check_area(trained: ServiceArea, configured: ServiceArea, version: str) -> 
         )
 
 
-def _check_features(features: Any, version: str) -> None:
-    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-        raise ArtifactCorrupt(f"metadata of {version} has no feature list")
-    if tuple(features) == FEATURE_NAMES:
-        return
+def _check_features(features: Any, version: str) -> tuple[str, ...]:
+    """The booking features the model reads, by name; ArtifactFeatureMismatch when this code
+    does not compute one of them (a model may read any of them, in any order)."""
+    if (
+        not isinstance(features, list)
+        or not features
+        or not all(isinstance(f, str) for f in features)
+        or len(set(features)) != len(features)
+    ):
+        raise ArtifactCorrupt(f"metadata of {version} has no list of distinct feature names")
     missing = [f for f in features if f not in FEATURE_NAMES]
-    unknown = [f for f in FEATURE_NAMES if f not in features]
-    detail = (
-        f"features this code does not compute: {missing}; features the model lacks: {unknown}"
-        if missing or unknown
-        else "same features in another order"
-    )
-    raise ArtifactFeatureMismatch(f"model {version} was trained on other features ({detail})")
+    if missing:
+        raise ArtifactFeatureMismatch(
+            f"model {version} was trained on features this code does not compute: {missing}"
+        )
+    return tuple(features)
 
 
 def _read_heuristic(path: Path) -> HeuristicParams:
@@ -394,6 +420,7 @@ def _metadata(
     import joblib
     import sklearn
 
+    zones = result.predictor.inputs.zones
     return {
         "format": METADATA_FORMAT,
         "model_version": version,
@@ -408,6 +435,8 @@ def _metadata(
         "joblib_version": joblib.__version__,
         "python_version": platform.python_version(),
         "features": list(result.feature_names),
+        "model_inputs": list(result.predictor.inputs.names),
+        "zones": None if zones is None else zones.summary(),
         "training_window": {
             "start": result.window_start.isoformat(),
             "end": result.window_end.isoformat(),

@@ -18,7 +18,6 @@ Without a spread model, every booking gets one constant confidence given at cons
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,8 +27,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from models.compiled_boosting import compile_boosting
 from models.compiled_forest import CompiledForest
 from models.confidence import confidence_from_spread
-from models.features import FEATURE_NAMES
-from models.predictor import checked_features
+from models.inputs import ModelInputs
 
 Loss = Literal["absolute_error", "squared_error", "quantile"]
 
@@ -91,8 +89,8 @@ def fit_boosting(
     loss: Loss = "absolute_error",
     quantile: float | None = None,
 ) -> HistGradientBoostingRegressor:
-    """A boosting model fitted on features ``X`` (FEATURE_NAMES order) and delays ``y``
-    (minutes). ``quantile`` (in (0, 1)) is required with ``loss="quantile"`` and refused
+    """A boosting model fitted on a model's inputs ``X`` (:mod:`models.inputs`) and delays
+    ``y`` (minutes). ``quantile`` (in (0, 1)) is required with ``loss="quantile"`` and refused
     otherwise."""
     if loss not in ("absolute_error", "squared_error", "quantile"):
         raise ValueError(f"loss must be absolute_error, squared_error or quantile, not {loss!r}")
@@ -138,25 +136,28 @@ def fit_spread(
 
 
 class BoostingPredictor:
-    """A fitted boosting model, with the version and feature names it was trained with, and
+    """A fitted boosting model, with the version and the inputs it was trained with, and
     either its spread model or a constant ``confidence`` for every booking.
 
-    Raises ValueError at construction when a model does not take ``len(feature_names)``
-    features or cannot be compiled (see :mod:`models.compiled_boosting`), or when not exactly
-    one of ``spread_estimator`` and ``confidence`` (in [0, 1]) is given; at :meth:`predict` when
-    ``X`` has the wrong width or a non-finite value. Safe to call from several threads.
+    :meth:`predict` takes the booking features (FEATURE_NAMES columns) and hands both models
+    their own inputs (``inputs.transform``). Raises ValueError at construction when a model
+    does not take ``len(inputs.names)`` features or cannot be compiled (see
+    :mod:`models.compiled_boosting`), or when not exactly one of ``spread_estimator`` and
+    ``confidence`` (in [0, 1]) is given; at :meth:`predict` when ``X`` has the wrong width or a
+    non-finite value. Safe to call from several threads.
     """
 
     def __init__(
         self,
         estimator: HistGradientBoostingRegressor,
         version: str,
-        feature_names: Sequence[str] = FEATURE_NAMES,
+        inputs: ModelInputs | None = None,
         spread_estimator: HistGradientBoostingRegressor | None = None,
         *,
         confidence: float | None = None,
     ) -> None:
-        names = tuple(feature_names)
+        inputs = inputs or ModelInputs()
+        names = inputs.names
         if (spread_estimator is None) == (confidence is None):
             raise ValueError("give either a spread model or a constant confidence, not both")
         if confidence is not None and not 0.0 <= confidence <= 1.0:
@@ -171,7 +172,7 @@ class BoostingPredictor:
         self._spread_estimator = spread_estimator
         self._confidence = confidence
         self._version = version
-        self._feature_names = names
+        self._inputs = inputs
 
     @property
     def version(self) -> str:
@@ -179,7 +180,11 @@ class BoostingPredictor:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return self._feature_names
+        return self._inputs.names
+
+    @property
+    def inputs(self) -> ModelInputs:
+        return self._inputs
 
     @property
     def estimator(self) -> HistGradientBoostingRegressor:
@@ -202,7 +207,7 @@ class BoostingPredictor:
         return delays, confidence_from_spread(spread)
 
     def _checked(self, X: np.ndarray) -> np.ndarray:
-        X = checked_features(X, len(self._feature_names))
+        X = self._inputs.transform(X)
         # Once, in the dtype both compiled models compare: neither converts it again.
         return np.ascontiguousarray(X, dtype=np.float64)
 

@@ -33,6 +33,10 @@ wind_m_s              weather: wind speed                                       
 visibility_m          weather: horizontal visibility                               m
 humidity_pct          weather: relative humidity                                   %
 weather_is_default    1 when no real observation was available (default values)    0/1
+pickup_lat            the booking's coordinates, as given: models do not read      degrees
+pickup_lon            them directly (see :mod:`models.inputs`), but zone
+dropoff_lat           encodings (:mod:`models.zones`) and stored features do
+dropoff_lon
 ====================  ==========================================================  ==========
 
 Vehicle type and priority are one-hot rather than ordinal because their effects on delay are not
@@ -94,6 +98,8 @@ WEATHER_FEATURES: tuple[str, ...] = (
     "humidity_pct",
 )
 
+COORDINATE_FEATURES: tuple[str, ...] = ("pickup_lat", "pickup_lon", "dropoff_lat", "dropoff_lon")
+
 FEATURE_NAMES: tuple[str, ...] = (
     "distance_km",
     "pickup_center_km",
@@ -107,6 +113,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"priority_{p.value}" for p in PRIORITY_ORDER),
     *WEATHER_FEATURES,
     "weather_is_default",
+    *COORDINATE_FEATURES,
 )
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -175,6 +182,8 @@ def feature_matrix(
         [(b.pickup_lat, b.pickup_lon, b.dropoff_lat, b.dropoff_lon) for b in bookings],
         dtype=np.float64,
     )
+    first_coordinate = col[COORDINATE_FEATURES[0]]
+    out[:, first_coordinate : first_coordinate + len(COORDINATE_FEATURES)] = coords
     out[:, col["distance_km"]] = haversine_km(
         coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3]
     )

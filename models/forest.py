@@ -16,7 +16,6 @@ that is saved and loaded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +23,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 from models.compiled_forest import compile_forest, forest_mean
 from models.confidence import confidence_from_spread
-from models.features import FEATURE_NAMES
-from models.predictor import checked_features
+from models.inputs import ModelInputs
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,8 @@ class ForestConfig:
 
 
 def fit_forest(X: np.ndarray, y: np.ndarray, config: ForestConfig) -> RandomForestRegressor:
-    """A forest fitted on features ``X`` (FEATURE_NAMES order) and delays ``y`` (minutes)."""
+    """A forest fitted on a model's inputs ``X`` (:mod:`models.inputs`) and delays ``y``
+    (minutes)."""
     estimator = RandomForestRegressor(
         n_estimators=config.n_estimators,
         max_depth=config.max_depth,
@@ -59,20 +58,23 @@ def fit_forest(X: np.ndarray, y: np.ndarray, config: ForestConfig) -> RandomFore
 
 
 class ForestPredictor:
-    """A fitted forest with the version and feature names it was trained with.
+    """A fitted forest with the version and the inputs it was trained with.
 
-    Raises ValueError at construction when the forest does not take ``len(feature_names)``
-    features or is not a forest of single-output regression trees, and at :meth:`predict` when
-    ``X`` has the wrong width or a non-finite value. Safe to call from several threads.
+    :meth:`predict` takes the booking features (FEATURE_NAMES columns) and hands the forest its
+    own inputs (``inputs.transform``). Raises ValueError at construction when the forest does
+    not take ``len(inputs.names)`` features or is not a forest of single-output regression
+    trees, and at :meth:`predict` when ``X`` has the wrong width or a non-finite value. Safe to
+    call from several threads.
     """
 
     def __init__(
         self,
         estimator: RandomForestRegressor,
         version: str,
-        feature_names: Sequence[str] = FEATURE_NAMES,
+        inputs: ModelInputs | None = None,
     ) -> None:
-        names = tuple(feature_names)
+        inputs = inputs or ModelInputs()
+        names = inputs.names
         trees = getattr(estimator, "estimators_", None)
         if not trees:
             raise ValueError("the forest is not fitted")
@@ -87,7 +89,7 @@ class ForestPredictor:
         self._estimator = estimator
         self._compiled = compile_forest(estimator)
         self._version = version
-        self._feature_names = names
+        self._inputs = inputs
 
     @property
     def version(self) -> str:
@@ -95,7 +97,11 @@ class ForestPredictor:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return self._feature_names
+        return self._inputs.names
+
+    @property
+    def inputs(self) -> ModelInputs:
+        return self._inputs
 
     @property
     def estimator(self) -> RandomForestRegressor:
@@ -116,7 +122,7 @@ class ForestPredictor:
         return forest_mean(per_tree), confidence_from_spread(tree_spread(per_tree))
 
     def _checked(self, X: np.ndarray) -> np.ndarray:
-        return checked_features(X, len(self._feature_names))
+        return self._inputs.transform(X)
 
 
 def tree_spread(per_tree: np.ndarray) -> np.ndarray:

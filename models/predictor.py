@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from models.inputs import ModelInputs
 
 
 class Predictor(Protocol):
     """A fitted model with its version: delays (minutes) and confidences in [0, 1] per row.
 
-    ``predict`` raises ValueError when ``X`` is not (rows, len(feature_names)) or holds a
-    non-finite value; it is safe to call from several threads.
+    ``predict`` takes the booking features (rows, len(FEATURE_NAMES)) and raises ValueError
+    when ``X`` has another width or holds a non-finite value; it is safe to call from several
+    threads. ``feature_names`` are the model's own inputs, which ``inputs.transform`` makes.
     """
 
     @property
@@ -21,8 +25,12 @@ class Predictor(Protocol):
     def feature_names(self) -> tuple[str, ...]: ...
 
     @property
+    def inputs(self) -> ModelInputs: ...
+
+    @property
     def estimator(self) -> Any:
-        """The scikit-learn model it compiled (its own ``predict`` gives the same delays)."""
+        """The scikit-learn model it compiled: ``estimator.predict(inputs.transform(X))`` gives
+        the same delays."""
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 

@@ -12,7 +12,12 @@
      written as rules, so the heuristic the workers serve never loses to it;
    - ``forest``: the random forest of :mod:`models.forest` (squared error);
    - ``boosting``: gradient boosting with absolute-error loss (:mod:`models.boosting`), the loss
-     of the operators' KPI, which a heavy right tail of delays cannot drag upwards.
+     of the operators' KPI, which a heavy right tail of delays cannot drag upwards;
+   - ``boosting_zones``: the same boosting, also given the zone target encodings of
+     :mod:`models.zones` (pickup cell, dropoff cell, pickup cell × hour), fitted on the training
+     rows only and cross-fitted on them. Location is worth its own candidate because whether it
+     helps depends on the area: where distance and the distance to the centre already say it
+     all, the encodings only add noise, and the holdout says so.
 
    The ML candidate with the lowest holdout MAE is the model of the artifact; it is shipped as
    evaluated (not refitted on all rows), so its metadata describes exactly what is served.
@@ -49,15 +54,17 @@ from models.distribution import FeatureDistribution, describe_features
 from models.features import FEATURE_NAMES, feature_matrix, local_seconds
 from models.forest import ForestConfig, ForestPredictor, fit_forest
 from models.history import HistoryRow
+from models.inputs import ModelInputs, booking_zone_cells
 from models.interval import Interval
 from models.metrics import bias, mae, r2, rmse
 from models.predictor import Predictor
+from models.zones import ZoneEncoding
 from schemas.weather import Weather
 
 # Progress callback: (stage, detail) — the CLI prints it, tests ignore it.
 Progress = Callable[[str, str], None]
 
-ML_CANDIDATES: tuple[str, ...] = ("forest", "boosting")
+ML_CANDIDATES: tuple[str, ...] = ("forest", "boosting", "boosting_zones")
 BASELINES: tuple[str, ...] = ("constant", "heuristic")
 MIN_DAY_BLOCKS = 10  # fewer blocks than this, and a bootstrap interval means little
 MIN_HOLDOUT_ROWS = 20  # the P90 is calibrated on one half and measured on the other
@@ -72,6 +79,7 @@ class TrainingConfig:
     candidates: tuple[str, ...] = ML_CANDIDATES
     bootstrap_samples: int = 2000
     seed: int = 0
+    zone_cell_km: float = 1.0  # side of the zone grid's square cells
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout_fraction < 1:
@@ -81,6 +89,8 @@ class TrainingConfig:
             raise ValueError(f"candidates must be among {list(ML_CANDIDATES)}, got {unknown}")
         if self.bootstrap_samples < 100:
             raise ValueError("bootstrap_samples must be >= 100")
+        if not self.zone_cell_km >= 0.1:
+            raise ValueError(f"zone_cell_km must be at least 0.1, not {self.zone_cell_km}")
 
 
 @dataclass(frozen=True)
@@ -146,8 +156,8 @@ class Gate:
 class TrainingResult:
     """Everything an artifact needs; the model version is assigned when it is saved."""
 
-    model_kind: str  # the ML candidate that won: "forest" or "boosting"
-    estimator: Any  # what the artifact stores: a forest, or {"point": …, "spread": …}
+    model_kind: str  # the ML candidate that won: one of ML_CANDIDATES
+    estimator: Any  # what the artifact stores: {"forest": …} or {"point": …, "spread": …}
     predictor: Predictor
     forest_estimator: Any  # the forest candidate, whether it won or not (drift, bench)
     heuristic: heuristic.HeuristicParams
@@ -158,7 +168,7 @@ class TrainingResult:
     constant_median: float
     confidence_deciles: tuple[float, float]  # holdout MAE of the most / least confident tenth
     intervals: dict[str, Interval]  # the P90 of "model" and of "heuristic"
-    feature_names: tuple[str, ...]
+    feature_names: tuple[str, ...]  # the booking features the model needs (see ModelInputs)
     rows: int
     train_rows: int
     holdout_rows: int
@@ -256,21 +266,21 @@ def train(
         params = heuristic.constant_params(median, params.residual_std_min)
         predictions["heuristic"], confidences["heuristic"] = heuristic.predict(params, X_hold)
 
-    fitted: dict[str, tuple[Any, Predictor]] = {}
+    fitted: dict[str, tuple[dict[str, Any], Predictor]] = {}
+    plain = ModelInputs()
     if "forest" in config.candidates:
         progress("forest", f"fitting {config.forest.n_estimators} trees on {split} rows")
-        forest = fit_forest(X_train, y_train, config.forest)
-        fitted["forest"] = (forest, ForestPredictor(forest, version="candidate"))
+        forest = fit_forest(plain.transform(X_train), y_train, config.forest)
+        fitted["forest"] = ({"forest": forest}, ForestPredictor(forest, "candidate", plain))
     if "boosting" in config.candidates:
         progress("boosting", f"fitting absolute-error boosting on {split} rows")
-        point = fit_boosting(X_train, y_train, config.boosting)
-        progress("boosting", "fitting its spread model on the training residuals")
-        spread_config = replace(SPREAD_CONFIG, random_state=config.boosting.random_state)
-        spread = fit_spread(X_train, y_train, point.predict(X_train), spread_config)
-        fitted["boosting"] = (
-            {"point": point, "spread": spread},
-            BoostingPredictor(point, version="candidate", spread_estimator=spread),
-        )
+        fitted["boosting"] = _fit_boosting(plain.transform(X_train), y_train, plain, config)
+    if "boosting_zones" in config.candidates:
+        progress("boosting_zones", f"zone encodings ({config.zone_cell_km:g} km cells)")
+        zoned, crossed = _fit_zones(X_train, y_train, area, config)
+        progress("boosting_zones", f"fitting absolute-error boosting on {split} rows")
+        inputs = np.hstack([plain.transform(X_train), crossed])
+        fitted["boosting_zones"] = _fit_boosting(inputs, y_train, zoned, config)
     progress("evaluate", f"{len(y_hold)} holdout rows")
     for name, (_, predictor) in fitted.items():
         predictions[name], confidences[name] = predictor.predict(X_hold)
@@ -297,7 +307,7 @@ def train(
         model_kind=kind,
         estimator=estimator,
         predictor=predictor,
-        forest_estimator=fitted["forest"][0] if "forest" in fitted else None,
+        forest_estimator=fitted["forest"][0]["forest"] if "forest" in fitted else None,
         heuristic=params,
         heuristic_note=note,
         candidates=candidates,
@@ -311,7 +321,7 @@ def train(
                 y_hold, predictions["heuristic"], confidences["heuristic"]
             ),
         },
-        feature_names=FEATURE_NAMES,
+        feature_names=predictor.inputs.required,
         rows=len(y),
         train_rows=split,
         holdout_rows=len(y_hold),
@@ -322,6 +332,27 @@ def train(
         area=area,
         config=config,
     )
+
+
+def _fit_boosting(
+    X: np.ndarray, y: np.ndarray, inputs: ModelInputs, config: TrainingConfig
+) -> tuple[dict[str, Any], Predictor]:
+    """Point and spread models fitted on the model inputs ``X`` (``inputs.names`` columns)."""
+    point = fit_boosting(X, y, config.boosting)
+    spread_config = replace(SPREAD_CONFIG, random_state=config.boosting.random_state)
+    spread = fit_spread(X, y, point.predict(X), spread_config)
+    predictor = BoostingPredictor(point, "candidate", inputs, spread_estimator=spread)
+    return {"point": point, "spread": spread}, predictor
+
+
+def _fit_zones(
+    X_train: np.ndarray, y_train: np.ndarray, area: ServiceArea, config: TrainingConfig
+) -> tuple[ModelInputs, np.ndarray]:
+    """Inputs with zone encodings fitted on the training rows, and those rows' cross-fitted
+    encodings (rows, 3)."""
+    cells = booking_zone_cells(X_train, area, config.zone_cell_km)
+    encoding, crossed = ZoneEncoding.fit(area, config.zone_cell_km, cells, y_train, config.seed)
+    return ModelInputs(zones=encoding), crossed
 
 
 @dataclass(frozen=True)

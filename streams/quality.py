@@ -31,6 +31,7 @@ import click
 
 from models.area import GENEVA, ServiceArea
 from models.history import HistoryRow
+from models.inputs import ModelInputs
 from models.metrics import mae, r2
 from models.training import TrainingConfig, TrainingResult, split_by_time, train
 from schemas.weather import Weather
@@ -111,7 +112,9 @@ def measure(data: DataSet, progress: Callable[[str, str], None]) -> Figures:
     progress("reference", "offline absolute-error boosting on the same rows")
     split = split_by_time(data.rows, data.weathers, config.holdout_fraction, data.area)
     reference = HistGradientBoostingRegressor(**REFERENCE_PARAMS)
-    predicted = reference.fit(split.X_train, split.y_train).predict(split.X_hold)
+    inputs = ModelInputs()  # the booking features the candidates read, without zones
+    reference.fit(inputs.transform(split.X_train), split.y_train)
+    predicted = reference.predict(inputs.transform(split.X_hold))
     return Figures(
         data.name,
         result,

@@ -30,6 +30,7 @@ from models.boosting import (
 )
 from models.features import feature_matrix
 from models.forest import ForestConfig, ForestPredictor, fit_forest
+from models.inputs import ModelInputs
 from models.synthetic import generate_history
 
 HISTORY_END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -79,9 +80,11 @@ def main(days: int, seed: int, rounds: int) -> None:
     X_train, y_train, X_hold, y_hold = X[:split], y[:split], X[split:], y[split:]
     click.echo(f"{len(X)} rows of {days} days: {split} to fit, {len(X) - split} held out")
 
-    forest = ForestPredictor(fit_forest(X_train, y_train, ForestConfig()), version="bench")
-    point = fit_boosting(X_train, y_train, BoostingConfig())
-    spread = fit_spread(X_train, y_train, point.predict(X_train), SPREAD_CONFIG)
+    inputs = ModelInputs()
+    M_train = inputs.transform(X_train)
+    forest = ForestPredictor(fit_forest(M_train, y_train, ForestConfig()), "bench", inputs)
+    point = fit_boosting(M_train, y_train, BoostingConfig())
+    spread = fit_spread(M_train, y_train, point.predict(M_train), SPREAD_CONFIG)
     boosting = BoostingPredictor(point, version="bench", spread_estimator=spread)
     for name, model in (("forest", forest.estimator), ("boosting", point), ("spread", spread)):
         click.echo(f"{name}: {_shape(model)}")
@@ -91,7 +94,7 @@ def main(days: int, seed: int, rounds: int) -> None:
     for name, predict in cases.items():
         delays, confidences = predict(X_hold)
         estimator = forest.estimator if name == "forest" else point
-        same = bool(np.array_equal(delays, estimator.predict(X_hold)))
+        same = bool(np.array_equal(delays, estimator.predict(inputs.transform(X_hold))))
         click.echo(
             f"{name:<18} one booking {describe(seconds[name]['one'])}; "
             f"batch of {BATCH_ROWS}: {describe(seconds[name]['batch'])} per booking"

@@ -32,6 +32,7 @@ from sklearn.ensemble import RandomForestRegressor
 from models.confidence import confidence_from_spread
 from models.features import feature_matrix
 from models.forest import ForestPredictor
+from models.inputs import ModelInputs
 from models.predictor import Predictor
 from models.synthetic import generate_history
 
@@ -97,8 +98,11 @@ def _seconds(call: Callable[[np.ndarray], object], batch: np.ndarray) -> float:
     return time.perf_counter() - started
 
 
-def train_default(days: int, seed: int) -> tuple[RandomForestRegressor, np.ndarray, str]:
-    """The default model trained on synthetic history, and feature rows of its holdout."""
+def train_default(
+    days: int, seed: int
+) -> tuple[RandomForestRegressor, ModelInputs, np.ndarray, str]:
+    """The default model trained on synthetic history, its inputs, and booking features of its
+    holdout."""
     from models.training import TrainingConfig, train
 
     click.echo(f"generating {days} days of synthetic history (seed {seed})", err=True)
@@ -107,7 +111,8 @@ def train_default(days: int, seed: int) -> tuple[RandomForestRegressor, np.ndarr
     result = train(history.rows, history.row_weather, TrainingConfig(candidates=("forest",)))
     tail = history.rows[-2000:]
     X = feature_matrix([row.booking for row in tail], history.row_weather[-2000:])
-    return result.forest_estimator, X, f"trained on {result.train_rows} rows of {days} days"
+    origin = f"trained on {result.train_rows} rows of {days} days"
+    return result.forest_estimator, ModelInputs(), X, origin
 
 
 def load_champion_with_rows(model_dir: Path, seed: int) -> tuple[Predictor, np.ndarray]:
@@ -124,8 +129,11 @@ def load_champion_with_rows(model_dir: Path, seed: int) -> tuple[Predictor, np.n
     return loaded.predictor, X
 
 
-def load_from(model_dir: Path, seed: int) -> tuple[RandomForestRegressor, np.ndarray, str]:
-    """The champion of ``model_dir``, a forest, and feature rows of synthetic bookings."""
+def load_from(
+    model_dir: Path, seed: int
+) -> tuple[RandomForestRegressor, ModelInputs, np.ndarray, str]:
+    """The champion of ``model_dir``, a forest, its inputs, and booking features of synthetic
+    bookings."""
     predictor, X = load_champion_with_rows(model_dir, seed)
     estimator = predictor.estimator
     if not isinstance(estimator, RandomForestRegressor):
@@ -133,7 +141,7 @@ def load_from(model_dir: Path, seed: int) -> tuple[RandomForestRegressor, np.nda
             f"the champion {predictor.version} is a {type(estimator).__name__}; this bench "
             "times forests (python -m streams.bench.boosting_timing times boosting)"
         )
-    return estimator, X, f"champion {predictor.version}"
+    return estimator, predictor.inputs, X, f"champion {predictor.version}"
 
 
 def report(timings: list[Timing]) -> list[str]:
@@ -152,10 +160,12 @@ def report(timings: list[Timing]) -> list[str]:
 
 
 def differences(predictor: ForestPredictor, X: np.ndarray) -> list[str]:
+    """``X``: booking features; scikit-learn gets the forest's own inputs made from them."""
     estimator = predictor.estimator
     delays, confidences = predictor.predict(X)
     one_by_one = np.concatenate([predictor.predict(X[i : i + 1])[0] for i in range(100)])
     per_tree = predictor.tree_predictions(X)
+    X = predictor.inputs.transform(X)
     trees = np.array([member.predict(X) for member in estimator.estimators_])
     _, old_confidences = per_tree_loop(estimator)(X)
     return [
@@ -182,13 +192,13 @@ def differences(predictor: ForestPredictor, X: np.ndarray) -> list[str]:
 def main(model_dir: Path | None, days: int, seed: int, repeats: int) -> None:
     """Time sklearn's predict against the compiled forest and print the figures."""
     if model_dir is None:
-        estimator, X, origin = train_default(days, seed)
+        estimator, inputs, X, origin = train_default(days, seed)
     else:
-        estimator, X, origin = load_from(model_dir, seed)
+        estimator, inputs, X, origin = load_from(model_dir, seed)
     if len(X) < max(BATCH_SIZES):
         raise click.ClickException(f"only {len(X)} feature rows; need {max(BATCH_SIZES)}")
     started = time.perf_counter()
-    predictor = ForestPredictor(estimator, version="bench")
+    predictor = ForestPredictor(estimator, "bench", inputs)
     compile_ms = (time.perf_counter() - started) * 1e3
     trees = [member.tree_ for member in estimator.estimators_]
     click.echo(
@@ -196,9 +206,11 @@ def main(model_dir: Path | None, days: int, seed: int, repeats: int) -> None:
         f"{sum(t.node_count for t in trees):,} nodes, {estimator.n_features_in_} features "
         f"({origin}); compiled in {compile_ms:.0f} ms; {repeats} repetitions"
     )
+    loop = per_tree_loop(estimator)
+    # Every case starts from the booking features; selecting the model's columns is a view.
     cases: dict[str, Callable[[np.ndarray], object]] = {
-        "sklearn RandomForestRegressor.predict": estimator.predict,
-        "previous: per-tree tree_.predict loop": per_tree_loop(estimator),
+        "sklearn RandomForestRegressor.predict": lambda X: estimator.predict(inputs.transform(X)),
+        "previous: per-tree tree_.predict loop": lambda X: loop(inputs.transform(X)),
         "compiled: ForestPredictor.predict": predictor.predict,
     }
     timings = time_cases(cases, X, repeats)

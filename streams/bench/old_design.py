@@ -45,7 +45,7 @@ async def old_design(stream: AsyncIterable[bytes]) -> None:
         raw = await redis_client.get(weather_key)
         weather = Weather.model_validate_json(raw) if raw else MILD_WEATHER
         features = feature_matrix([booking], [weather])
-        delay = float(estimator.predict(features)[0])
+        delay = float(estimator.predict(model.predictor.inputs.transform(features))[0])
         risk = risk_levels(
             np.array([delay]), settings.risk_medium_minutes, settings.risk_high_minutes
         )[0]

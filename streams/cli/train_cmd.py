@@ -70,9 +70,18 @@ def history_weather(rows: Sequence[HistoryRow], weather_csv: Path | None) -> lis
 )
 @click.option(
     "--candidates",
-    default="forest,boosting",
+    default="forest,boosting,boosting_zones",
     show_default=True,
-    help="The ML candidates to train, comma-separated, among: forest, boosting.",
+    help="The ML candidates to train, comma-separated, among: forest, boosting, boosting_zones "
+    "(boosting that also reads the zone encodings learned from the history).",
+)
+@click.option(
+    "--zone-cell-km",
+    type=click.FloatRange(0.1, 100.0),
+    default=1.0,
+    show_default=True,
+    help="Side of the square cells whose delays boosting_zones encodes (pickup, dropoff, "
+    "pickup × hour).",
 )
 @click.option("--trees", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random state of the fits.")
@@ -94,6 +103,7 @@ def train(
     out: Path | None,
     holdout_fraction: float,
     candidates: str,
+    zone_cell_km: float,
     trees: int,
     seed: int,
     champion: bool,
@@ -174,6 +184,7 @@ def train(
         boosting=BoostingConfig(random_state=seed),
         candidates=chosen,
         seed=seed,
+        zone_cell_km=zone_cell_km,
     )
     fit_started = time.perf_counter()
     try:

@@ -14,9 +14,11 @@ from models.boosting import (
 )
 from models.confidence import confidence_from_spread
 from models.features import FEATURE_INDEX, FEATURE_NAMES
+from models.inputs import MODEL_FEATURES, ModelInputs
 
 SMALL = BoostingConfig(max_iter=80, learning_rate=0.2, max_depth=4, early_stopping=False)
 NOISY = FEATURE_INDEX["precipitation_mm_h"]
+M = ModelInputs().transform  # booking features -> the model's own columns
 
 
 def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -33,8 +35,8 @@ def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def fitted() -> tuple[HistGradientBoostingRegressor, HistGradientBoostingRegressor]:
     X, y, _ = data(6_000, 1)
-    point = fit_boosting(X, y, SMALL)
-    return point, fit_spread(X, y, point.predict(X), SPREAD_CONFIG)
+    point = fit_boosting(M(X), y, SMALL)
+    return point, fit_spread(M(X), y, point.predict(M(X)), SPREAD_CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def test_delays_equal_scikit_learns_own_predict_bit_for_bit(predictor):
     for rows in (1, 7, 500):
         delays, confidences = predictor.predict(X[:rows])
         assert delays.shape == confidences.shape == (rows,)
-        assert np.array_equal(delays, predictor.estimator.predict(X[:rows]))
+        assert np.array_equal(delays, predictor.estimator.predict(M(X[:rows])))
 
 
 def test_confidence_is_the_spread_models_expected_error_turned_into_unit_interval(predictor):
@@ -56,7 +58,7 @@ def test_confidence_is_the_spread_models_expected_error_turned_into_unit_interva
     _, confidences = predictor.predict(X)
     assert np.all((confidences > 0) & (confidences <= 1))
     assert predictor.spread_estimator is not None
-    spread = np.maximum(predictor.spread_estimator.predict(X), 0.0)
+    spread = np.maximum(predictor.spread_estimator.predict(M(X)), 0.0)
     np.testing.assert_array_equal(confidences, confidence_from_spread(spread))
 
 
@@ -75,6 +77,7 @@ def test_rows_with_more_noise_get_less_confidence(predictor):
 def test_spread_model_is_fitted_on_the_absolute_residuals(fitted):
     X, y, _ = data(6_000, 1)
     point, spread = fitted
+    X = M(X)
     residuals = np.abs(y - point.predict(X))
     direct = fit_boosting(X, residuals, SPREAD_CONFIG, loss="absolute_error")
     assert spread.loss == "absolute_error"
@@ -88,14 +91,14 @@ def test_without_a_spread_model_every_booking_gets_the_constant_confidence(fitte
     constant = BoostingPredictor(point, version="gb-constant", confidence=0.6)
     X, _, _ = data(50, 5)
     delays, confidences = constant.predict(X)
-    assert np.array_equal(delays, point.predict(X))
+    assert np.array_equal(delays, point.predict(M(X)))
     np.testing.assert_array_equal(confidences, np.full(50, 0.6))
     assert constant.spread_estimator is None
 
 
 def test_predictor_exposes_version_features_and_estimators(predictor, fitted):
     assert predictor.version == "gb-test"
-    assert predictor.feature_names == FEATURE_NAMES
+    assert predictor.feature_names == MODEL_FEATURES
     assert predictor.estimator is fitted[0] and predictor.spread_estimator is fitted[1]
 
 
@@ -116,7 +119,9 @@ def test_bad_inputs_are_refused(predictor):
 def test_bad_models_and_confidence_settings_are_refused(fitted):
     point, spread = fitted
     with pytest.raises(ValueError, match="takes"):
-        BoostingPredictor(point, "x", FEATURE_NAMES[:-1], spread_estimator=spread)
+        BoostingPredictor(
+            point, "x", ModelInputs(columns=MODEL_FEATURES[:-1]), spread_estimator=spread
+        )
     narrow = fit_boosting(data(300, 7)[0][:, :5], data(300, 7)[1], SMALL)
     with pytest.raises(ValueError, match="spread model takes 5 features"):
         BoostingPredictor(point, "x", spread_estimator=narrow)
@@ -160,9 +165,9 @@ def test_config_bounds_keep_the_compiled_model_fast():
 
 def test_the_default_config_fits_with_early_stopping_and_stays_within_its_bounds():
     X, y, _ = data(12_000, 9)
-    estimator = fit_boosting(X, y, BoostingConfig())
+    estimator = fit_boosting(M(X), y, BoostingConfig())
     predictor = BoostingPredictor(estimator, version="gb-default", confidence=0.5)
     assert estimator.n_iter_ <= BoostingConfig().max_iter
     assert max(tree[0].get_max_depth() for tree in estimator._predictors) <= 5
     X_new, _, _ = data(200, 10)
-    assert np.array_equal(predictor.predict(X_new)[0], estimator.predict(X_new))
+    assert np.array_equal(predictor.predict(X_new)[0], estimator.predict(M(X_new)))

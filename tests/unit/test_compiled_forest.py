@@ -10,6 +10,7 @@ from models.compiled_forest import CompiledForest, compile_forest, forest_mean
 from models.confidence import confidence_from_spread
 from models.features import FEATURE_NAMES, feature_matrix
 from models.forest import ForestConfig, ForestPredictor, fit_forest, tree_spread
+from models.inputs import ModelInputs
 from models.synthetic import generate_history
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -68,7 +69,8 @@ def test_compiled_forest_takes_every_node_once_and_is_as_deep_as_the_deepest_tre
 
 
 def test_predictor_confidence_is_what_the_per_tree_loop_computed(world_forest, world_rows):
-    predictor = ForestPredictor(world_forest, version="rf-world")
+    # The forest was fitted on every booking feature: its inputs are all the columns.
+    predictor = ForestPredictor(world_forest, "rf-world", ModelInputs(columns=FEATURE_NAMES))
     for rows in (1, 7, 1000):
         X = world_rows[:rows]
         # The previous ForestPredictor: each tree's compiled predict on the float32 batch.

@@ -168,16 +168,23 @@ def test_columns_are_in_feature_names_order():
         "is_rush_hour",
         "lead_time_min",
     )
-    assert FEATURE_NAMES[-6:] == (
+    assert FEATURE_NAMES[-10:] == (
         "temperature_c",
         "precipitation_mm_h",
         "wind_m_s",
         "visibility_m",
         "humidity_pct",
         "weather_is_default",
+        "pickup_lat",
+        "pickup_lon",
+        "dropoff_lat",
+        "dropoff_lon",
     )
-    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 20
-    X = feature_matrix([booking()], [weather()])
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 24
+    b = booking()
+    X = feature_matrix([b], [weather()])
+    coordinates = X[0, FEATURE_INDEX["pickup_lat"] :].tolist()
+    assert coordinates == [b.pickup_lat, b.pickup_lon, b.dropoff_lat, b.dropoff_lon]
     assert X.dtype == np.float64 and X.shape == (1, len(FEATURE_NAMES))
     assert X[0, FEATURE_INDEX["hour_local"]] == 9.5  # 08:30 UTC is 09:30 in Geneva in November
     assert list(feature_dict(X[0])) == list(FEATURE_NAMES)

@@ -6,6 +6,9 @@ import pytest
 from models.confidence import confidence_from_spread
 from models.features import FEATURE_INDEX, FEATURE_NAMES
 from models.forest import ForestConfig, ForestPredictor, fit_forest
+from models.inputs import MODEL_FEATURES, ModelInputs
+
+M = ModelInputs().transform  # booking features -> the model's own columns
 
 
 def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -20,13 +23,13 @@ def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def predictor() -> ForestPredictor:
     X, y = data(2_000, 1)
     config = ForestConfig(n_estimators=25, max_depth=6, min_samples_leaf=5, n_jobs=1)
-    return ForestPredictor(fit_forest(X, y, config), version="rf-test")
+    return ForestPredictor(fit_forest(M(X), y, config), version="rf-test")
 
 
 def test_batch_predictions_equal_scikit_learns_own_predict(predictor):
     X, _ = data(500, 2)
     delays, _ = predictor.predict(X)
-    np.testing.assert_allclose(delays, predictor.estimator.predict(X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(delays, predictor.estimator.predict(M(X)), rtol=1e-12, atol=1e-12)
 
 
 def test_confidence_is_in_unit_interval_and_follows_the_tree_spread(predictor):
@@ -50,7 +53,7 @@ def test_confidence_is_higher_when_the_trees_agree(predictor):
 
 def test_predictor_exposes_version_and_features_and_predicts_on_one_thread(predictor):
     assert predictor.version == "rf-test"
-    assert predictor.feature_names == FEATURE_NAMES
+    assert predictor.feature_names == MODEL_FEATURES
     assert predictor.estimator.n_jobs == 1
 
 
@@ -64,4 +67,4 @@ def test_bad_inputs_are_refused(predictor):
     delays, confidences = predictor.predict(np.zeros((0, len(FEATURE_NAMES))))
     assert delays.shape == confidences.shape == (0,)
     with pytest.raises(ValueError, match="takes"):
-        ForestPredictor(predictor.estimator, version="x", feature_names=FEATURE_NAMES[:-1])
+        ForestPredictor(predictor.estimator, "x", ModelInputs(columns=MODEL_FEATURES[:-1]))

@@ -37,7 +37,8 @@ def test_holdout_is_the_latest_fifth_by_pickup_time(trained):
 
 def test_result_records_features_and_their_training_distribution(trained):
     _, result = trained
-    assert result.feature_names == FEATURE_NAMES
+    assert result.feature_names == result.predictor.inputs.required
+    assert set(result.feature_names) <= set(FEATURE_NAMES)
     assert list(result.feature_distributions) == list(FEATURE_NAMES)
     hours = result.feature_distributions["hour_local"]
     assert hours.count == result.train_rows
