@@ -2,6 +2,10 @@
 
 Loading never raises: a missing or bad artifact leaves ``model`` empty and records why, and the
 agent serves the heuristic with that reason as the fallback_reason.
+
+What is served is one immutable :class:`Served` snapshot, replaced whole by a reload (which
+runs on another thread). A batch takes the snapshot once and uses it throughout, so it never
+mixes one champion's model with another's interval, quantiles or heuristic.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +35,51 @@ from schemas import FallbackReason
 log = logging.getLogger("delaycast.models")
 
 
+@dataclass(frozen=True)
+class Served:
+    """Everything a batch needs of the champion, from one load."""
+
+    model: Any | None = None  # the champion's Predictor, None when it cannot be served
+    metadata: dict[str, Any] = field(default_factory=dict)
+    heuristic: HeuristicParams = DEFAULT_PARAMS
+    # Calibrated P90 scales (models.interval) of the model and the heuristic served; None when
+    # the artifact has none, and then predictions carry no P90 ...
+    model_p90_scale: float | None = None
+    heuristic_p90_scale: float | None = None
+    # ... and the quantiles of their normalised excess, for the chance of a late pickup.
+    model_quantiles: tuple[float, ...] | None = None
+    heuristic_quantiles: tuple[float, ...] | None = None
+    unavailable: FallbackReason | None = FallbackReason.NO_MODEL  # why model is None
+    detail: str | None = "not loaded yet"
+
+
 class ModelHolder:
     def __init__(self, model_dir: Path, area: ServiceArea = GENEVA) -> None:
         self.model_dir = model_dir
         self.area = area
-        self.model: Any | None = None
-        self.metadata: dict[str, Any] = {}
-        self.heuristic: HeuristicParams = DEFAULT_PARAMS
-        # Calibrated P90 scales (models.interval) of the model and the heuristic served; None
-        # when the artifact has none, and then predictions carry no P90.
-        self.model_p90_scale: float | None = None
-        self.heuristic_p90_scale: float | None = None
-        # ... and the quantiles of their normalised excess, for the chance of a late pickup.
-        self.model_quantiles: tuple[float, ...] | None = None
-        self.heuristic_quantiles: tuple[float, ...] | None = None
-        self.unavailable: FallbackReason | None = FallbackReason.NO_MODEL
-        self.detail: str | None = "not loaded yet"
+        self.current = Served()
         self._signature: tuple[Any, ...] | None = None
+
+    # Read-only views of the current snapshot (a batch should take ``current`` once instead).
+    @property
+    def model(self) -> Any | None:
+        return self.current.model
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.current.metadata
+
+    @property
+    def heuristic(self) -> HeuristicParams:
+        return self.current.heuristic
+
+    @property
+    def unavailable(self) -> FallbackReason | None:
+        return self.current.unavailable
+
+    @property
+    def detail(self) -> str | None:
+        return self.current.detail
 
     def _current_signature(self) -> tuple[Any, ...]:
         champion = self.model_dir / "CHAMPION"
@@ -71,32 +104,49 @@ class ModelHolder:
         if signature == self._signature:
             return False
         self._signature = signature
-        self.heuristic = self._load_heuristic()
-        self.heuristic_p90_scale, self.heuristic_quantiles = self._heuristic_interval()
+        self.current = self._load()
+        if self.current.model is not None:
+            log.info("[ML] serving model %s from %s", self.current.model.version, self.model_dir)
+        else:
+            log.warning(
+                "[ML] no model served (%s: %s); the heuristic answers",
+                getattr(self.current.unavailable, "value", None),
+                self.current.detail,
+            )
+        return True
+
+    def _load(self) -> Served:
+        heuristic = self._load_heuristic()
+        heuristic_scale, heuristic_quantiles = self._heuristic_interval(heuristic)
+        rules = Served(
+            heuristic=heuristic,
+            heuristic_p90_scale=heuristic_scale,
+            heuristic_quantiles=heuristic_quantiles,
+        )
         try:
             loaded = load_champion(self.model_dir, self.area)
         except ArtifactMissing as exc:
-            self._unavailable(FallbackReason.NO_MODEL, str(exc))
+            return replace(rules, unavailable=FallbackReason.NO_MODEL, detail=str(exc))
         except ArtifactAreaMismatch as exc:
             # Its heuristic learned another area's hours too: the default rules answer.
-            self.heuristic = DEFAULT_PARAMS
-            self.heuristic_p90_scale = self.heuristic_quantiles = None
-            self._unavailable(FallbackReason.AREA_MISMATCH, str(exc))
+            return Served(unavailable=FallbackReason.AREA_MISMATCH, detail=str(exc))
         except ArtifactFeatureMismatch as exc:
-            self._unavailable(FallbackReason.MISSING_FEATURE, str(exc))
+            return replace(rules, unavailable=FallbackReason.MISSING_FEATURE, detail=str(exc))
         except ArtifactCorrupt as exc:
-            self._unavailable(FallbackReason.BAD_ARTIFACT, str(exc))
+            return replace(rules, unavailable=FallbackReason.BAD_ARTIFACT, detail=str(exc))
         except Exception as exc:  # any other failure to load is a bad artifact, never a crash
-            self._unavailable(FallbackReason.BAD_ARTIFACT, f"{type(exc).__name__}: {exc}")
-        else:
-            self.model = loaded.predictor
-            self.metadata = dict(loaded.metadata)
-            self.model_p90_scale = scale_from_metadata(self.metadata, "model")
-            self.model_quantiles = quantiles_from_metadata(self.metadata, "model")
-            self.unavailable = None
-            self.detail = None
-            log.info("[ML] serving model %s from %s", self.model.version, self.model_dir)
-        return True
+            detail = f"{type(exc).__name__}: {exc}"
+            return replace(rules, unavailable=FallbackReason.BAD_ARTIFACT, detail=detail)
+        metadata = dict(loaded.metadata)
+        return replace(
+            rules,
+            model=loaded.predictor,
+            metadata=metadata,
+            model_p90_scale=scale_from_metadata(metadata, "model"),
+            model_quantiles=quantiles_from_metadata(metadata, "model"),
+            unavailable=None,
+            detail=None,
+        )
 
     def _load_heuristic(self) -> HeuristicParams:
         try:
@@ -106,8 +156,10 @@ class ModelHolder:
             return DEFAULT_PARAMS
         return params
 
-    def _heuristic_interval(self) -> tuple[float | None, tuple[float, ...] | None]:
-        if self.heuristic is DEFAULT_PARAMS:
+    def _heuristic_interval(
+        self, heuristic: HeuristicParams
+    ) -> tuple[float | None, tuple[float, ...] | None]:
+        if heuristic is DEFAULT_PARAMS:
             return None, None
         try:
             version = champion_version(self.model_dir)
@@ -118,15 +170,6 @@ class ModelHolder:
             scale_from_metadata(metadata, "heuristic"),
             quantiles_from_metadata(metadata, "heuristic"),
         )
-
-    def _unavailable(self, reason: FallbackReason, detail: str) -> None:
-        self.model = None
-        self.model_p90_scale = None
-        self.model_quantiles = None
-        self.metadata = {}
-        self.unavailable = reason
-        self.detail = detail
-        log.warning("[ML] no model served (%s: %s); the heuristic answers", reason.value, detail)
 
 
 RELOAD_INTERVAL_S = 5.0

@@ -38,7 +38,7 @@ from schemas import (
 )
 from schemas._types import DELAY_MINUTES_BOUND
 from streams.decode import DEFAULT_CONTRACT, Contract, Decoded, Inbound, decode_batch
-from streams.model_holder import ModelHolder
+from streams.model_holder import ModelHolder, Served
 
 log = logging.getLogger("delaycast.predict")
 
@@ -125,6 +125,8 @@ class BatchPredictor:
         )
         weathers = [lookup.weather for lookup in lookups]
         features = feature_matrix(bookings, weathers, self._models.area)
+        # One snapshot for the whole batch: a reload meanwhile cannot mix two champions.
+        served = self._models.current
 
         flags, flag_source = self._flags.state, FlagSource(self._flags.source)
         booking_buckets = [bucket(flags.salt, b.booking_id) for b in bookings]
@@ -136,21 +138,21 @@ class BatchPredictor:
             dtype=bool,
         )
 
-        heuristic = self._models.heuristic
+        heuristic = served.heuristic
         delays, confidences = heuristic_predict(heuristic, features)
         delays = np.asarray(delays, dtype=np.float64).copy()
         confidences = np.asarray(confidences, dtype=np.float64).copy()
         served_ml = np.zeros(len(bookings), dtype=bool)
         reasons: list[FallbackReason | None] = [None] * len(bookings)
         details: list[str | None] = [None] * len(bookings)
-        model_version = self._models.model.version if self._models.model is not None else None
+        model_version = served.model.version if served.model is not None else None
         if on_ml.any():
             await self._predict_ml(
-                features, on_ml, delays, confidences, served_ml, reasons, details
+                served, features, on_ml, delays, confidences, served_ml, reasons, details
             )
 
-        levels = self._risk_levels(delays, confidences, served_ml)
-        uppers = self._p90(delays, confidences, served_ml)
+        levels = self._risk_levels(served, delays, confidences, served_ml)
+        uppers = self._p90(served, delays, confidences, served_ml)
         predicted_at = self._clock()
         processing_ms = (time.perf_counter() - started) * 1000.0
         result = BatchResult([], dead)
@@ -187,6 +189,7 @@ class BatchPredictor:
 
     async def _predict_ml(
         self,
+        served: Served,
         features: np.ndarray,
         on_ml: np.ndarray,
         delays: np.ndarray,
@@ -196,11 +199,11 @@ class BatchPredictor:
         details: list[str | None],
     ) -> None:
         """Overwrite the heuristic's answer with the model's wherever the model can serve."""
-        model = self._models.model
+        model = served.model
         if model is None:
-            reason = self._models.unavailable or FallbackReason.NO_MODEL
+            reason = served.unavailable or FallbackReason.NO_MODEL
             for i in np.flatnonzero(on_ml):
-                reasons[i], details[i] = reason, self._models.detail
+                reasons[i], details[i] = reason, served.detail
             return
         complete = np.isfinite(features).all(axis=1)
         for i in np.flatnonzero(on_ml & ~complete):
@@ -232,15 +235,15 @@ class BatchPredictor:
             reasons[i], details[i] = FallbackReason.MODEL_ERROR, "model returned a non-finite value"
 
     def _risk_levels(
-        self, delays: np.ndarray, confidences: np.ndarray, served_ml: np.ndarray
+        self, served: Served, delays: np.ndarray, confidences: np.ndarray, served_ml: np.ndarray
     ) -> list[RiskLevel]:
         """By the chance of exceeding each threshold where the serving predictor's interval is
         calibrated, else by the predicted delay (:mod:`models.risk`)."""
         risk = self._risk
         levels = risk_levels(delays, risk.medium_minutes, risk.high_minutes)
         for mask, quantiles in (
-            (served_ml, self._models.model_quantiles),
-            (~served_ml, self._models.heuristic_quantiles),
+            (served_ml, served.model_quantiles),
+            (~served_ml, served.heuristic_quantiles),
         ):
             rows = np.flatnonzero(mask)
             if quantiles is None or rows.size == 0:
@@ -256,11 +259,11 @@ class BatchPredictor:
         return levels
 
     def _p90(
-        self, delays: np.ndarray, confidences: np.ndarray, served_ml: np.ndarray
+        self, served: Served, delays: np.ndarray, confidences: np.ndarray, served_ml: np.ndarray
     ) -> np.ndarray:
         """Each prediction's P90 with its predictor's calibrated scale; NaN where the
         predictor has none (an artifact trained before intervals, the default heuristic)."""
-        model_scale, rule_scale = self._models.model_p90_scale, self._models.heuristic_p90_scale
+        model_scale, rule_scale = served.model_p90_scale, served.heuristic_p90_scale
         scales = np.where(
             served_ml,
             np.nan if model_scale is None else model_scale,

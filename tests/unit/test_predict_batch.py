@@ -3,7 +3,7 @@
 import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -13,7 +13,7 @@ from connectors.flags import FlagState
 from models.routing import bucket
 from schemas import Arm, DeadLetterKind, FallbackReason, FlagSource, Weather
 from streams.decode import Inbound
-from streams.model_holder import ModelHolder
+from streams.model_holder import ModelHolder, Served
 from streams.predict_batch import BatchPredictor, RiskThresholds
 
 NOW = datetime(2026, 11, 23, 7, 45, tzinfo=UTC)
@@ -90,10 +90,17 @@ def records(values):
 
 def holder(model=None, reason=None, tmp_path=None):
     h = ModelHolder(tmp_path)
-    h.model = model
-    h.unavailable = None if model else (reason or FallbackReason.NO_MODEL)
-    h.detail = None if model else "test"
+    h.current = Served(
+        model=model,
+        unavailable=None if model else (reason or FallbackReason.NO_MODEL),
+        detail=None if model else "test",
+    )
     return h
+
+
+def serve(predictor, **changes):
+    """Replace what the predictor's holder serves, as a reload does: one new snapshot."""
+    predictor._models.current = replace(predictor._models.current, **changes)
 
 
 def run(predictor, values):
@@ -285,8 +292,7 @@ def test_a_record_stamped_long_ago_or_not_at_all_is_still_predicted(executor, tm
 def test_each_prediction_carries_the_p90_of_the_predictor_that_served_it(executor, tmp_path):
     model = ConstantModel(value=9.5, confidence=0.5)  # a spread of 5 minutes
     predictor = make(executor, tmp_path, percentage=50, model=model)
-    predictor._models.model_p90_scale = 1.5
-    predictor._models.heuristic_p90_scale = 2.0
+    serve(predictor, model_p90_scale=1.5, heuristic_p90_scale=2.0)
     result = run(predictor, [booking_json(i) for i in range(200)])
     served = {p.served_by for p in result.predictions}
     assert served == {Arm.ML, Arm.HEURISTIC}
@@ -301,7 +307,7 @@ def test_each_prediction_carries_the_p90_of_the_predictor_that_served_it(executo
 
 def test_a_predictor_without_a_calibrated_interval_gives_no_p90(executor, tmp_path):
     predictor = make(executor, tmp_path, percentage=50, model=ConstantModel())
-    predictor._models.heuristic_p90_scale = 2.0  # the model's artifact predates intervals
+    serve(predictor, heuristic_p90_scale=2.0)  # the model's artifact predates intervals
     result = run(predictor, [booking_json(i) for i in range(100)])
     by_arm = {p.served_by: p.delay_p90_minutes is None for p in result.predictions}
     assert by_arm == {Arm.ML: True, Arm.HEURISTIC: False}
@@ -315,6 +321,51 @@ def test_risk_comes_from_the_chance_of_exceeding_the_thresholds(
     predictor = make(executor, tmp_path, percentage=100, model=model)
     predictor._risk = RiskThresholds(5, 15, probability)
     # A symmetric excess: a delay of 15 or more has a chance of 0.225, of 5 or more 0.725.
-    predictor._models.model_quantiles = tuple(np.linspace(-1.8, 1.8, 19).tolist())
+    serve(predictor, model_quantiles=tuple(np.linspace(-1.8, 1.8, 19).tolist()))
     result = run(predictor, [booking_json(i) for i in range(20)])
     assert {p.risk_level.value for p in result.predictions} == {expected}
+
+
+class ReloadingModel(ConstantModel):
+    """A model during whose call the champion changes: the holder gets a new snapshot with
+    another model, another interval and another heuristic, as a reload on its thread does."""
+
+    def __init__(self, holder_of, successor):
+        super().__init__(value=9.5, confidence=0.5)
+        self.holder_of, self.successor = holder_of, successor
+
+    def predict(self, X):
+        self.holder_of()._models.current = self.successor
+        return super().predict(X)
+
+
+def test_a_reload_during_a_batch_never_mixes_two_champions(executor, tmp_path):
+    successor = Served(
+        model=ConstantModel(value=30.0),
+        model_p90_scale=9.0,
+        heuristic_p90_scale=9.0,
+        model_quantiles=tuple(np.linspace(5, 6, 19).tolist()),
+        unavailable=None,
+        detail=None,
+    )
+    cell = []
+    model = ReloadingModel(lambda: cell[0], successor)
+    predictor = make(executor, tmp_path, percentage=50, model=model)
+    cell.append(predictor)
+    serve(predictor, model_p90_scale=1.5, heuristic_p90_scale=2.0)
+    result = run(predictor, [booking_json(i) for i in range(100)])
+    assert predictor._models.current is successor  # the reload did happen, mid-batch
+    ml = [p for p in result.predictions if p.served_by is Arm.ML]
+    rules = [p for p in result.predictions if p.served_by is Arm.HEURISTIC]
+    assert ml and rules
+    # Every prediction of the batch is the old champion's: its delays, versions and scales.
+    assert {(p.predicted_delay_minutes, p.model_version) for p in ml} == {(9.5, "rf-test")}
+    assert {p.delay_p90_minutes for p in ml} == {9.5 + 1.5 * 5.0}
+    for p in rules:
+        spread = 5.0 * (1 / p.confidence - 1)
+        assert p.delay_p90_minutes == pytest.approx(
+            p.predicted_delay_minutes + 2.0 * spread, abs=0.01
+        )
+    # The next batch serves the new champion.
+    after = run(predictor, [booking_json(i) for i in range(100)])
+    assert {p.predicted_delay_minutes for p in after.predictions if p.served_by is Arm.ML} == {30.0}

@@ -151,8 +151,8 @@ def test_a_model_trained_for_one_area_is_not_served_under_another(tmp_path, nois
     assert holder.model is None and holder.unavailable.value == "area_mismatch"
     assert "service area" in (holder.detail or "")
     # Its heuristic learned New York's hours: the default rules answer, without an interval.
-    assert holder.heuristic is DEFAULT_PARAMS and holder.heuristic_p90_scale is None
-    assert holder.heuristic_quantiles is None
+    assert holder.heuristic is DEFAULT_PARAMS and holder.current.heuristic_p90_scale is None
+    assert holder.current.heuristic_quantiles is None
 
 
 def test_the_served_p90_scales_are_those_calibrated_on_the_holdout(tmp_path):
@@ -167,8 +167,8 @@ def test_the_served_p90_scales_are_those_calibrated_on_the_holdout(tmp_path):
     save_artifact(tmp_path, result)
     holder = ModelHolder(tmp_path, GENEVA)
     holder.reload_if_changed()
-    assert holder.model_p90_scale == result.intervals["model"].scale
-    assert holder.heuristic_p90_scale == result.intervals["heuristic"].scale
+    assert holder.current.model_p90_scale == result.intervals["model"].scale
+    assert holder.current.heuristic_p90_scale == result.intervals["heuristic"].scale
     assert holder.metadata["p90"]["model"]["coverage"] == result.intervals["model"].coverage
 
 
