@@ -73,8 +73,14 @@ class ModelInputs:
         picked = X[:, : len(self.columns)] if index is None else X[:, index]
         if self.zones is None:
             return picked
-        cells = self.zone_cells(X)
-        return np.hstack([picked, self.zones.encode(cells)])
+        out = np.empty((len(X), len(self.columns) + len(ZONE_FEATURES)), dtype=np.float64)
+        out[:, : len(self.columns)] = picked
+        first = FEATURE_INDEX[COORDINATE_FEATURES[0]]
+        coordinates = X[:, first : first + len(COORDINATE_FEATURES)]
+        out[:, len(self.columns) :] = self.zones.features(
+            coordinates, X[:, FEATURE_INDEX["hour_local"]]
+        )
+        return out
 
     def zone_cells(self, X: np.ndarray) -> np.ndarray:
         """The zone keys (rows, 3) of the booking features ``X``."""
@@ -110,5 +116,6 @@ class ModelInputs:
 
 def booking_zone_cells(X: np.ndarray, area: ServiceArea, cell_km: float) -> np.ndarray:
     """The zone keys (rows, 3; see :func:`models.zones.zone_cells`) of booking features ``X``."""
-    plat, plon, dlat, dlon, hour = (X[:, FEATURE_INDEX[c]] for c in _ZONE_SOURCES)
-    return zone_cells(area, cell_km, plat, plon, dlat, dlon, hour)
+    first = FEATURE_INDEX[COORDINATE_FEATURES[0]]
+    coordinates = X[:, first : first + len(COORDINATE_FEATURES)]
+    return zone_cells(area, cell_km, coordinates, X[:, FEATURE_INDEX["hour_local"]])

@@ -34,7 +34,8 @@ checksummed model file.
 >>> from models.area import GENEVA
 >>> lat = np.array([46.2044, 46.2044, 46.2044, 46.3000])
 >>> lon = np.array([6.1432, 6.1432, 6.1432, 6.1432])
->>> cells = zone_cells(GENEVA, 1.0, lat, lon, lat, lon, np.array([8.0, 8.5, 9.0, 8.0]))
+>>> trips = np.stack([lat, lon, lat, lon], axis=1)
+>>> cells = zone_cells(GENEVA, 1.0, trips, np.array([8.0, 8.5, 9.0, 8.0]))
 >>> cells[:, 0].tolist() == [0, 0, 0, 10 * CELL_KEY_STRIDE]
 True
 >>> cells[:, 2].tolist()[:3]
@@ -44,7 +45,7 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,32 +61,48 @@ MIN_CELL_KM = 0.1
 CROSS_FIT_FOLDS = 5
 MIN_PRIOR_ROWS, MAX_PRIOR_ROWS = 1.0, 10_000.0
 HOURS = 24
+SMALL_BATCH = 8  # at most this many rows: zone features in plain Python (see features())
+_CATEGORY = np.arange(3, dtype=np.int64)
 
 
 def zone_cells(
-    area: ServiceArea,
-    cell_km: float,
-    pickup_lat: np.ndarray,
-    pickup_lon: np.ndarray,
-    dropoff_lat: np.ndarray,
-    dropoff_lon: np.ndarray,
-    hour_local: np.ndarray,
+    area: ServiceArea, cell_km: float, coordinates: np.ndarray, hour_local: np.ndarray
 ) -> np.ndarray:
-    """Integer keys of each row's three categories, shape (rows, 3), in ZONE_FEATURES order."""
-    pickup = _cell(area, cell_km, pickup_lat, pickup_lon)
-    dropoff = _cell(area, cell_km, dropoff_lat, dropoff_lon)
-    hour = np.clip(np.floor(hour_local), 0, HOURS - 1).astype(np.int64)
-    return np.stack([pickup, dropoff, pickup * HOURS + hour], axis=1)
+    """Integer keys of each row's three categories, shape (rows, 3), in ZONE_FEATURES order.
 
-
-def _cell(area: ServiceArea, cell_km: float, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    km_per_deg_lon = KM_PER_DEG_LAT * max(math.cos(math.radians(area.center_lat)), 1e-6)
-    row = np.floor((np.asarray(lat) - area.center_lat) * KM_PER_DEG_LAT / cell_km)
-    # Longitudes are wrapped to (-180, 180] around the centre, so cells never split at the
+    ``coordinates`` is (rows, 4): pickup latitude, pickup longitude, dropoff latitude, dropoff
+    longitude, in degrees (the booking features' column order); ``hour_local`` the local hour.
+    """
+    coordinates = np.asarray(coordinates, dtype=np.float64)
+    # Pickups and dropoffs in the same few array operations: for the one-booking batches of a
+    # quiet hour, numpy's cost per call outweighs the work on the rows.
+    lat, lon = coordinates[:, 0::2], coordinates[:, 1::2]
+    lat_scale, lon_scale = _scales(area, cell_km)
+    row = np.floor((lat - area.center_lat) * lat_scale)
+    # Longitudes are wrapped to [-180, 180) around the centre, so cells never split at the
     # antimeridian in an area that straddles it.
-    dlon = (np.asarray(lon) - area.center_lon + 180.0) % 360.0 - 180.0
-    column = np.floor(dlon * km_per_deg_lon / cell_km)
-    return (row.astype(np.int64) * CELL_KEY_STRIDE + column.astype(np.int64)).astype(np.int64)
+    column = np.floor(((lon - area.center_lon + 180.0) % 360.0 - 180.0) * lon_scale)
+    # Exact in float64: |row × stride + column| stays far below 2**53.
+    keys = (row * CELL_KEY_STRIDE + column).astype(np.int64)
+    hour = np.minimum(np.maximum(np.asarray(hour_local, dtype=np.float64), 0.0), HOURS - 1.0)
+    out = np.empty((len(coordinates), 3), dtype=np.int64)
+    out[:, :2] = keys
+    out[:, 2] = keys[:, 0] * HOURS + hour.astype(np.int64)  # truncation of a number >= 0: floor
+    return out
+
+
+def _scales(area: ServiceArea, cell_km: float) -> tuple[float, float]:
+    """Cells per degree of latitude and of longitude at the area's centre."""
+    km_per_deg_lon = KM_PER_DEG_LAT * max(math.cos(math.radians(area.center_lat)), 1e-6)
+    return KM_PER_DEG_LAT / cell_km, km_per_deg_lon / cell_km
+
+
+def _key(dlat: float, dlon: float, lat_scale: float, lon_scale: float) -> int:
+    """One cell's key, as :func:`zone_cells` computes it (Python's float % and numpy's give
+    the same remainder: fmod, then the divisor's sign)."""
+    row = math.floor(dlat * lat_scale)
+    column = math.floor(((dlon + 180.0) % 360.0 - 180.0) * lon_scale)
+    return row * CELL_KEY_STRIDE + column
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,12 +172,29 @@ class ZoneEncoding:
     area: ServiceArea
     cell_km: float
     tables: tuple[ZoneTable, ...]  # in ZONE_FEATURES order
+    # The three tables merged into one sorted array of keys ``key × 3 + category`` (one
+    # searchsorted per batch instead of three), their values, and each category's default.
+    _keys: np.ndarray = field(init=False, repr=False, compare=False)
+    _values: np.ndarray = field(init=False, repr=False, compare=False)
+    _defaults: np.ndarray = field(init=False, repr=False, compare=False)
+    # The same as dicts, for batches of a few bookings (see features()).
+    _lookups: tuple[dict[int, float], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.cell_km) and self.cell_km >= MIN_CELL_KM):
             raise ValueError(f"cell_km must be at least {MIN_CELL_KM}, not {self.cell_km}")
         if len(self.tables) != len(ZONE_FEATURES):
             raise ValueError(f"expected {len(ZONE_FEATURES)} tables, got {len(self.tables)}")
+        keys = np.concatenate([t.keys * 3 + j for j, t in enumerate(self.tables)])
+        values = np.concatenate([t.values for t in self.tables])
+        order = np.argsort(keys, kind="stable")
+        object.__setattr__(self, "_keys", keys[order])
+        object.__setattr__(self, "_values", values[order])
+        object.__setattr__(self, "_defaults", np.array([t.default for t in self.tables]))
+        lookups = tuple(
+            dict(zip(t.keys.tolist(), t.values.tolist(), strict=True)) for t in self.tables
+        )
+        object.__setattr__(self, "_lookups", lookups)
 
     @classmethod
     def fit(
@@ -201,11 +235,40 @@ class ZoneEncoding:
         return cls(area, float(cell_km), tuple(tables)), crossed
 
     def encode(self, cells: np.ndarray) -> np.ndarray:
-        """The encodings (rows, 3) of cell keys (rows, 3) from :func:`zone_cells`."""
-        out = np.empty(cells.shape, dtype=np.float64)
-        for j, table in enumerate(self.tables):
-            out[:, j] = table.lookup(cells[:, j])
-        return out
+        """The encodings (rows, 3) of cell keys (rows, 3) from :func:`zone_cells` (each table's
+        :meth:`ZoneTable.lookup`, in one pass)."""
+        merged = cells * 3 + _CATEGORY
+        if self._keys.size == 0:
+            return np.broadcast_to(self._defaults, cells.shape).copy()
+        at = np.minimum(np.searchsorted(self._keys, merged), self._keys.size - 1)
+        return np.where(self._keys[at] == merged, self._values[at], self._defaults)
+
+    def features(self, coordinates: np.ndarray, hour_local: np.ndarray) -> np.ndarray:
+        """The encodings (rows, 3) of trips: ``coordinates`` and ``hour_local`` as in
+        :func:`zone_cells`. Equal to ``encode(zone_cells(...))``; a batch of at most
+        SMALL_BATCH rows is computed in plain Python, the same float operations in the same
+        order, because numpy's fixed cost per call would be most of a one-booking prediction."""
+        if len(coordinates) > SMALL_BATCH:
+            return self.encode(zone_cells(self.area, self.cell_km, coordinates, hour_local))
+        lat0, lon0 = self.area.center_lat, self.area.center_lon
+        lat_scale, lon_scale = _scales(self.area, self.cell_km)
+        pickups, dropoffs, hours = self._lookups
+        defaults = self._defaults.tolist()
+        out = []
+        for (plat, plon, dlat, dlon), hour in zip(
+            coordinates.tolist(), np.asarray(hour_local).tolist(), strict=True
+        ):
+            pickup = _key(plat - lat0, plon - lon0, lat_scale, lon_scale)
+            dropoff = _key(dlat - lat0, dlon - lon0, lat_scale, lon_scale)
+            at_hour = pickup * HOURS + int(min(max(hour, 0.0), HOURS - 1.0))
+            out.append(
+                (
+                    pickups.get(pickup, defaults[0]),
+                    dropoffs.get(dropoff, defaults[1]),
+                    hours.get(at_hour, defaults[2]),
+                )
+            )
+        return np.array(out, dtype=np.float64).reshape(len(out), 3)
 
     def summary(self) -> dict[str, Any]:
         """What the artifact's metadata says of the encodings (cells and rows per category)."""

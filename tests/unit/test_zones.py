@@ -91,23 +91,17 @@ def test_cells_are_squares_of_the_grid_around_the_centre():
     km = 1.0 / 111.195  # degrees of latitude per km
     lat = np.array([46.2044, 46.2044 + 0.5 * km, 46.2044 + 1.5 * km, 46.2044 - 0.5 * km])
     lon = np.full(4, 6.1432)
-    cells = zone_cells(GENEVA, 1.0, lat, lon, lat, lon, np.array([0.5, 23.99, 12.0, 7.0]))
+    trips = np.stack([lat, lon, lat, lon], axis=1)
+    cells = zone_cells(GENEVA, 1.0, trips, np.array([0.5, 23.99, 12.0, 7.0]))
     assert cells[:, 0].tolist() == [0, 0, CELL_KEY_STRIDE, -CELL_KEY_STRIDE]
     assert cells[:, 2].tolist() == [0, 23, CELL_KEY_STRIDE * 24 + 12, -CELL_KEY_STRIDE * 24 + 7]
     # At twice the cell size, the first three rows share a cell.
-    wide = zone_cells(GENEVA, 2.0, lat, lon, lat, lon, np.zeros(4))
+    wide = zone_cells(GENEVA, 2.0, trips, np.zeros(4))
     assert len(set(wide[:3, 0].tolist())) == 1
     # Across the antimeridian, neighbours stay neighbours.
     fiji = ServiceArea(timezone="Pacific/Fiji", center_lat=-17.7, center_lon=179.99)
-    east, west = zone_cells(
-        fiji,
-        1.0,
-        np.full(2, -17.7),
-        np.array([179.995, -179.995]),
-        np.zeros(2),
-        np.zeros(2),
-        np.zeros(2),
-    )[:, 0]
+    trips = np.array([[-17.7, 179.995, -17.7, 179.995], [-17.7, -179.995, -17.7, -179.995]])
+    east, west = zone_cells(fiji, 1.0, trips, np.zeros(2))[:, 0]
     assert abs(int(west) - int(east)) <= 2
 
 
@@ -166,7 +160,8 @@ def hot_spot_history(days: int) -> list[HistoryRow]:
     data = generate_history(END - timedelta(days=days), END, seed=8, bookings_per_day=300)
     lat = np.array([r.booking.pickup_lat for r in data.rows])
     lon = np.array([r.booking.pickup_lon for r in data.rows])
-    cells = zone_cells(GENEVA, 1.0, lat, lon, lat, lon, np.zeros(len(lat)))[:, 0]
+    trips = np.stack([lat, lon, lat, lon], axis=1)
+    cells = zone_cells(GENEVA, 1.0, trips, np.zeros(len(lat)))[:, 0]
     busy, counts = np.unique(cells, return_counts=True)
     hot = set(np.random.default_rng(8).choice(busy[counts >= 40], 12, replace=False).tolist())
     rows = [
@@ -191,3 +186,28 @@ def test_a_world_with_hot_spots_is_learned_by_the_zoned_candidate_only():
     assert encoding is not None
     # Fitted on the training rows only: the holdout's rows are in no count.
     assert int(encoding.tables[0].counts.sum()) == result.train_rows
+
+
+def test_small_batches_get_exactly_the_encodings_of_the_array_path():
+    # Trips all over a grid of 0.3 km cells, many on or next to cell edges, across the
+    # antimeridian of an area that straddles it, and at every hour edge.
+    rng = np.random.default_rng(9)
+    for area in (GENEVA, ServiceArea(timezone="Pacific/Fiji", center_lat=-17.7, center_lon=179.9)):
+        step = 0.3 / 111.195
+        n = 4_000
+        lat = area.center_lat + rng.integers(-40, 40, (n, 2)) * step
+        lat[: n // 2] += rng.normal(0, step / 3, (n // 2, 2))
+        lon = area.center_lon + rng.uniform(-0.5, 0.5, (n, 2))
+        coordinates = np.stack([lat[:, 0], lon[:, 0], lat[:, 1], lon[:, 1]], axis=1)
+        hours = rng.choice([0.0, 0.999999, 7.5, 23.0, 23.999999], n)
+        cells = zone_cells(area, 0.3, coordinates, hours)
+        seen = rng.random(n) < 0.5  # half the trips' cells were seen in training
+        encoding, _ = ZoneEncoding.fit(area, 0.3, cells[seen], rng.normal(5, 3, seen.sum()))
+        expected = encoding.encode(cells)
+        small = np.vstack(
+            [encoding.features(coordinates[i : i + 7], hours[i : i + 7]) for i in range(0, n, 7)]
+        )
+        np.testing.assert_array_equal(small, expected)
+        np.testing.assert_array_equal(encoding.features(coordinates, hours), expected)
+        assert (expected[:, 0] != encoding.tables[0].default).any()
+        assert (expected[:, 0] == encoding.tables[0].default).any()
