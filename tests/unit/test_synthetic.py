@@ -124,3 +124,21 @@ def test_invalid_payloads_cover_every_kind_and_are_all_rejected():
         with pytest.raises(ValueError):
             BookingRequested.model_validate_json(value)
     assert invalid_booking_payloads(random.Random(1))[4].kind == "missing_field"
+
+
+def test_the_noise_scale_is_what_the_observed_delays_are_drawn_with():
+    from models.synthetic.truth import noise_scale, observed_delays
+
+    X = np.zeros((2, len(FEATURE_INDEX)))
+    X[1, FEATURE_INDEX["hour_local"]] = 17.6  # the weekday evening peak ...
+    X[1, FEATURE_INDEX["precipitation_mm_h"]] = 2.0  # ... in the rain
+    X[:, FEATURE_INDEX["visibility_m"]] = 10_000
+    X[:, FEATURE_INDEX["lead_time_min"]] = 600
+    np.testing.assert_allclose(noise_scale(X), [1.3, 1.3 * 1.8], rtol=1e-3)
+    # The spread of many draws of each row follows that scale (t(4) scaled to unit variance,
+    # plus rare mishaps, which lengthen the tail but barely move the median absolute noise).
+    many = np.repeat(X, 20_000, axis=0)
+    noise = observed_delays(many, np.zeros(len(many)), np.random.default_rng(0))
+    centred = noise - np.median(noise.reshape(2, -1), axis=1).repeat(20_000)
+    spread = np.median(np.abs(centred.reshape(2, -1)), axis=1)
+    assert spread[1] / spread[0] == pytest.approx(1.8, rel=0.08)
