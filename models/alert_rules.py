@@ -5,10 +5,13 @@
   on (fallback_reason ``model_error``) is above ``ml_error_rate`` (20 % by default).
 - ``fallback_storm``: among the same bookings, the share served by the heuristic for any reason is
   above ``storm_share``.
-- ``interval_coverage``: among an arm's last ``window`` outcomes whose prediction carried a P90,
-  the share whose actual delay stayed within it is outside ``[coverage_low, coverage_high]``:
-  below, the P90s are too low to trust; above, they are wider than they need to be. Outcomes
-  without a P90 neither count nor move the window.
+- ``interval_coverage``: among an arm's last ``coverage_window`` outcomes whose prediction
+  carried a P90, the share whose actual delay stayed within it is outside ``[coverage_low,
+  coverage_high]``: below, the P90s are too low to trust; above, they are wider than they need
+  to be. Outcomes without a P90 neither count nor move the window. The window is its own
+  (1,000 by default) because a share of ones and zeros is noisy: at a true coverage of 0.90,
+  the share of 200 outcomes wanders by ±0.064 (3 standard deviations), past a ±0.05 band, and a
+  window checked at every outcome would cross it by chance (:func:`coverage_window_warning`).
 
 An alert fires when its condition becomes true and re-arms only once the condition has cleared,
 so a lasting breach raises one alert, not one per event (outcomes arrive out of event-time order,
@@ -19,12 +22,48 @@ the event time it fired at, so a redelivered alert is stored once.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas import Alert, AlertKind, Arm, FallbackReason, Outcome, Prediction, Severity
+
+COVERAGE_TARGET = 0.9  # the P90's promise
+
+
+def min_coverage_window(low: float, high: float, target: float = COVERAGE_TARGET) -> int | None:
+    """The fewest outcomes whose share within the P90 stays inside ``[low, high]`` with 3
+    standard deviations to spare when the coverage is ``target``; None when the band does not
+    hold the target at all.
+
+    >>> min_coverage_window(0.85, 0.95), min_coverage_window(0.8, 1), min_coverage_window(0.91, 1)
+    (324, 81, None)
+    """
+    margin = min(target - low, high - target)
+    if margin <= 0:
+        return None
+    return math.ceil(9.0 * target * (1.0 - target) / margin**2 - 1e-9)
+
+
+def coverage_window_warning(window: int, low: float, high: float) -> str | None:
+    """Why a coverage window is too small for its band (false alerts to expect), or None."""
+    needed = min_coverage_window(low, high)
+    if needed is None:
+        return (
+            f"the P90 coverage band [{low:g}, {high:g}] does not contain {COVERAGE_TARGET:g}: "
+            "a well-calibrated P90 will raise interval_coverage alerts"
+        )
+    if window >= needed:
+        return None
+    spread = 3.0 * math.sqrt(COVERAGE_TARGET * (1.0 - COVERAGE_TARGET) / window)
+    return (
+        f"COVERAGE_ALERT_WINDOW={window} is small for the band [{low:g}, {high:g}]: at a true "
+        f"coverage of {COVERAGE_TARGET:g}, the share of {window} outcomes wanders by "
+        f"±{spread:.3f} (3 standard deviations); expect false interval_coverage alerts, or use "
+        f"at least {needed}"
+    )
 
 
 def alert_id(kind: AlertKind, subject: str, event_time: datetime) -> str:
@@ -64,7 +103,10 @@ class ThresholdRules:
         cooldown_s: float = 900.0,
         coverage_low: float = 0.85,
         coverage_high: float = 0.95,
+        coverage_window: int | None = None,
     ) -> None:
+        """``coverage_window`` is the window of ``interval_coverage`` (``window`` if not
+        given)."""
         if not 0.0 <= coverage_low < coverage_high <= 1.0:
             raise ValueError(
                 "the P90 coverage band needs 0 <= COVERAGE_ALERT_LOW < COVERAGE_ALERT_HIGH <= 1, "
@@ -77,9 +119,11 @@ class ThresholdRules:
         self.cooldown_s = cooldown_s
         self.coverage_low = coverage_low
         self.coverage_high = coverage_high
+        self.coverage_window = coverage_window or window
         self._breached: set[tuple[AlertKind, str]] = set()
         self._abs_errors = {arm: _Window(window) for arm in Arm}
-        self._within_p90 = {arm: _Window(window) for arm in Arm}  # 1.0 within, 0.0 beyond
+        # 1.0 within, 0.0 beyond
+        self._within_p90 = {arm: _Window(self.coverage_window) for arm in Arm}
         self._model_errors = _Window(window)
         self._fallbacks = _Window(window)
         self._last_fired: dict[tuple[AlertKind, str], float] = {}
@@ -127,11 +171,12 @@ class ThresholdRules:
             AlertKind.INTERVAL_COVERAGE,
             Severity.WARNING,
             o.arm.value,
-            f"P90 coverage of the {o.arm.value} arm over its last {self.window} outcomes with a "
+            f"P90 coverage of the {o.arm.value} arm over its last {self.coverage_window} "
+            "outcomes with a "
             f"P90 is {coverage:.3f} ({covered} within), {side} the band "
             f"[{low:g}, {high:g}]: {meaning}",
             {
-                "n": self.window,
+                "n": self.coverage_window,
                 "covered": covered,
                 "coverage": round(coverage, 4),
                 "band_low": low,

@@ -16,7 +16,7 @@ from connectors.postgres.quarantine import write_quarantine
 from connectors.postgres.retry import describe, is_data_error, write_until_done
 from connectors.webhook import WebhookNotifier
 from connectors.webhook_queue import WebhookQueue
-from models.alert_rules import ThresholdRules
+from models.alert_rules import ThresholdRules, coverage_window_warning
 from schemas import Alert, Outcome, Prediction
 from schemas.quarantine import QuarantinedEvent
 from streams.ab_eval import periodic_task
@@ -107,7 +107,13 @@ def build_recorder(
         storm_share=s.fallback_storm_share,
         coverage_low=s.coverage_alert_low,
         coverage_high=s.coverage_alert_high,
+        coverage_window=s.coverage_alert_window,
     )
+    warning = coverage_window_warning(
+        s.coverage_alert_window, s.coverage_alert_low, s.coverage_alert_high
+    )
+    if warning is not None:
+        log.warning("[ALERT] %s", warning)
     # The webhook is sent from a queue by a thread of its own: a slow one never delays recording.
     webhook: WebhookQueue | None = None
     if s.alert_webhook_url is not None:

@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     alert_window: int = Field(
         default=200, ge=20, le=100_000, description="Events per alert window."
     )
+    coverage_alert_window: int = Field(
+        default=1000,
+        ge=20,
+        le=100_000,
+        description="Outcomes with a P90 per window of the interval_coverage alert.",
+    )
     ml_error_rate_alert: float = Field(default=0.2, gt=0, le=1)
     fallback_storm_share: float = Field(default=0.5, gt=0, le=1)
     recorder_max_poll_interval_s: float = Field(

@@ -218,7 +218,7 @@ def test_p90s_published_with_predictions_are_counted_once_and_a_breach_raises_on
         )
     records = [(p.booking_id.encode(), p.model_dump_json().encode()) for p in predictions]
     # The heuristic's P90s are all within: a band reaching 1.0 keeps it quiet.
-    env = {"ALERT_WINDOW": "20", "COVERAGE_ALERT_HIGH": "1.0"}
+    env = {"ALERT_WINDOW": "20", "COVERAGE_ALERT_WINDOW": "20", "COVERAGE_ALERT_HIGH": "1.0"}
     with start_worker(stack, topic_prefix, home, WORKER_ROLE="outcomes", **env):
         produce(stack, f"{topic_prefix}predictions", records + records[:40])  # 40 twice
         produce(stack, f"{topic_prefix}actual-delays", actuals + actuals[100:150])  # 50 twice

@@ -1,6 +1,7 @@
+import numpy as np
 import pytest
 
-from models.alert_rules import ThresholdRules
+from models.alert_rules import ThresholdRules, coverage_window_warning
 from schemas import AlertKind, Arm, FallbackReason
 from tests import factories
 from tests.factories import T0, seconds_after_t0
@@ -156,3 +157,29 @@ def test_coverage_is_watched_per_arm():
 def test_a_band_that_is_not_one_is_refused(low, high):
     with pytest.raises(ValueError, match="COVERAGE_ALERT_LOW < COVERAGE_ALERT_HIGH"):
         rules(coverage_low=low, coverage_high=high)
+
+
+def test_a_well_calibrated_p90_raises_no_alert_in_the_default_window_but_does_in_a_small_one():
+    # 40,000 outcomes of one arm whose P90 holds 9 times in 10, by chance alone.
+    rng = np.random.default_rng(3)
+    calibrated = [p90_outcome(i, within=bool(w)) for i, w in enumerate(rng.random(40_000) < 0.9)]
+    quiet = rules(coverage_window=1000)
+    assert coverage_alerts(quiet.on_outcomes(calibrated, T0)) == []
+    assert coverage_window_warning(1000, 0.85, 0.95) is None
+    # A window of 50 wanders past a ±0.05 band by chance, which the warning says beforehand.
+    noisy = coverage_alerts(rules(coverage_window=50).on_outcomes(calibrated, T0))
+    assert len(noisy) >= 5
+    assert all(a.evidence["n"] == 50 for a in noisy)
+    warning = coverage_window_warning(50, 0.85, 0.95)
+    assert warning is not None and "±0.127" in warning and "at least 324" in warning
+    assert "does not contain 0.9" in (coverage_window_warning(1000, 0.91, 0.99) or "")
+
+
+def test_the_coverage_window_is_its_own():
+    r = rules(coverage_window=300)
+    # A full MAE window (100) of outcomes beyond their P90: no coverage verdict before 300.
+    assert (
+        coverage_alerts(r.on_outcomes([p90_outcome(i, within=False) for i in range(299)], T0)) == []
+    )
+    [alert] = coverage_alerts(r.on_outcomes([p90_outcome(299, within=False)], T0))
+    assert alert.evidence["n"] == 300 and "last 300 outcomes" in alert.message
