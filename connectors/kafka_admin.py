@@ -58,10 +58,14 @@ def list_topics(bootstrap: str, *, timeout_s: float = 10.0) -> dict[str, int]:
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
 
-def broker_count(bootstrap: str, *, timeout_s: float = 5.0) -> int:
-    """How many brokers the cluster reports; 0 when it does not answer within ``timeout_s``."""
+def broker_count(
+    bootstrap: str, *, timeout_s: float = 5.0, client: AdminClient | None = None
+) -> int:
+    """How many brokers the cluster reports; 0 when it does not answer within ``timeout_s``.
+    ``client``, when given, is used instead of a client of its own (one kept for many calls)."""
     try:
-        metadata = admin_client(bootstrap, timeout_s).list_topics(timeout=timeout_s)
+        admin = client if client is not None else admin_client(bootstrap, timeout_s)
+        metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException:
         return 0
     return len(metadata.brokers)

@@ -24,6 +24,7 @@ from schemas.bounds import TimeBounds
 from streams.decode import Contract
 
 DEFAULT_KAFKA = "127.0.0.1:19092"
+MIN_API_TOKEN_CHARS = 32
 DEFAULT_REDIS = "redis://127.0.0.1:16379/0"
 DEFAULT_DATABASE = "postgresql+psycopg2://delaycast@127.0.0.1:15432/delaycast"
 
@@ -183,7 +184,22 @@ class Settings(BaseSettings):
     # Monitoring API (``delaycast api``); without API_TOKEN its POST endpoints are disabled.
     api_host: str = Field(default="127.0.0.1", min_length=1)
     api_port: int = Field(default=8000, ge=1, le=65535)
-    api_token: SecretStr | None = None
+    api_token: SecretStr | None = Field(
+        default=None,
+        description=f"Bearer token for flag changes; at least {MIN_API_TOKEN_CHARS} characters.",
+    )
+    api_allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,::1",
+        min_length=1,
+        description="Comma-separated host names the API answers to (the Host header, port "
+        "aside); '*' answers any. API_HOST is added when it is an address of its own.",
+    )
+    api_max_body_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        le=10 * 1024 * 1024,
+        description="Largest request body the API reads; larger ones get 413.",
+    )
 
     # Agent
     worker_role: WorkerRole = WorkerRole.ALL
@@ -219,7 +235,29 @@ class Settings(BaseSettings):
             raise ValueError(f"SERVICE_AREA_TIMEZONE: {exc}") from None
         if self.weather_provider is WeatherProvider.RECORDED and self.weather_history_csv is None:
             raise ValueError("WEATHER_PROVIDER=recorded needs WEATHER_HISTORY_CSV")
+        if self.api_token is not None:
+            length = len(self.api_token.get_secret_value())
+            if length == 0:
+                self.api_token = None  # API_TOKEN= (as in .env.example): no token, changes off
+            elif length < MIN_API_TOKEN_CHARS:
+                # The length only: a secret is never repeated in an error.
+                raise ValueError(
+                    f"API_TOKEN must be at least {MIN_API_TOKEN_CHARS} characters, not {length}; "
+                    "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        if not self.allowed_hosts:
+            raise ValueError("API_ALLOWED_HOSTS names no host (expected e.g. 'localhost,::1')")
         return self
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """The host names the API answers to (lower case), API_HOST included when it is an
+        address of its own rather than every interface."""
+        names = [h.strip().lower() for h in self.api_allowed_hosts.split(",") if h.strip()]
+        host = self.api_host.strip().lower()
+        if names and host not in ("0.0.0.0", "::", "") and host not in names:
+            names.append(host)
+        return tuple(names)
 
     @classmethod
     def settings_customise_sources(

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from streams.api import ab, alerts, dashboard, flags, health, monitoring, prometheus
 from streams.api.errors import install_error_handlers, openapi_with_400
+from streams.api.guards import RequestGuards
 from streams.api.resources import Resources
 from streams.api.responses import ErrorDetail
 from streams.clock import utc_now
@@ -66,4 +67,9 @@ def create_app(
     app.include_router(prometheus.router)
     app.include_router(dashboard.router)
     openapi_with_400(app)
+    app.add_middleware(
+        RequestGuards,
+        allowed_hosts=settings.allowed_hosts,
+        max_body_bytes=settings.api_max_body_bytes,
+    )
     return app

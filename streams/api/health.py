@@ -66,7 +66,9 @@ def check_redis(resources: Resources) -> Dependency:
 def check_kafka(resources: Resources) -> Dependency:
     def check() -> tuple[Status, str]:
         brokers = broker_count(
-            resources.settings.kafka_bootstrap_servers, timeout_s=KAFKA_TIMEOUT_S
+            resources.settings.kafka_bootstrap_servers,
+            timeout_s=KAFKA_TIMEOUT_S,
+            client=resources.kafka_admin,
         )
         if brokers == 0:
             return "down", f"no broker answered within {KAFKA_TIMEOUT_S:g} s"

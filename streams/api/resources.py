@@ -13,9 +13,11 @@ from datetime import datetime
 
 import redis
 import sqlalchemy as sa
+from confluent_kafka.admin import AdminClient
 from fastapi import Request
 
 from connectors.flags import FlagState, FlagStore
+from connectors.kafka_admin import admin_client
 from connectors.kafka_lag import LagReader
 from connectors.postgres import head_revision, make_engine
 from streams.clock import utc_now
@@ -35,6 +37,9 @@ class Resources:
     lag: LagReader
     clock: Callable[[], datetime]
     head_revision: str | None
+    # One admin client for every /api/health, kept for the app's life: a client per request
+    # would open new connections to every broker each time.
+    kafka_admin: AdminClient | None = None
 
     @classmethod
     def from_settings(
@@ -56,6 +61,7 @@ class Resources:
             lag=LagReader(settings.kafka_bootstrap_servers, timeout_s=KAFKA_TIMEOUT_S),
             clock=clock,
             head_revision=head_revision(),
+            kafka_admin=admin_client(settings.kafka_bootstrap_servers, KAFKA_TIMEOUT_S),
         )
 
     @property

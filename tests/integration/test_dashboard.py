@@ -40,7 +40,7 @@ from schemas import Alert, AlertKind, Arm, Outcome, Severity
 from streams.stack.ports import any_free_port
 from tests.factories import outcome, prediction
 
-TOKEN = "dashboard-test-token-7f3a"
+TOKEN = "dashboard-test-token-7f3a-0123456789abcdef"
 SALT = "delaycast-v1"
 HOURS = 6  # hours of seeded outcomes, ending at the newest one
 ML_ERRORS = (0.5, 1.0, 1.5, 2.5)  # abs errors of each hour's ML outcomes (+ hour / 10)

@@ -45,12 +45,12 @@ def test_a_port_in_use_is_a_usage_error_naming_it():
 def test_api_settings_have_defaults_and_the_token_is_secret(monkeypatch):
     settings = load_settings()
     assert (settings.api_host, settings.api_port, settings.api_token) == ("127.0.0.1", 8000, None)
-    monkeypatch.setenv("API_TOKEN", "hunter2-token")
+    monkeypatch.setenv("API_TOKEN", "hunter2-token-" + "0" * 20)
     monkeypatch.setenv("API_PORT", "8080")
     settings = load_settings()
     assert settings.api_port == 8080
     assert settings.api_token is not None
-    assert settings.api_token.get_secret_value() == "hunter2-token"
+    assert settings.api_token.get_secret_value() == "hunter2-token-" + "0" * 20
     assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
 
 
@@ -59,3 +59,14 @@ def test_an_api_port_out_of_range_stops_with_a_message_naming_it(monkeypatch):
     with pytest.raises(SettingsError) as info:
         load_settings()
     assert "API_PORT" in str(info.value)
+
+
+def test_a_short_api_token_is_refused_without_repeating_it_and_an_empty_one_is_none(monkeypatch):
+    monkeypatch.setenv("API_TOKEN", "hunter2-short")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "API_TOKEN must be at least 32 characters, not 13" in message
+    assert "hunter2" not in message and "secrets.token_urlsafe(32)" in message
+    monkeypatch.setenv("API_TOKEN", "")
+    assert load_settings().api_token is None

@@ -16,6 +16,7 @@ from streams.api import create_app
 from streams.api.errors import describe_error
 from streams.settings import load_settings
 
+SECRET = "s3cret-token-0123456789abcdef0123456789"
 CLOSED = {
     "kafka_bootstrap_servers": "127.0.0.1:9",
     "redis_url": "redis://127.0.0.1:9/0",
@@ -24,15 +25,28 @@ CLOSED = {
 
 
 def call(
-    app: Any, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    app: Any,
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    chunks: int = 1,
 ) -> tuple[int, Any]:
-    """One request through the ASGI interface; returns the status and the decoded JSON."""
+    """One request through the ASGI interface; returns the status and the decoded JSON. The
+    Host is 127.0.0.1:8000 unless ``headers`` name one; ``chunks`` > 1 streams the body in that
+    many parts without a Content-Length."""
     parts = urlsplit(url)
     raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     sent: list[dict[str, Any]] = []
+    size = -(-len(raw) // chunks) if raw else 0
+    pieces = [raw[i : i + size] for i in range(0, len(raw), size)] if size else [b""]
+    headers = {"Host": "127.0.0.1:8000", **(headers or {})}
+    if chunks == 1 and raw:
+        headers.setdefault("Content-Length", str(len(raw)))
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": raw, "more_body": False}
+        piece = pieces.pop(0) if pieces else b""
+        return {"type": "http.request", "body": piece, "more_body": bool(pieces)}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -49,7 +63,7 @@ def call(
         "root_path": "",
         "headers": [
             (b"content-type", b"application/json"),
-            *((k.lower().encode(), v.encode()) for k, v in (headers or {}).items()),
+            *((k.lower().encode(), v.encode()) for k, v in headers.items()),
         ],
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8000),
@@ -62,7 +76,7 @@ def call(
 
 @pytest.fixture(scope="module")
 def app() -> Any:
-    return create_app(load_settings(**CLOSED, api_token="s3cret-token"))
+    return create_app(load_settings(**CLOSED, api_token=SECRET))
 
 
 @pytest.mark.parametrize(
@@ -127,7 +141,7 @@ def test_a_long_bad_value_is_shortened_in_the_message(app):
     assert status == 400 and len(body["detail"]) < 120 and body["detail"].endswith("…")
 
 
-TOKEN = {"Authorization": "Bearer s3cret-token"}
+TOKEN = {"Authorization": f"Bearer {SECRET}"}
 
 
 def documented_routes(app: Any) -> set[str]:
@@ -229,3 +243,46 @@ def test_the_openapi_document_lists_the_real_routes_with_400_not_422(app):
 def test_describe_error_falls_back_to_pydantic_s_words_for_undeclared_parameters():
     error = {"type": "int_parsing", "loc": ("query", "n"), "msg": "Input should be an integer"}
     assert describe_error(error | {"input": "x"}, {}) == "n: input should be an integer, got x"
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1:8000", True),
+        ("localhost", True),
+        ("LOCALHOST:8000", True),
+        ("[::1]:8000", True),
+        ("evil.example", False),
+        ("evil.example:8000", False),
+        ("127.0.0.1.evil.example", False),
+        ("", False),
+    ],
+)
+def test_the_api_answers_its_allowed_hosts_only(app, host, allowed):
+    status, body = call(app, "GET", "/api/nothing", headers={"Host": host})
+    if allowed:
+        assert status == 404  # past the host check, to the router
+    else:
+        assert status == 400 and "API_ALLOWED_HOSTS" in body["detail"]
+
+
+def test_api_host_and_a_wildcard_widen_the_allowed_hosts():
+    named = create_app(load_settings(**CLOSED, api_host="10.1.2.3"))
+    assert call(named, "GET", "/api/nothing", headers={"Host": "10.1.2.3:8000"})[0] == 404
+    everyone = create_app(load_settings(**CLOSED, api_host="0.0.0.0", api_allowed_hosts="*"))
+    assert call(everyone, "GET", "/api/nothing", headers={"Host": "anything.example"})[0] == 404
+    bound_everywhere = create_app(load_settings(**CLOSED, api_host="0.0.0.0"))
+    assert call(bound_everywhere, "GET", "/api/nothing", headers={"Host": "0.0.0.0"})[0] == 400
+
+
+@pytest.mark.parametrize("chunks", [1, 7])
+def test_a_body_over_the_cap_gets_413_before_the_endpoint_acts(chunks):
+    app = create_app(load_settings(**CLOSED, api_token=SECRET, api_max_body_bytes=2048))
+    big = {"percentage": 5, "reason": "x" * 4000}
+    status, body = call(app, "POST", "/api/feature-flags/ml/enable", big, TOKEN, chunks=chunks)
+    assert status == 413
+    assert "API_MAX_BODY_BYTES" in body["detail"] and "2048" in body["detail"]
+    # Under the cap, the same request reaches the endpoint: its percentage is checked.
+    small = {"percentage": 500, "reason": "x" * 1000}
+    status, body = call(app, "POST", "/api/feature-flags/ml/enable", small, TOKEN, chunks=chunks)
+    assert status == 400 and "percentage" in json.dumps(body)
