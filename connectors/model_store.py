@@ -57,6 +57,30 @@ if TYPE_CHECKING:
     from models.predictor import Predictor
     from models.training import TrainingResult
 
+# What every model read before models named their inputs (format 1): the booking features of
+# that time, in this order.
+LEGACY_FEATURES: tuple[str, ...] = (
+    "distance_km",
+    "pickup_center_km",
+    "hour_local",
+    "weekday",
+    "month",
+    "is_weekend",
+    "is_rush_hour",
+    "lead_time_min",
+    "vehicle_standard",
+    "vehicle_wheelchair",
+    "vehicle_stretcher",
+    "priority_routine",
+    "priority_urgent",
+    "priority_emergency",
+    "temperature_c",
+    "precipitation_mm_h",
+    "wind_m_s",
+    "visibility_m",
+    "humidity_pct",
+    "weather_is_default",
+)
 CHAMPION = "CHAMPION"
 MODEL_FILE = "model.joblib"
 HEURISTIC_FILE = "heuristic.json"
@@ -68,7 +92,9 @@ MODEL_TYPES = {
     "boosting_zones": "sklearn.ensemble.HistGradientBoostingRegressor",
 }
 METADATA_FILE = "metadata.json"
-METADATA_FORMAT = 1
+# 2: the model file is a dict with "inputs" (models.inputs); workers of format 1 cannot serve
+# it, so every worker is upgraded before such a model is trained or promoted.
+METADATA_FORMAT = 2
 _VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -285,6 +311,14 @@ def _predictor(
         if inputs.zones is not None and inputs.zones.area.mismatch(area):
             raise ValueError("its zone encodings were fitted for another service area")
     else:
+        # Written before models named their inputs: they read the booking features of that
+        # time, in that order. Metadata is not checksummed, so any other list is refused
+        # rather than trusted to reorder the columns.
+        if features != LEGACY_FEATURES:
+            raise ValueError(
+                f"predates named inputs, so it reads the {len(LEGACY_FEATURES)} features of "
+                "that time in their order, but its metadata lists others"
+            )
         inputs = ModelInputs.of(features)
     models = {k: v for k, v in content.items() if k != "inputs"}
     if set(models) == {"forest"} and isinstance(models["forest"], RandomForestRegressor):
@@ -330,14 +364,15 @@ def read_audit(model_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def load_heuristic(model_dir: Path) -> HeuristicParams:
-    """The champion's fitted heuristic, without touching its model file.
+def load_heuristic(model_dir: Path, version: str | None = None) -> HeuristicParams:
+    """The fitted heuristic of ``version`` (the champion's by default), without touching its
+    model file.
 
     Returns :data:`models.heuristic.DEFAULT_PARAMS` when there is no champion or it has no
     heuristic file; raises ArtifactCorrupt when the file is there but unreadable.
     """
     model_dir = Path(model_dir)
-    version = champion_version(model_dir)
+    version = version if version is not None else champion_version(model_dir)
     if version is None:
         return DEFAULT_PARAMS
     path = _artifact_dir(model_dir, version) / HEURISTIC_FILE
@@ -463,6 +498,7 @@ def _metadata(
         "heuristic_note": result.heuristic_note,
         "hyperparameters": {
             "holdout_fraction": result.config.holdout_fraction,
+            "zone_cell_km": result.config.zone_cell_km,
             "candidates": list(result.config.candidates),
             "forest": asdict(result.config.forest),
             "boosting": asdict(result.config.boosting),

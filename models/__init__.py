@@ -5,6 +5,10 @@ scikit-learn for the others):
 
 - ``models.features``: ``FEATURE_NAMES``, ``feature_matrix``, ``feature_dict`` — the one feature
   definition shared by the live path, replays, training and evaluation.
+- ``models.inputs``: ``ModelInputs``, ``MODEL_FEATURES`` — the columns a model reads, by name,
+  and its zone encodings, made from the booking features.
+- ``models.zones``: ``ZoneEncoding``, ``zone_cells`` — target encodings of pickup and dropoff
+  cells learned from history.
 - ``models.heuristic``: ``HeuristicParams``, ``DEFAULT_PARAMS``, ``predict``, ``fit_heuristic``.
 - ``models.forest``: ``ForestPredictor`` (batched predictions with tree-agreement confidence).
 - ``models.boosting``: ``BoostingConfig``, ``fit_boosting``, ``fit_spread``,

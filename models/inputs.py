@@ -47,6 +47,7 @@ class ModelInputs:
     columns: tuple[str, ...] = MODEL_FEATURES
     zones: ZoneEncoding | None = None
     _index: np.ndarray | None = field(init=False, repr=False, compare=False, default=None)
+    __hash__ = None  # type: ignore[assignment]  # its encodings are not hashable
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns))

@@ -24,9 +24,9 @@ become its cell's encoding, unshrunk.) Fitting and cross-fitting are scikit-lear
 ``TargetEncoder`` with that ``k`` as ``smooth``, on the training rows only. The encodings it
 gives those rows are *cross-fitted* (each row's value comes from the folds that do not hold
 it), so a model trained on them cannot learn to trust an encoding that contains its own target.
-Serving looks the values up in sorted tables (one ``searchsorted`` per category and batch),
-which give scikit-learn's own ``transform`` exactly; a cell never seen in training gets the
-overall mean.
+Serving looks the values up in one sorted table of the three categories (one ``searchsorted``
+per batch; dicts for a batch of a few bookings, see :meth:`ZoneEncoding.features`), which give
+scikit-learn's own ``transform`` exactly; a cell never seen in training gets the overall mean.
 
 The tables are plain numbers (:meth:`ZoneEncoding.to_dict`), stored inside the artifact's
 checksummed model file.
@@ -124,6 +124,8 @@ class ZoneTable:
             raise ValueError("keys must be strictly ascending")
         if not (np.isfinite(self.values).all() and math.isfinite(self.default)):
             raise ValueError("encodings must be finite numbers")
+        for array in (self.keys, self.values, self.counts):
+            array.flags.writeable = False  # the encoding caches lookups built from them
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ZoneTable):
@@ -179,6 +181,7 @@ class ZoneEncoding:
     _defaults: np.ndarray = field(init=False, repr=False, compare=False)
     # The same as dicts, for batches of a few bookings (see features()).
     _lookups: tuple[dict[int, float], ...] = field(init=False, repr=False, compare=False)
+    __hash__ = None  # type: ignore[assignment]  # equal by value, tables of arrays: unhashable
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.cell_km) and self.cell_km >= MIN_CELL_KM):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,8 +24,8 @@ from connectors.model_store import (
     ArtifactFeatureMismatch,
     ArtifactMissing,
     champion_version,
-    load_champion,
     load_heuristic,
+    load_version,
     read_metadata,
 )
 from models.area import GENEVA, ServiceArea
@@ -59,6 +60,7 @@ class ModelHolder:
         self.area = area
         self.current = Served()
         self._signature: tuple[Any, ...] | None = None
+        self._lock = threading.Lock()
 
     # Read-only views of the current snapshot (a batch should take ``current`` once instead).
     @property
@@ -99,32 +101,49 @@ class ModelHolder:
         return tuple(parts)
 
     def reload_if_changed(self) -> bool:
-        """Load the champion when it changed since the last call (blocking; run it off the loop)."""
-        signature = self._current_signature()
-        if signature == self._signature:
-            return False
-        self._signature = signature
-        self.current = self._load()
-        if self.current.model is not None:
-            log.info("[ML] serving model %s from %s", self.current.model.version, self.model_dir)
+        """Load the champion when it changed since the last call (blocking; run it off the loop).
+
+        Calls from several threads are serialised: two reloads racing could otherwise install
+        the older load last, under the newer signature, until the champion changed again."""
+        with self._lock:
+            signature = self._current_signature()
+            if signature == self._signature:
+                return False
+            self._signature = signature
+            self.current = self._load()
+            served = self.current
+        if served.model is not None:
+            log.info("[ML] serving model %s from %s", served.model.version, self.model_dir)
         else:
             log.warning(
                 "[ML] no model served (%s: %s); the heuristic answers",
-                getattr(self.current.unavailable, "value", None),
-                self.current.detail,
+                getattr(served.unavailable, "value", None),
+                served.detail,
             )
         return True
 
     def _load(self) -> Served:
-        heuristic = self._load_heuristic()
-        heuristic_scale, heuristic_quantiles = self._heuristic_interval(heuristic)
+        """Everything of one champion: CHAMPION is read once, and the heuristic, its interval
+        and the model all come from the version it named, so a promotion meanwhile cannot pair
+        one champion's heuristic with another's model."""
+        try:
+            version = champion_version(self.model_dir)
+        except Exception as exc:
+            return Served(unavailable=FallbackReason.BAD_ARTIFACT, detail=str(exc))
+        if version is None:
+            return Served(
+                unavailable=FallbackReason.NO_MODEL,
+                detail=f"no CHAMPION in {self.model_dir}: no model trained yet",
+            )
+        heuristic = self._load_heuristic(version)
+        heuristic_scale, heuristic_quantiles = self._heuristic_interval(heuristic, version)
         rules = Served(
             heuristic=heuristic,
             heuristic_p90_scale=heuristic_scale,
             heuristic_quantiles=heuristic_quantiles,
         )
         try:
-            loaded = load_champion(self.model_dir, self.area)
+            loaded = load_version(self.model_dir, version, self.area)
         except ArtifactMissing as exc:
             return replace(rules, unavailable=FallbackReason.NO_MODEL, detail=str(exc))
         except ArtifactAreaMismatch as exc:
@@ -148,22 +167,21 @@ class ModelHolder:
             detail=None,
         )
 
-    def _load_heuristic(self) -> HeuristicParams:
+    def _load_heuristic(self, version: str) -> HeuristicParams:
         try:
-            params = load_heuristic(self.model_dir)
+            params = load_heuristic(self.model_dir, version)
         except Exception as exc:
             log.warning("[ML] fitted heuristic unreadable (%s); using the defaults", exc)
             return DEFAULT_PARAMS
         return params
 
     def _heuristic_interval(
-        self, heuristic: HeuristicParams
+        self, heuristic: HeuristicParams, version: str
     ) -> tuple[float | None, tuple[float, ...] | None]:
         if heuristic is DEFAULT_PARAMS:
             return None, None
         try:
-            version = champion_version(self.model_dir)
-            metadata = read_metadata(self.model_dir, version) if version else {}
+            metadata = read_metadata(self.model_dir, version)
         except Exception:  # the heuristic's interval is a nicety: never a reason to fail
             return None, None
         return (

@@ -66,8 +66,8 @@ class Figures:
     reference_mae: float
     reference_r2: float
     seconds: float
-    # Synthetic worlds: the champion's most / least confident tenth's MAE when its holdout
-    # errors are ranked by the world's true noise scale, the best any confidence could do.
+    # Synthetic worlds: the most / least confident tenth's MAE when the champion's holdout
+    # errors are ranked by the world's own noise scale instead of its confidence (a reference).
     oracle_deciles: tuple[float, float] | None = None
 
     @property
@@ -181,7 +181,7 @@ def targets(figures: Figures) -> list[tuple[str, bool]]:
     bound = ""
     if figures.oracle_deciles is not None:
         best = figures.oracle_deciles[0] / max(figures.oracle_deciles[1], 1e-9)
-        bound = f"; ranked by the world's true noise scale, the best possible: {best:.2f}"
+        bound = f"; the same errors ranked by the world's own noise scale: {best:.2f}"
     checks.append(
         (
             f"confident tenth's MAE {most / max(least, 1e-9):.2f} x the least's (<= 0.5){bound}",

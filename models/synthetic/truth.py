@@ -114,9 +114,8 @@ def expected_delay(X: np.ndarray, shift: TruthShift | None = None) -> np.ndarray
 
 def noise_scale(X: np.ndarray) -> np.ndarray:
     """The standard deviation (minutes) of each row's noise: it grows with traffic and rain,
-    from 1.3 on empty dry roads to 1.8 times that in a wet evening peak. No confidence can rank
-    bookings by their errors better than this scale does (``make quality`` shows how close the
-    model's confidence comes)."""
+    from 1.3 on empty dry roads to 1.8 times that in a wet evening peak. ``make quality`` ranks
+    the champion's errors by it, as a reference for what its confidence achieves."""
     c = FEATURE_INDEX
     busy = traffic_minutes(X[:, c["hour_local"]], X[:, c["is_weekend"]]) / PEAK_TRAFFIC_MIN
     wet = X[:, c["precipitation_mm_h"]] > 0.1

@@ -171,7 +171,7 @@ def test_a_well_calibrated_p90_raises_no_alert_in_the_default_window_but_does_in
     assert len(noisy) >= 5
     assert all(a.evidence["n"] == 50 for a in noisy)
     warning = coverage_window_warning(50, 0.85, 0.95)
-    assert warning is not None and "±0.127" in warning and "at least 324" in warning
+    assert warning is not None and "±0.127" in warning and "at least 729" in warning
     assert "does not contain 0.9" in (coverage_window_warning(1000, 0.91, 0.99) or "")
 
 

@@ -200,6 +200,12 @@ def test_artifacts_older_than_named_inputs_read_the_columns_they_were_trained_on
         assert loaded.predictor.feature_names == FEATURE_NAMES[:20]
         delays, _ = loaded.predictor.predict(X)
         np.testing.assert_array_equal(delays, estimator.predict(X[:, :20]))
+        # Those features in another order: metadata is not checksummed, and such a model read
+        # its columns in the order of its time, so the list is refused, never trusted.
+        info_path = loaded.path
+        edit_metadata(info_path, features=list(reversed(FEATURE_NAMES[:20])))
+        with pytest.raises(ArtifactCorrupt, match="predates named inputs"):
+            load_champion(model_dir)
 
 
 def test_a_zoned_model_round_trips_with_its_encodings_and_refuses_another_area(tmp_path):

@@ -328,7 +328,8 @@ def test_risk_comes_from_the_chance_of_exceeding_the_thresholds(
 
 class ReloadingModel(ConstantModel):
     """A model during whose call the champion changes: the holder gets a new snapshot with
-    another model, another interval and another heuristic, as a reload on its thread does."""
+    another model, other intervals and quantiles, and another heuristic, as a reload on its
+    thread does."""
 
     def __init__(self, holder_of, successor):
         super().__init__(value=9.5, confidence=0.5)
@@ -340,10 +341,14 @@ class ReloadingModel(ConstantModel):
 
 
 def test_a_reload_during_a_batch_never_mixes_two_champions(executor, tmp_path):
+    from models.heuristic import constant_params
+
     successor = Served(
         model=ConstantModel(value=30.0),
+        heuristic=constant_params(40.0, 1.0),
         model_p90_scale=9.0,
         heuristic_p90_scale=9.0,
+        # Every excess far above the delay: any booking would be high risk.
         model_quantiles=tuple(np.linspace(5, 6, 19).tolist()),
         unavailable=None,
         detail=None,
@@ -352,7 +357,10 @@ def test_a_reload_during_a_batch_never_mixes_two_champions(executor, tmp_path):
     model = ReloadingModel(lambda: cell[0], successor)
     predictor = make(executor, tmp_path, percentage=50, model=model)
     cell.append(predictor)
-    serve(predictor, model_p90_scale=1.5, heuristic_p90_scale=2.0)
+    # A symmetric excess: at 9.5 min with a spread of 5, a delay of 15 has a chance of 0.225.
+    symmetric = tuple(np.linspace(-1.8, 1.8, 19).tolist())
+    serve(predictor, model_p90_scale=1.5, heuristic_p90_scale=2.0, model_quantiles=symmetric)
+    old_rules = predictor._models.current.heuristic
     result = run(predictor, [booking_json(i) for i in range(100)])
     assert predictor._models.current is successor  # the reload did happen, mid-batch
     ml = [p for p in result.predictions if p.served_by is Arm.ML]
@@ -361,6 +369,9 @@ def test_a_reload_during_a_batch_never_mixes_two_champions(executor, tmp_path):
     # Every prediction of the batch is the old champion's: its delays, versions and scales.
     assert {(p.predicted_delay_minutes, p.model_version) for p in ml} == {(9.5, "rf-test")}
     assert {p.delay_p90_minutes for p in ml} == {9.5 + 1.5 * 5.0}
+    assert {p.risk_level.value for p in ml} == {"medium"}  # the old quantiles', not "high"
+    assert {p.model_version for p in rules} == {old_rules.version}
+    assert all(p.predicted_delay_minutes != 40.0 for p in rules)
     for p in rules:
         spread = 5.0 * (1 / p.confidence - 1)
         assert p.delay_p90_minutes == pytest.approx(
@@ -369,3 +380,8 @@ def test_a_reload_during_a_batch_never_mixes_two_champions(executor, tmp_path):
     # The next batch serves the new champion.
     after = run(predictor, [booking_json(i) for i in range(100)])
     assert {p.predicted_delay_minutes for p in after.predictions if p.served_by is Arm.ML} == {30.0}
+    assert {p.risk_level.value for p in after.predictions if p.served_by is Arm.ML} == {"high"}
+    heuristic_after = {
+        p.predicted_delay_minutes for p in after.predictions if p.arm is Arm.HEURISTIC
+    }
+    assert heuristic_after == {40.0}

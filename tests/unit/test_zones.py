@@ -189,25 +189,31 @@ def test_a_world_with_hot_spots_is_learned_by_the_zoned_candidate_only():
 
 
 def test_small_batches_get_exactly_the_encodings_of_the_array_path():
-    # Trips all over a grid of 0.3 km cells, many on or next to cell edges, across the
-    # antimeridian of an area that straddles it, and at every hour edge.
+    # Trips all over a grid of 0.3 km cells, many on or next to cell edges, in an area that
+    # straddles the antimeridian (longitudes on both sides, as bookings give them, in
+    # [-180, 180)), at every hour edge, negative and past 24 included.
     rng = np.random.default_rng(9)
     for area in (GENEVA, ServiceArea(timezone="Pacific/Fiji", center_lat=-17.7, center_lon=179.9)):
         step = 0.3 / 111.195
         n = 4_000
         lat = area.center_lat + rng.integers(-40, 40, (n, 2)) * step
         lat[: n // 2] += rng.normal(0, step / 3, (n // 2, 2))
-        lon = area.center_lon + rng.uniform(-0.5, 0.5, (n, 2))
+        lon = (area.center_lon + rng.uniform(-0.5, 0.5, (n, 2)) + 180.0) % 360.0 - 180.0
+        if area.center_lon > 179:
+            assert (lon < 0).any() and (lon > 0).any()
         coordinates = np.stack([lat[:, 0], lon[:, 0], lat[:, 1], lon[:, 1]], axis=1)
-        hours = rng.choice([0.0, 0.999999, 7.5, 23.0, 23.999999], n)
+        hours = rng.choice([-0.5, 0.0, 0.999999, 7.5, 23.0, 23.999999, 24.5], n)
         cells = zone_cells(area, 0.3, coordinates, hours)
         seen = rng.random(n) < 0.5  # half the trips' cells were seen in training
         encoding, _ = ZoneEncoding.fit(area, 0.3, cells[seen], rng.normal(5, 3, seen.sum()))
         expected = encoding.encode(cells)
-        small = np.vstack(
-            [encoding.features(coordinates[i : i + 7], hours[i : i + 7]) for i in range(0, n, 7)]
-        )
-        np.testing.assert_array_equal(small, expected)
-        np.testing.assert_array_equal(encoding.features(coordinates, hours), expected)
+        for size in (1, 7, 8):  # the Python path, up to SMALL_BATCH rows
+            small = np.vstack(
+                [
+                    encoding.features(coordinates[i : i + size], hours[i : i + size])
+                    for i in range(0, n, size)
+                ]
+            )
+            np.testing.assert_array_equal(small, expected)
         assert (expected[:, 0] != encoding.tables[0].default).any()
         assert (expected[:, 0] == encoding.tables[0].default).any()
