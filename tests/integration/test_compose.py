@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from streams.stack.compose_tool import compose_binary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +28,8 @@ ONE_SHOT = {"migrate", "model"}
 def compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     binary = compose_binary()
     assert binary.is_file(), f"{binary} missing: run `delaycast stack install --for-tests`"
-    clean = {k: v for k, v in os.environ.items() if k not in {"POSTGRES_PASSWORD", "API_TOKEN"}}
+    secrets = {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "API_TOKEN"}
+    clean = {k: v for k, v in os.environ.items() if k not in secrets}
     return subprocess.run(
         [str(binary), "--project-directory", str(REPO), *args],
         env=clean | env,
@@ -37,19 +40,23 @@ def compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
+PASSWORDS = {"POSTGRES_PASSWORD": "change-me", "REDIS_PASSWORD": "redis-pw-7c1e"}
+
+
 def test_docker_compose_config_accepts_the_file() -> None:
-    done = compose("config", "--quiet", env={"POSTGRES_PASSWORD": "change-me"})
+    done = compose("config", "--quiet", env=PASSWORDS)
     assert done.returncode == 0, done.stderr
 
 
-def test_a_missing_postgres_password_fails_fast_and_says_which_variable() -> None:
-    done = compose("config", "--quiet", env={})
+@pytest.mark.parametrize("missing", ["POSTGRES_PASSWORD", "REDIS_PASSWORD"])
+def test_a_missing_password_fails_fast_and_says_which_variable(missing: str) -> None:
+    done = compose("config", "--quiet", env={k: v for k, v in PASSWORDS.items() if k != missing})
     assert done.returncode != 0
-    assert "POSTGRES_PASSWORD" in done.stderr
+    assert missing in done.stderr
 
 
 def test_every_service_is_there_with_health_checks_and_readable_topics() -> None:
-    done = compose("config", "--format", "json", env={"POSTGRES_PASSWORD": "change-me"})
+    done = compose("config", "--format", "json", env=PASSWORDS)
     assert done.returncode == 0, done.stderr
     services = json.loads(done.stdout)["services"]
     assert set(services) == LONG_RUNNING | ONE_SHOT
@@ -76,3 +83,13 @@ def test_every_service_is_there_with_health_checks_and_readable_topics() -> None
     assert "--actual-after-s" in services["producer"]["command"]
     # The password reaches the apps only through the variable, never a default.
     assert "change-me" in services["worker-outcomes"]["environment"]["DATABASE_URL"]
+    # Redis wants its password from every client, and never sees it on a command line.
+    for name in ("worker-predict", "worker-outcomes", "api", "producer", "model"):
+        url = services[name]["environment"]["REDIS_URL"]
+        assert url == "redis://:redis-pw-7c1e@redis:6379/0", name
+    redis = services["redis"]
+    assert "redis-pw-7c1e" not in json.dumps(redis["command"])
+    assert "requirepass" in json.dumps(redis["command"])
+    assert redis["environment"]["REDISCLI_AUTH"] == "redis-pw-7c1e"
+    # Kafka UI browses topics; it cannot produce, delete or reconfigure them.
+    assert ui["KAFKA_CLUSTERS_0_READONLY"] == "true"
