@@ -16,7 +16,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from models.area import ServiceArea
@@ -188,6 +195,10 @@ class Settings(BaseSettings):
         default=None,
         description=f"Bearer token for flag changes; at least {MIN_API_TOKEN_CHARS} characters.",
     )
+    api_read_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the API's reads (all but /api/health); none: open.",
+    )
     api_allowed_hosts: str = Field(
         default="localhost,127.0.0.1,::1",
         min_length=1,
@@ -219,6 +230,11 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=4, ge=1, le=64)
     log_level: str = Field(default="info", pattern=r"^(?i:debug|info|warning|error)$")
 
+    @field_validator("api_token", "api_read_token", mode="after")
+    @classmethod
+    def _token(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        return _checked_token(str(info.field_name).upper(), token)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.risk_high_minutes < self.risk_medium_minutes:
@@ -235,16 +251,6 @@ class Settings(BaseSettings):
             raise ValueError(f"SERVICE_AREA_TIMEZONE: {exc}") from None
         if self.weather_provider is WeatherProvider.RECORDED and self.weather_history_csv is None:
             raise ValueError("WEATHER_PROVIDER=recorded needs WEATHER_HISTORY_CSV")
-        if self.api_token is not None:
-            length = len(self.api_token.get_secret_value())
-            if length == 0:
-                self.api_token = None  # API_TOKEN= (as in .env.example): no token, changes off
-            elif length < MIN_API_TOKEN_CHARS:
-                # The length only: a secret is never repeated in an error.
-                raise ValueError(
-                    f"API_TOKEN must be at least {MIN_API_TOKEN_CHARS} characters, not {length}; "
-                    "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-                )
         if not self.allowed_hosts:
             raise ValueError("API_ALLOWED_HOSTS names no host (expected e.g. 'localhost,::1')")
         return self
@@ -311,6 +317,22 @@ class Settings(BaseSettings):
     @property
     def runs_outcomes(self) -> bool:
         return self.worker_role in (WorkerRole.ALL, WorkerRole.OUTCOMES)
+
+
+def _checked_token(name: str, token: SecretStr | None) -> SecretStr | None:
+    """None for an empty token (``API_TOKEN=`` as in .env.example); ValueError, naming its
+    length only (a secret is never repeated in an error), when it is too short to guess."""
+    if token is None:
+        return None
+    length = len(token.get_secret_value())
+    if length == 0:
+        return None
+    if length < MIN_API_TOKEN_CHARS:
+        raise ValueError(
+            f"{name} must be at least {MIN_API_TOKEN_CHARS} characters, not {length}; "
+            "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return token
 
 
 class SettingsError(SystemExit):

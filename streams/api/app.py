@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from streams.api import ab, alerts, dashboard, flags, health, monitoring, prometheus
+from streams.api.auth import require_read_token
 from streams.api.errors import install_error_handlers, openapi_with_400
 from streams.api.guards import RequestGuards
 from streams.api.resources import Resources
@@ -61,10 +62,11 @@ def create_app(
     app.state.metrics_registry = prometheus.registry_for(lambda: prometheus.read_scrape(shared))
     install_error_handlers(app)
     app.include_router(health.router)
+    reads = [Depends(require_read_token)]  # open unless API_READ_TOKEN is set
     for router in (monitoring.router, ab.router, alerts.router):
-        app.include_router(router, responses=_ERRORS)  # type: ignore[arg-type]
-    app.include_router(flags.router, responses=_AUTH_ERRORS)  # type: ignore[arg-type]
-    app.include_router(prometheus.router)
+        app.include_router(router, responses=_AUTH_ERRORS, dependencies=reads)  # type: ignore[arg-type]
+    app.include_router(flags.router, responses=_AUTH_ERRORS, dependencies=reads)  # type: ignore[arg-type]
+    app.include_router(prometheus.router, dependencies=reads)
     app.include_router(dashboard.router)
     openapi_with_400(app)
     app.add_middleware(

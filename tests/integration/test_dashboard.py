@@ -616,3 +616,46 @@ def test_without_outcomes_the_panels_say_so(
         assert page.locator("svg.chart").count() == 0
         assert console.errors == []
         page.close()
+
+
+READ_TOKEN = "dashboard-read-token-5e21-0123456789abcdef"
+
+
+def test_with_a_read_token_the_panels_wait_for_it_and_then_show_the_data(
+    stack: Any, own_database: str, browser: Browser, session_dir: Path
+) -> None:
+    seed(own_database, now=datetime.now(UTC))
+    home = session_dir / f"dashboard-{uuid.uuid4().hex[:6]}"
+    with running_api(stack, own_database, home, API_READ_TOKEN=READ_TOKEN) as api:
+        # Without the token: every read but health is refused, and the page says why.
+        refused = requests.get(api.base_url + "/api/ml-monitoring/summary", timeout=10)
+        assert refused.status_code == 401 and "API_READ_TOKEN" in refused.json()["detail"]
+        assert requests.get(api.base_url + "/metrics", timeout=10).status_code == 401
+        assert requests.get(api.base_url + "/api/health", timeout=10).status_code in (200, 503)
+        page, console = open_dashboard(browser, api)
+        for panel in ("summary", "hourly", "daily", "predictions", "flags", "alerts"):
+            assert page.get_attribute(f"[data-panel={panel}]", "data-status") == "error", panel
+        assert "API_READ_TOKEN" in text(page, "summary-error")
+        assert page.get_attribute("[data-panel=health]", "data-status") == "ok"
+        # The operator types the read token: the page reads again at once, and every panel
+        # shows what the API returns with it.
+        page.fill("[data-testid=flag-token]", READ_TOKEN)
+        page.press("[data-testid=flag-token]", "Enter")
+        page.wait_for_selector("body[data-refreshes='2']", timeout=LOAD_TIMEOUT_MS)
+        page.wait_for_selector("body[data-state=loaded]", timeout=LOAD_TIMEOUT_MS)
+        for panel in ("summary", "hourly", "daily", "predictions", "flags", "alerts"):
+            assert page.get_attribute(f"[data-panel={panel}]", "data-status") == "ok", panel
+        headers = {"Authorization": f"Bearer {READ_TOKEN}"}
+        predictions = requests.get(
+            api.base_url + "/api/ml-monitoring/predictions", headers=headers, timeout=10
+        ).json()
+        assert page.locator("[data-testid=prediction-row]").count() == len(predictions["items"])
+        # The token never reaches the page's address or its markup.
+        assert READ_TOKEN not in page.url and READ_TOKEN not in page.content()
+        # A read token cannot change the flags.
+        before = api.flags()
+        page.click("[data-testid=flag-disable]")
+        page.wait_for_selector("[data-testid=flag-message][data-status='401']")
+        assert api.flags() == before
+        assert not [e for e in console.errors if "401" not in e]
+        page.close()

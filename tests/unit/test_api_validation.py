@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 
 from streams.api import create_app
 from streams.api.errors import describe_error
-from streams.settings import load_settings
+from streams.settings import SettingsError, load_settings
 
 SECRET = "s3cret-token-0123456789abcdef0123456789"
 CLOSED = {
@@ -32,9 +32,27 @@ def call(
     headers: dict[str, str] | None = None,
     chunks: int = 1,
 ) -> tuple[int, Any]:
-    """One request through the ASGI interface; returns the status and the decoded JSON. The
-    Host is 127.0.0.1:8000 unless ``headers`` name one; ``chunks`` > 1 streams the body in that
-    many parts without a Content-Length."""
+    """One request through the ASGI interface; returns the status and the decoded JSON."""
+    status, content = exchange(app, method, url, body, headers, chunks)
+    return status, json.loads(content) if content else None
+
+
+def call_raw(app: Any, url: str) -> tuple[int, bytes]:
+    """A GET through the ASGI interface; returns the status and the body as bytes."""
+    return exchange(app, "GET", url)
+
+
+def exchange(
+    app: Any,
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    chunks: int = 1,
+) -> tuple[int, bytes]:
+    """One request through the ASGI interface; returns the status and the body. The Host is
+    127.0.0.1:8000 unless ``headers`` name one; ``chunks`` > 1 streams the body in that many
+    parts without a Content-Length."""
     parts = urlsplit(url)
     raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     sent: list[dict[str, Any]] = []
@@ -71,7 +89,7 @@ def call(
     asyncio.run(app(scope, receive, send))
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return status, json.loads(content) if content else None
+    return status, content
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +304,32 @@ def test_a_body_over_the_cap_gets_413_before_the_endpoint_acts(chunks):
     small = {"percentage": 500, "reason": "x" * 1000}
     status, body = call(app, "POST", "/api/feature-flags/ml/enable", small, TOKEN, chunks=chunks)
     assert status == 400 and "percentage" in json.dumps(body)
+
+
+READ = "read-token-0123456789abcdef0123456789"
+
+
+def test_with_a_read_token_every_read_but_health_and_the_page_needs_it():
+    app = create_app(load_settings(**CLOSED, api_token=SECRET, api_read_token=READ))
+    reads = ["/api/ml-monitoring/summary", "/api/ab/report", "/api/alerts", "/metrics"]
+    reads.append("/api/feature-flags/status")
+    for path in reads:
+        status, body = call(app, "GET", path)
+        assert status == 401 and "API_READ_TOKEN" in body["detail"], path
+        assert call(app, "GET", path, headers={"Authorization": "Bearer wrong"})[0] == 401
+        # Past the check with either token (the servers are closed ports: 503, or an answer
+        # that says which store did not answer).
+        for token in (READ, SECRET):
+            status, _ = exchange(app, "GET", path, headers={"Authorization": f"Bearer {token}"})
+            assert status in (200, 503), (path, status)
+    assert call(app, "GET", "/api/health")[0] in (200, 503)
+    page = call_raw(app, "/ml-monitoring")
+    assert page[0] == 200 and READ.encode() not in page[1]
+
+
+def test_without_a_read_token_reads_are_open_and_a_short_one_is_refused():
+    app = create_app(load_settings(**CLOSED))
+    assert call(app, "GET", "/api/ml-monitoring/summary")[0] == 503  # past auth, no PostgreSQL
+    assert exchange(app, "GET", "/metrics")[0] == 200
+    with pytest.raises(SettingsError, match="API_READ_TOKEN must be at least 32 characters"):
+        load_settings(**CLOSED, api_read_token="short")

@@ -1,6 +1,7 @@
 // The ML-monitoring dashboard: reads the monitoring API, draws each panel on its own (a failing
 // endpoint shows its error in its panel only), refreshes every 30 s, and changes the rollout
-// flags with the API token kept in sessionStorage (never in the URL or the page).
+// flags with the API token kept in sessionStorage (never in the URL or the page). The same
+// token goes with every read, for an API that guards its reads with API_READ_TOKEN.
 
 import {DAY_MS, HOUR_MS, intervalStrip, lineChart, splitBar} from './charts.js';
 import {el, fmtInt, fmtNumber, fmtShare, fmtTime, numberCell, replaceChildren} from './dom.js';
@@ -48,11 +49,10 @@ async function getJson(path, {accept = [200]} = {}) {
   const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
   let status = 0;
   try {
-    const response = await fetch(ROOT + path, {
-      signal: abort.signal,
-      headers: {Accept: 'application/json'},
-      cache: 'no-store',
-    });
+    const headers = {Accept: 'application/json'};
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const response = await fetch(ROOT + path, {signal: abort.signal, headers, cache: 'no-store'});
     status = response.status;
     const body = await response.json().catch(() => null);
     if (!accept.includes(status) || body === null) {
@@ -667,6 +667,8 @@ function setUpControls() {
     if (token.value) sessionStorage.setItem(TOKEN_KEY, token.value);
     else sessionStorage.removeItem(TOKEN_KEY);
   });
+  // A token typed in (Enter, or leaving the field) may open the reads: read again at once.
+  token.addEventListener('change', () => refresh());
   const actor = document.getElementById('actor');
   actor.value = sessionStorage.getItem(ACTOR_KEY) || '';
   actor.addEventListener('input', () => sessionStorage.setItem(ACTOR_KEY, actor.value));
