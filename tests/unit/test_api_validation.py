@@ -24,16 +24,9 @@ CLOSED = {
 }
 
 
-def call(
-    app: Any,
-    method: str,
-    url: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    chunks: int = 1,
-) -> tuple[int, Any]:
-    """One request through the ASGI interface; returns the status and the decoded JSON."""
-    status, content = exchange(app, method, url, body, headers, chunks)
+def call(app: Any, method: str, url: str, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+    """:func:`exchange`, with the body decoded as JSON."""
+    status, content = exchange(app, method, url, *args, **kwargs)
     return status, json.loads(content) if content else None
 
 
