@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,3 +157,74 @@ def scale_from_metadata(metadata: dict[str, Any], predictor: str) -> float | Non
     if isinstance(scale, int | float) and not isinstance(scale, bool) and math.isfinite(scale):
         return float(scale)
     return None
+
+
+# Online tracking of the P90 (quantile tracking, the "P" of conformal PID control): every
+# outcome with a P90 adds (miss - 0.1) to its served version's sum S, and the scale served is
+# the calibrated one times exp(TRACKING_RATE × S). Misses above 1 in 10 widen the P90s, fewer
+# narrow them, so their long-run coverage returns to 0.9 whatever drifts. The factor is bounded
+# to [1/4, 4]: a lasting breach beyond that is for the coverage alert and a retraining.
+TRACKING_RATE = 0.005
+TRACKING_FACTOR_BOUND = 4.0
+
+
+def tracking_limit(rate: float = TRACKING_RATE) -> float:
+    """The bound on |S| that keeps the factor within [1/bound, bound] (none at rate 0)."""
+    return math.log(TRACKING_FACTOR_BOUND) / rate if rate > 0 else math.inf
+
+
+def tracking_factor(total: float | None, rate: float = TRACKING_RATE) -> float:
+    """The factor on the calibrated scale for a version's tracked sum (1 when none or rate 0).
+
+    >>> tracking_factor(None), tracking_factor(0.0), round(tracking_factor(100.0), 4)
+    (1.0, 1.0, 1.6487)
+    >>> tracking_factor(10**9) == TRACKING_FACTOR_BOUND
+    True
+    """
+    if total is None or rate <= 0 or not math.isfinite(total):
+        return 1.0
+    limit = tracking_limit(rate)
+    return math.exp(rate * min(max(total, -limit), limit))
+
+
+def tracking_deltas(versions: Iterable[str], within: Iterable[bool | None]) -> dict[str, float]:
+    """What a batch of outcomes adds to each served version's sum: (misses - 0.1 × n) over its
+    outcomes with a P90 (``within`` None: no P90, not counted).
+
+    >>> tracking_deltas(["a", "a", "b", "b"], [False, True, True, None])
+    {'a': 0.8, 'b': -0.1}
+    """
+    deltas: dict[str, float] = {}
+    for version, inside in zip(versions, within, strict=True):
+        if inside is None:
+            continue
+        deltas[version] = deltas.get(version, 0.0) + (0.0 if inside else 1.0) - (1.0 - LEVEL)
+    return {v: round(d, 9) for v, d in deltas.items()}
+
+
+def tracked_coverage(
+    y: np.ndarray,
+    delay: np.ndarray,
+    spread: np.ndarray,
+    scale: float,
+    predicted_at: np.ndarray,
+    observed_at: np.ndarray,
+    rate: float = TRACKING_RATE,
+) -> float:
+    """The coverage of P90s served with online tracking, replayed in time: each prediction
+    uses the sum S as it stands at ``predicted_at``, and each outcome updates S at
+    ``observed_at`` (pickup + actual delay), as the outcome path learns it."""
+    upper = np.empty(len(y), dtype=np.float64)
+    observed_at = np.maximum(observed_at, predicted_at)  # an outcome follows its prediction
+    events = sorted(
+        [(float(t), 1, i) for i, t in enumerate(predicted_at)]
+        + [(float(t), 0, i) for i, t in enumerate(observed_at)]
+    )
+    total, limit = 0.0, tracking_limit(rate)
+    for _, kind, i in events:  # at equal times, outcomes (0) are known before predictions
+        if kind == 1:
+            upper[i] = delay[i] + scale * tracking_factor(total, rate) * spread[i]
+        else:
+            miss = 1.0 if y[i] > upper[i] else 0.0
+            total = min(max(total + miss - (1.0 - LEVEL), -limit), limit)
+    return coverage(y, upper)

@@ -23,7 +23,7 @@ import numpy as np
 from connectors.flags import FlagState
 from models.features import feature_dict, feature_matrix
 from models.heuristic import predict as heuristic_predict
-from models.interval import exceedance, spread_of
+from models.interval import exceedance, spread_of, tracking_factor
 from models.risk import risk_levels, risk_levels_by_chance
 from models.routing import bucket, routes_to_ml
 from schemas import (
@@ -48,6 +48,12 @@ MAX_LATENCY_MS = 86_400_000.0  # the contract's bound (schemas/_types.py Duratio
 class FlagView(Protocol):
     state: FlagState
     source: str
+
+
+class TrackedSums(Protocol):
+    """The tracked P90 sum of each served version (:mod:`connectors.p90_tracking`)."""
+
+    sums: dict[str, float]
 
 
 class WeatherLookupLike(Protocol):
@@ -98,6 +104,8 @@ class BatchPredictor:
         agent: str = "predict",
         replay: bool = False,
         contract: Contract = DEFAULT_CONTRACT,
+        tracking: TrackedSums | None = None,
+        tracking_rate: float = 0.0,
     ) -> None:
         self._weather = weather
         self._flags = flags
@@ -109,6 +117,8 @@ class BatchPredictor:
         self._agent = agent
         self._replay = replay
         self._contract = contract
+        self._tracking = tracking
+        self._tracking_rate = tracking_rate
 
     async def run(self, records: list[Inbound]) -> BatchResult:
         started = time.perf_counter()
@@ -261,9 +271,16 @@ class BatchPredictor:
     def _p90(
         self, served: Served, delays: np.ndarray, confidences: np.ndarray, served_ml: np.ndarray
     ) -> np.ndarray:
-        """Each prediction's P90 with its predictor's calibrated scale; NaN where the
-        predictor has none (an artifact trained before intervals, the default heuristic)."""
+        """Each prediction's P90 with its predictor's calibrated scale, times the online
+        tracking's factor for its version (:func:`models.interval.tracking_factor`); NaN where
+        the predictor has none (an artifact trained before intervals, the default heuristic)."""
         model_scale, rule_scale = served.model_p90_scale, served.heuristic_p90_scale
+        if self._tracking is not None:
+            sums, rate = self._tracking.sums, self._tracking_rate
+            if model_scale is not None and served.model is not None:
+                model_scale *= tracking_factor(sums.get(served.model.version), rate)
+            if rule_scale is not None:
+                rule_scale *= tracking_factor(sums.get(served.heuristic.version), rate)
         scales = np.where(
             served_ml,
             np.nan if model_scale is None else model_scale,

@@ -425,6 +425,7 @@ async def _serve(conn: Connection) -> None:
 
     background = {
         asyncio.create_task(path.flags.run()),
+        asyncio.create_task(path.tracking.run()),
         asyncio.create_task(reload_forever(path.models, path.executor)),
     }
     threading.Thread(target=receive, name="engine-receive", daemon=True).start()

@@ -16,6 +16,7 @@ import redis
 import redis.asyncio as aioredis
 
 from connectors.flags import FlagState, FlagStore, FlagWatcher
+from connectors.p90_tracking import TrackingWatcher
 from connectors.weather import WeatherService
 from streams.clock import utc_now
 from streams.model_holder import ModelHolder
@@ -24,6 +25,9 @@ from streams.settings import Settings
 from streams.weather_wiring import build_weather_service
 
 log = logging.getLogger("delaycast.worker")
+
+
+TRACKING_POLL_S = 2.0  # how often the tracked P90 sums are read again
 
 
 def initial_flags(settings: Settings) -> FlagState:
@@ -55,6 +59,7 @@ class PredictionPath:
     model_executor: ThreadPoolExecutor
     redis: aioredis.Redis
     flags: FlagWatcher
+    tracking: TrackingWatcher
     models: ModelHolder
     weather: WeatherService
     predictor: BatchPredictor
@@ -94,6 +99,8 @@ async def build_prediction_path(
         client, s.flags_redis_key, initial_flags(s), interval_s=s.flags_poll_interval_s
     )
     await flags.refresh()
+    tracking = TrackingWatcher(client, s.p90_tracking_redis_key, interval_s=TRACKING_POLL_S)
+    await tracking.refresh()
     models = ModelHolder(s.model_dir, s.service_area)
     if load_model:  # a worker that never predicts need not hold the forest in memory
         await loop.run_in_executor(executor, models.reload_if_changed)
@@ -109,5 +116,9 @@ async def build_prediction_path(
         agent=agent,
         replay=replay,
         contract=s.contract,
+        tracking=tracking if s.p90_tracking_rate > 0 else None,
+        tracking_rate=s.p90_tracking_rate,
     )
-    return PredictionPath(executor, model_executor, client, flags, models, weather, predictor)
+    return PredictionPath(
+        executor, model_executor, client, flags, tracking, models, weather, predictor
+    )

@@ -5,18 +5,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
+import redis
 import sqlalchemy as sa
 from confluent_kafka import Consumer
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.kafka import BlockingProducer
+from connectors.p90_tracking import TrackingStore
 from connectors.postgres import current_revision, head_revision, history
 from connectors.postgres.quarantine import write_quarantine
 from connectors.postgres.retry import describe, is_data_error, write_until_done
 from connectors.webhook import WebhookNotifier
 from connectors.webhook_queue import WebhookQueue
 from models.alert_rules import ThresholdRules, coverage_window_warning
+from models.interval import tracking_deltas, tracking_limit
 from schemas import Alert, Outcome, Prediction
 from schemas.quarantine import QuarantinedEvent
 from streams.ab_eval import periodic_task
@@ -125,6 +129,17 @@ def build_recorder(
         )
         webhook = WebhookQueue(notifier, capacity=webhook_queue, stopping=giving_up)
     stop = threading.Event()
+    tracking: P90Tracking | None = None
+    if s.p90_tracking_rate > 0:
+        tracking = P90Tracking(
+            TrackingStore(
+                redis.Redis.from_url(
+                    s.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
+                ),
+                s.p90_tracking_redis_key,
+                limit=tracking_limit(s.p90_tracking_rate),
+            )
+        )
     ab_task = periodic_task(engine, clock=utc_now, publish=publish, min_samples=s.ab_min_samples)
     drift = DriftWatch(s.model_dir)
     checkpoint_prefix = f"{s.topic(s.consumer_group)}:drift:"
@@ -157,11 +172,39 @@ def build_recorder(
         consumer=consumer,
         topics=RecorderTopics(s.topic("predictions"), s.topic("outcomes"), alerts_topic),
         history=PostgresHistory(engine, stop),
-        monitors=[rules, drift, *extra_monitors],
+        monitors=[rules, drift, *([tracking] if tracking else []), *extra_monitors],
         publish_alerts=publish,
         notify=webhook.submit if webhook else None,
         clock=utc_now,
     )
+
+
+class P90Tracking:
+    """A monitor that adds each outcome batch's misses to the tracked P90 sums in Redis
+    (:mod:`connectors.p90_tracking`), which the prediction path reads to widen or narrow the P90
+    it serves. It raises no alert; a Redis that does not answer loses that batch's update
+    (logged once until it answers again), never the batch."""
+
+    def __init__(self, store: TrackingStore) -> None:
+        self._store = store
+        self._failing = False
+
+    def on_predictions(self, predictions: Sequence[Prediction], now: datetime) -> list[Alert]:
+        return []
+
+    def on_outcomes(self, outcomes: Sequence[Outcome], now: datetime) -> list[Alert]:
+        deltas = tracking_deltas(
+            (o.model_version for o in outcomes), (o.within_p90 for o in outcomes)
+        )
+        try:
+            self._store.add(deltas)
+        except (redis.RedisError, OSError) as exc:
+            if not self._failing:
+                log.warning("[P90] cannot update the tracked P90 sums: %s", type(exc).__name__)
+            self._failing = True
+            return []
+        self._failing = False
+        return []
 
 
 def wait_for_schema(engine: sa.Engine, stop: threading.Event, every_s: float = 5.0) -> bool:

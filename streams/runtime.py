@@ -98,6 +98,7 @@ class Runtime(Service):
         path = await build_prediction_path(s, load_model=s.runs_predict and not engine_process)
         self.executor, self.model_executor = path.executor, path.model_executor
         self.redis, self.flags, self.models = path.redis, path.flags, path.models
+        self.tracking = path.tracking
         self.weather, self.predictor = path.weather, path.predictor
         self.producer = BatchProducer(s.kafka_bootstrap_servers)
         # Faust pauses every stream of the worker while its producer holds more than
@@ -199,7 +200,8 @@ class Runtime(Service):
     @Service.task
     async def _watch_flags(self) -> None:
         await self._ready.wait()
-        await self.flags.run()
+        # The flags, and the tracked P90 sums the outcome path writes beside them.
+        await asyncio.gather(self.flags.run(), self.tracking.run())
 
     @Service.task
     async def _reload_models(self) -> None:

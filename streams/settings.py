@@ -108,6 +108,14 @@ class Settings(BaseSettings):
     ml_hash_salt: str = Field(default="delaycast-v1", min_length=1, max_length=64)
     flags_poll_interval_s: float = Field(default=0.2, gt=0, le=5)
     flags_redis_key: str = "delaycast:flags"
+    p90_tracking_rate: float = Field(
+        default=0.005,
+        ge=0,
+        le=0.1,
+        description="How fast the served P90 follows its misses (per outcome); 0 turns the "
+        "online tracking off and serves the calibrated P90.",
+    )
+    p90_tracking_redis_key: str = "delaycast:p90-tracking"
 
     # Models
     model_dir: Path = Field(default_factory=lambda: delaycast_home() / "models")

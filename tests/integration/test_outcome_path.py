@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 import sqlalchemy as sa
 
 from connectors.postgres import history
@@ -218,7 +219,12 @@ def test_p90s_published_with_predictions_are_counted_once_and_a_breach_raises_on
         )
     records = [(p.booking_id.encode(), p.model_dump_json().encode()) for p in predictions]
     # The heuristic's P90s are all within: a band reaching 1.0 keeps it quiet.
-    env = {"ALERT_WINDOW": "20", "COVERAGE_ALERT_WINDOW": "20", "COVERAGE_ALERT_HIGH": "1.0"}
+    env = {
+        "ALERT_WINDOW": "20",
+        "COVERAGE_ALERT_WINDOW": "20",
+        "COVERAGE_ALERT_HIGH": "1.0",
+        "P90_TRACKING_REDIS_KEY": f"{tag}:p90-tracking",
+    }
     with start_worker(stack, topic_prefix, home, WORKER_ROLE="outcomes", **env):
         produce(stack, f"{topic_prefix}predictions", records + records[:40])  # 40 twice
         produce(stack, f"{topic_prefix}actual-delays", actuals + actuals[100:150])  # 50 twice
@@ -277,6 +283,13 @@ def test_p90s_published_with_predictions_are_counted_once_and_a_breach_raises_on
         ("ml", {"n": 20, "covered": 0, "coverage": 0.0, "band_low": 0.85, "band_high": 1.0})
     ]
     assert len(stored_alerts) == 1
+
+    # The online P90 tracking learned each version's misses: +0.9 per outcome beyond its P90,
+    # -0.1 per outcome within, each outcome once (duplicates of the topics included).
+    client = redis.Redis.from_url(stack.redis_url)
+    sums = {k.decode(): float(v) for k, v in client.hgetall(f"{tag}:p90-tracking").items()}
+    client.close()
+    assert sums == pytest.approx({f"{tag}-ml": 0.9 * 129, f"{tag}-heuristic": -0.1 * 128}, abs=1e-6)
 
 
 def test_a_worker_killed_mid_stream_gives_the_same_outcomes_and_metrics(

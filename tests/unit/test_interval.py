@@ -5,7 +5,18 @@ import numpy as np
 import pytest
 
 from models.confidence import confidence_from_spread
-from models.interval import Interval, calibrate_scale, coverage, p90, scale_from_metadata, spread_of
+from models.interval import (
+    Interval,
+    calibrate_scale,
+    coverage,
+    p90,
+    scale_from_metadata,
+    spread_of,
+    tracked_coverage,
+    tracking_deltas,
+    tracking_factor,
+    tracking_limit,
+)
 
 
 def test_spread_of_inverts_the_confidence_formula_above_its_floor():
@@ -72,3 +83,41 @@ def test_the_chance_of_exceeding_a_delay_matches_the_calibrated_rows():
     for minutes, expected in ((4.0, 0.5), (4.0 + 5 * 1.2816, 0.1), (4.0 - 5 * 1.2816, 0.9)):
         chance = exceedance(np.array([4.0]), one, minutes, interval.quantiles)[0]
         assert chance == pytest.approx(expected, abs=0.02), minutes
+
+
+def drifting(seed: int, n: int, late_from: float) -> tuple[np.ndarray, ...]:
+    """Rows in time order whose noise doubles from ``late_from`` (a share of the rows) on, with
+    a scale calibrated on the calm first tenth; predictions 6 hours ahead, outcomes at pickup."""
+    rng = np.random.default_rng(seed)
+    spread = rng.uniform(1.0, 4.0, n)
+    noise = np.where(np.arange(n) < late_from * n, 1.0, 2.0)
+    y = rng.normal(0, 1, n) * spread * noise
+    delay = np.zeros(n)
+    calm = n // 10
+    scale = calibrate_scale(y[:calm], delay[:calm], spread[:calm])
+    pickup = np.arange(n) * 60.0
+    return y, delay, spread, scale, pickup - 6 * 3600, pickup + np.maximum(y, 0) * 60
+
+
+def test_online_tracking_brings_a_drifted_p90_back_to_90_percent():
+    y, delay, spread, scale, predicted_at, observed_at = drifting(1, 40_000, late_from=0.3)
+    static = coverage(y, delay + scale * spread)
+    tracked = tracked_coverage(y, delay, spread, scale, predicted_at, observed_at)
+    assert static < 0.8  # the noise doubled: the calibrated P90 misses far more than 1 in 10
+    assert 0.88 <= tracked <= 0.92
+    # Without drift it stays where calibration put it.
+    y, delay, spread, scale, predicted_at, observed_at = drifting(2, 40_000, late_from=1.0)
+    assert abs(tracked_coverage(y, delay, spread, scale, predicted_at, observed_at) - 0.9) < 0.02
+    # Rate 0 is the calibrated P90.
+    assert tracked_coverage(y, delay, spread, scale, predicted_at, observed_at, rate=0) == (
+        coverage(y, delay + scale * spread)
+    )
+
+
+def test_the_tracked_factor_is_bounded_and_deltas_count_only_outcomes_with_a_p90():
+    assert tracking_factor(-(10**9)) == pytest.approx(1 / 4)
+    assert tracking_factor(float("nan")) == 1.0
+    assert tracking_factor(50.0, rate=0) == 1.0
+    assert tracking_limit(0.005) == pytest.approx(277.2588722)
+    deltas = tracking_deltas(["m", "m", "m", "h"], [False, False, None, True])
+    assert deltas == {"m": 1.8, "h": -0.1}

@@ -385,3 +385,39 @@ def test_a_reload_during_a_batch_never_mixes_two_champions(executor, tmp_path):
         p.predicted_delay_minutes for p in after.predictions if p.arm is Arm.HEURISTIC
     }
     assert heuristic_after == {40.0}
+
+
+@dataclass
+class Sums:
+    sums: dict
+
+
+def test_the_p90_served_follows_the_tracked_sum_of_its_version(executor, tmp_path):
+    from models.heuristic import DEFAULT_PARAMS
+    from models.interval import tracking_factor
+
+    model = ConstantModel(value=9.5, confidence=0.5)  # a spread of 5 minutes
+    predictor = make(executor, tmp_path, percentage=50, model=model)
+    serve(predictor, model_p90_scale=1.5, heuristic_p90_scale=2.0)
+    tracked = Sums({"rf-test": 100.0, DEFAULT_PARAMS.version: -50.0, "other": 999.0})
+    predictor._tracking, predictor._tracking_rate = tracked, 0.005
+    result = run(predictor, [booking_json(i) for i in range(200)])
+    widen, narrow = tracking_factor(100.0), tracking_factor(-50.0)
+    assert widen > 1.6 and narrow < 0.8
+    ml = [p for p in result.predictions if p.served_by is Arm.ML]
+    assert ml and all(
+        p.delay_p90_minutes == pytest.approx(9.5 + 1.5 * widen * 5.0, abs=1e-3) for p in ml
+    )
+    for p in result.predictions:
+        if p.served_by is Arm.HEURISTIC:
+            spread = 5.0 * (1 / p.confidence - 1)
+            assert p.delay_p90_minutes == pytest.approx(
+                p.predicted_delay_minutes + 2.0 * narrow * spread, abs=0.01
+            )
+    # A version without a sum is served its calibrated P90; rate 0 ignores every sum.
+    tracked.sums = {}
+    again = run(predictor, [booking_json(i) for i in range(50)])
+    assert {p.delay_p90_minutes for p in again.predictions if p.served_by is Arm.ML} == {17.0}
+    tracked.sums, predictor._tracking_rate = {"rf-test": 100.0}, 0.0
+    off = run(predictor, [booking_json(i) for i in range(50)])
+    assert {p.delay_p90_minutes for p in off.predictions if p.served_by is Arm.ML} == {17.0}
