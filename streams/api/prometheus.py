@@ -26,7 +26,9 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.kafka_lag import KafkaLagError
+from connectors.p90_tracking import TrackingStore
 from connectors.postgres import read_counters
+from models.interval import tracking_factor
 from schemas import Arm, FallbackReason
 from streams.api.resources import Resources
 from streams.worker_metrics import WorkerTotals, metrics_key, parse_totals
@@ -50,6 +52,9 @@ class Scrape:
     worker: WorkerTotals | None
     outcomes: int | None
     lag: Lag | None
+    # The served P90's online factor of each version (None: Redis did not answer; empty: no
+    # outcome tracked yet or tracking off).
+    p90_factors: dict[str, float] | None = None
 
 
 def _worker_families(totals: WorkerTotals) -> Iterator[Metric]:
@@ -104,6 +109,16 @@ def metric_families(scrape: Scrape) -> list[Metric]:
         )
         outcomes.add_metric([], scrape.outcomes)
         families.append(outcomes)
+    if scrape.p90_factors:
+        factors = GaugeMetricFamily(
+            "delaycast_p90_tracking_factor",
+            "The factor online tracking applies to each served version's calibrated P90 scale "
+            "(above 1: its P90s missed more than 1 in 10 and were widened).",
+            labels=["version"],
+        )
+        for version in sorted(scrape.p90_factors):
+            factors.add_metric([version], scrape.p90_factors[version])
+        families.append(factors)
     if scrape.lag is not None:
         lag = GaugeMetricFamily(
             "delaycast_consumer_lag",
@@ -171,7 +186,14 @@ def read_scrape(resources: Resources) -> Scrape:
     except KafkaLagError as exc:
         log.warning("[API] /metrics: consumer lag unknown (%s)", exc)
         lag = None
-    return Scrape(worker, outcomes, lag)
+    try:
+        sums = TrackingStore(resources.redis, s.p90_tracking_redis_key, limit=0.0).read()
+        factors: dict[str, float] | None = {
+            version: tracking_factor(total, s.p90_tracking_rate) for version, total in sums.items()
+        }
+    except (RedisError, OSError):
+        factors = None  # already said for the worker counters when Redis is down
+    return Scrape(worker, outcomes, lag, factors if s.p90_tracking_rate > 0 else {})
 
 
 router = APIRouter(tags=["metrics"])
@@ -183,6 +205,7 @@ router = APIRouter(tags=["metrics"])
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
 )
 def metrics(request: Request) -> Response:
-    """Worker counters, latency histogram, weather cache hit ratio, outcomes and consumer lag."""
+    """Worker counters, latency histogram, weather cache hit ratio, outcomes, consumer lag and
+    the served P90's online factors."""
     registry: CollectorRegistry = request.app.state.metrics_registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -188,3 +188,13 @@ def test_a_flush_to_an_unreachable_redis_keeps_the_counts_and_does_not_raise():
 
     assert asyncio.run(attempt()) is False
     assert metrics.take().ints["bookings"] == 6
+
+
+def test_the_p90_tracking_factors_are_a_gauge_per_served_version():
+    scrape = Scrape(None, None, None, p90_factors={"gb-1": 1.25, "heuristic-2": 0.8})
+    f = families(render(scrape))
+    assert f["delaycast_p90_tracking_factor"] == {
+        ("delaycast_p90_tracking_factor", (("version", "gb-1"),)): 1.25,
+        ("delaycast_p90_tracking_factor", (("version", "heuristic-2"),)): 0.8,
+    }
+    assert "delaycast_p90_tracking_factor" not in families(render(Scrape(None, None, None)))
