@@ -19,7 +19,6 @@ from collections.abc import Mapping
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 log = logging.getLogger("delaycast.p90")
 
@@ -32,8 +31,8 @@ if number > limit then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
   return ARGV[3]
 elseif number < -limit then
-  redis.call('HSET', KEYS[1], ARGV[1], tostring(-limit))
-  return tostring(-limit)
+  redis.call('HSET', KEYS[1], ARGV[1], '-' .. ARGV[3])
+  return '-' .. ARGV[3]
 end
 return value
 """
@@ -50,12 +49,19 @@ class TrackingStore:
 
     def add(self, deltas: Mapping[str, float]) -> dict[str, float]:
         """Add each version's delta; the new sums. Raises RedisError or OSError when Redis
-        does not answer."""
+        does not answer. A field Redis refuses to add to (not a number: written by hand, say)
+        loses its version's delta, logged with the version, never the other versions'."""
         sums = {}
         for version, delta in deltas.items():
             if delta == 0 or not math.isfinite(delta):
                 continue
-            value = self._script(keys=[self._key], args=[version, repr(delta), repr(self._limit)])
+            try:
+                value = self._script(
+                    keys=[self._key], args=[version, repr(delta), repr(self._limit)]
+                )
+            except redis.ResponseError as exc:
+                log.warning("[P90] cannot add to the tracked sum of %s: %s", version, exc)
+                continue
             sums[version] = float(value)
         return sums
 
@@ -80,7 +86,8 @@ class TrackingWatcher:
     async def refresh(self) -> None:
         try:
             raw = await asyncio.wait_for(self._client.hgetall(self._key), self._timeout_s)
-        except (RedisError, OSError, TimeoutError) as exc:
+            sums = _parse(raw)
+        except Exception as exc:  # a Redis down or a hash garbled by hand: never the worker's end
             if not self._failing:
                 log.warning(
                     "[P90] cannot read the tracked P90 sums (%s); keeping the last read",
@@ -89,7 +96,7 @@ class TrackingWatcher:
             self._failing = True
             return
         self._failing = False
-        self.sums = _parse(raw)
+        self.sums = sums
 
     async def run(self) -> None:
         while True:
@@ -101,7 +108,7 @@ def _parse(raw: Mapping[bytes | str, bytes | str]) -> dict[str, float]:
     """The hash as {version: sum}; fields that are not finite numbers are left out."""
     sums = {}
     for field, value in raw.items():
-        name = field.decode() if isinstance(field, bytes) else field
+        name = field.decode(errors="replace") if isinstance(field, bytes) else field
         try:
             number = float(value)
         except (TypeError, ValueError):

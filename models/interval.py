@@ -214,15 +214,17 @@ def tracked_coverage(
     """The coverage of P90s served with online tracking, replayed in time: each prediction
     uses the sum S as it stands at ``predicted_at``, and each outcome updates S at
     ``observed_at`` (pickup + actual delay), as the outcome path learns it."""
-    upper = np.empty(len(y), dtype=np.float64)
+    upper = np.full(len(y), np.nan)
     observed_at = np.maximum(observed_at, predicted_at)  # an outcome follows its prediction
+    # At equal times a prediction comes first (0): an outcome clamped to its own prediction's
+    # time must find its P90 already served.
     events = sorted(
-        [(float(t), 1, i) for i, t in enumerate(predicted_at)]
-        + [(float(t), 0, i) for i, t in enumerate(observed_at)]
+        [(float(t), 0, i) for i, t in enumerate(predicted_at)]
+        + [(float(t), 1, i) for i, t in enumerate(observed_at)]
     )
     total, limit = 0.0, tracking_limit(rate)
-    for _, kind, i in events:  # at equal times, outcomes (0) are known before predictions
-        if kind == 1:
+    for _, kind, i in events:
+        if kind == 0:
             upper[i] = delay[i] + scale * tracking_factor(total, rate) * spread[i]
         else:
             miss = 1.0 if y[i] > upper[i] else 0.0

@@ -86,7 +86,11 @@ class _StackEndpoints(PydanticBaseSettingsSource):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        frozen=True, case_sensitive=False, extra="ignore", env_ignore_empty=True
+        hide_input_in_errors=True,  # a secret given in the environment is never echoed
+        frozen=True,
+        case_sensitive=False,
+        extra="ignore",
+        env_ignore_empty=True,
     )
 
     # Servers
@@ -267,8 +271,14 @@ class Settings(BaseSettings):
     def allowed_hosts(self) -> tuple[str, ...]:
         """The host names the API answers to (lower case), API_HOST included when it is an
         address of its own rather than every interface."""
-        names = [h.strip().lower() for h in self.api_allowed_hosts.split(",") if h.strip()]
-        host = self.api_host.strip().lower()
+        from streams.api.guards import host_name  # the Host header's own parsing
+
+        names = [
+            "*" if h.strip() == "*" else host_name(h.strip().encode())
+            for h in self.api_allowed_hosts.split(",")
+            if h.strip()
+        ]
+        host = host_name(self.api_host.strip().encode())
         if names and host not in ("0.0.0.0", "::", "") and host not in names:
             names.append(host)
         return tuple(names)

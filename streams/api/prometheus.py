@@ -191,8 +191,8 @@ def read_scrape(resources: Resources) -> Scrape:
         factors: dict[str, float] | None = {
             version: tracking_factor(total, s.p90_tracking_rate) for version, total in sums.items()
         }
-    except (RedisError, OSError):
-        factors = None  # already said for the worker counters when Redis is down
+    except Exception:  # Redis down (said for the worker counters) or a garbled hash
+        factors = None
     return Scrape(worker, outcomes, lag, factors if s.p90_tracking_rate > 0 else {})
 
 

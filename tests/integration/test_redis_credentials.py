@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from connectors.flags import FlagState, FlagStore
 from connectors.weather import MILD_WEATHER
@@ -138,3 +139,50 @@ def test_a_wrong_password_fails_clearly_and_is_never_repeated(protected_redis, t
     )
     assert ok.returncode == 0, ok.stderr
     assert PASSWORD not in ok.stdout + ok.stderr
+
+
+def test_the_tracked_p90_sums_add_atomically_within_their_bound_and_survive_bad_fields(
+    protected_redis,
+):
+    """The P90 tracking's two clients, on a Redis that wants a password: workers adding at
+    once lose no update, the sum stays within its bound, a field garbled by hand costs only its
+    own version's update, and the prediction path's reader never fails on it."""
+    import threading
+
+    from connectors.p90_tracking import TrackingStore, TrackingWatcher
+
+    key = f"t:p90:{os.getpid()}"
+    client = redis.Redis.from_url(url(protected_redis, PASSWORD))
+    stores = [TrackingStore(client, key, limit=50.0) for _ in range(4)]
+
+    def add_many(store: TrackingStore) -> None:
+        for _ in range(100):
+            store.add({"gb-a": 0.9, "heuristic-b": -0.1})
+
+    threads = [threading.Thread(target=add_many, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 400 adds each: gb-a reaches its bound (360 > 50); heuristic-b is exactly -40.
+    assert stores[0].read() == pytest.approx({"gb-a": 50.0, "heuristic-b": -40.0})
+    assert stores[0].add({"gb-a": -100.0}) == pytest.approx({"gb-a": -50.0})
+    # A field that is not a number: its version's update is lost, the others' are not.
+    client.hset(key, "rf-bad", "not a number")
+    client.hset(key, b"\xff\xfe", "1.5")  # a field that is not UTF-8
+    assert stores[0].add({"rf-bad": 0.9, "heuristic-b": 0.9}) == pytest.approx(
+        {"heuristic-b": -39.1}
+    )
+
+    async def read() -> dict[str, float]:
+        reader = aioredis.Redis.from_url(url(protected_redis, PASSWORD))
+        watcher = TrackingWatcher(reader, key, interval_s=1.0)
+        await watcher.refresh()
+        await reader.aclose()
+        return watcher.sums
+
+    sums = asyncio.run(read())
+    assert sums["gb-a"] == pytest.approx(-50.0) and sums["heuristic-b"] == pytest.approx(-39.1)
+    assert "rf-bad" not in sums and len(sums) == 3  # the non-UTF-8 field, read as replaced
+    client.delete(key)
+    client.close()

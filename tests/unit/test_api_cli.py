@@ -70,3 +70,15 @@ def test_a_short_api_token_is_refused_without_repeating_it_and_an_empty_one_is_n
     assert "hunter2" not in message and "secrets.token_urlsafe(32)" in message
     monkeypatch.setenv("API_TOKEN", "")
     assert load_settings().api_token is None
+
+
+def test_allowed_hosts_are_read_as_the_host_header_is_and_settings_errors_hide_secrets():
+    from pydantic import ValidationError
+
+    from streams.settings import Settings
+
+    hosts = load_settings(api_allowed_hosts="LocalHost:8000, [::1] ,*", api_host="10.0.0.7")
+    assert hosts.allowed_hosts == ("localhost", "::1", "*", "10.0.0.7")
+    with pytest.raises(ValidationError) as info:
+        Settings(api_token="hunter2-short")
+    assert "hunter2" not in str(info.value)

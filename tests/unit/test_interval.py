@@ -121,3 +121,15 @@ def test_the_tracked_factor_is_bounded_and_deltas_count_only_outcomes_with_a_p90
     assert tracking_limit(0.005) == pytest.approx(277.2588722)
     deltas = tracking_deltas(["m", "m", "m", "h"], [False, False, None, True])
     assert deltas == {"m": 1.8, "h": -0.1}
+
+
+def test_an_outcome_known_before_its_prediction_is_judged_against_its_own_p90():
+    # Pickups 15 minutes early on bookings made 5 minutes ahead: each outcome is clamped to
+    # its prediction's time, and must still meet the P90 served for it.
+    y = np.array([-15.0, -15.0, 30.0, -15.0])
+    delay, spread = np.zeros(4), np.ones(4)
+    pickup = np.arange(4) * 3600.0
+    predicted_at, observed_at = pickup - 300, pickup + y * 60
+    assert (observed_at[[0, 1, 3]] < predicted_at[[0, 1, 3]]).all()
+    # Scale 1: the P90 is 1 minute; three early pickups within, one late beyond.
+    assert tracked_coverage(y, delay, spread, 1.0, predicted_at, observed_at) == 0.75
