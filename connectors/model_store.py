@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from models.area import GENEVA, ServiceArea
-from models.features import FEATURE_NAMES
+from models.features import FEATURE_NAMES, FORMAT_1_FEATURES
 from models.heuristic import DEFAULT_PARAMS, HeuristicParams
 from schemas.prediction import FallbackReason
 
@@ -57,30 +57,6 @@ if TYPE_CHECKING:
     from models.predictor import Predictor
     from models.training import TrainingResult
 
-# What every model read before models named their inputs (format 1): the booking features of
-# that time, in this order.
-LEGACY_FEATURES: tuple[str, ...] = (
-    "distance_km",
-    "pickup_center_km",
-    "hour_local",
-    "weekday",
-    "month",
-    "is_weekend",
-    "is_rush_hour",
-    "lead_time_min",
-    "vehicle_standard",
-    "vehicle_wheelchair",
-    "vehicle_stretcher",
-    "priority_routine",
-    "priority_urgent",
-    "priority_emergency",
-    "temperature_c",
-    "precipitation_mm_h",
-    "wind_m_s",
-    "visibility_m",
-    "humidity_pct",
-    "weather_is_default",
-)
 CHAMPION = "CHAMPION"
 MODEL_FILE = "model.joblib"
 HEURISTIC_FILE = "heuristic.json"
@@ -314,9 +290,9 @@ def _predictor(
         # Written before models named their inputs: they read the booking features of that
         # time, in that order. Metadata is not checksummed, so any other list is refused
         # rather than trusted to reorder the columns.
-        if features != LEGACY_FEATURES:
+        if features != FORMAT_1_FEATURES:
             raise ValueError(
-                f"predates named inputs, so it reads the {len(LEGACY_FEATURES)} features of "
+                f"predates named inputs, so it reads the {len(FORMAT_1_FEATURES)} features of "
                 "that time in their order, but its metadata lists others"
             )
         inputs = ModelInputs.of(features)

@@ -100,7 +100,10 @@ WEATHER_FEATURES: tuple[str, ...] = (
 
 COORDINATE_FEATURES: tuple[str, ...] = ("pickup_lat", "pickup_lon", "dropoff_lat", "dropoff_lon")
 
-FEATURE_NAMES: tuple[str, ...] = (
+# The booking features of artifact format 1, in their order: every model trained before models
+# named their inputs read exactly these. Features added since are appended after them, so this
+# tuple never changes (connectors.model_store checks old artifacts against it).
+FORMAT_1_FEATURES: tuple[str, ...] = (
     "distance_km",
     "pickup_center_km",
     "hour_local",
@@ -113,8 +116,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"priority_{p.value}" for p in PRIORITY_ORDER),
     *WEATHER_FEATURES,
     "weather_is_default",
-    *COORDINATE_FEATURES,
 )
+FEATURE_NAMES: tuple[str, ...] = (*FORMAT_1_FEATURES, *COORDINATE_FEATURES)
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 _VEHICLE_CODE = {v: i for i, v in enumerate(VEHICLE_ORDER)}
