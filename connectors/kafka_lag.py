@@ -27,6 +27,10 @@ class KafkaLagError(RuntimeError):
     """The cluster did not answer in time, or does not know the topic."""
 
 
+class KafkaUnreachable(KafkaLagError):
+    """The cluster did not answer in time: asking about another topic would wait as long."""
+
+
 class LagReader:
     """Reads consumer groups' lag; keeps one Consumer per group, used under a lock."""
 
@@ -65,9 +69,9 @@ class LagReader:
                     for p in partitions
                 ]
             except KafkaException as exc:
-                raise KafkaLagError(f"Kafka did not answer: {exc}") from exc
+                raise KafkaUnreachable(f"Kafka did not answer: {exc}") from exc
         if any(m is None for m in marks) or any(c.error is not None for c in committed):
-            raise KafkaLagError(f"Kafka did not give the offsets of {topic} in {timeout:g} s")
+            raise KafkaUnreachable(f"Kafka did not give the offsets of {topic} in {timeout:g} s")
         total = 0
         for done, (low, high) in zip(committed, marks, strict=True):
             start = done.offset if done.offset >= 0 else low

@@ -12,6 +12,8 @@
   predicted − actual; ``n_underestimated`` counts actual − predicted > 5 minutes; ``p90_n``
   counts the outcomes with a P90 and ``p90_covered`` those whose actual was at most it (0 in
   rows written before P90s existed).
+- ``metric_minutes``: the same sums per UTC minute of event time, for windows shorter than a day
+  and for the edges of longer ones (``minute_start`` in place of ``hour_start``).
 - ``ab_test_results``: every A/B analysis computed, with its full result.
 - ``alerts``: every alert raised, once per alert_id.
 - ``monitor_checkpoints``: the saved state of stateful monitors (drift detectors), by name.
@@ -23,6 +25,8 @@ Arms, risk levels, fallback reasons and alert kinds are stored as their string v
 partial indexes ``ix_predictions_live_assignment`` and ``ix_outcomes_live_arrivals`` cover the
 dashboard's per-arm counts of live rows by predicted_at, answered from the index alone.
 """
+
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -128,6 +132,22 @@ outcomes = Table(
     ),
 )
 
+
+def _bucket_sums() -> list[Column[Any]]:
+    """The sums of a bucket, in the order of models.rolling.MetricSums' fields."""
+    return [
+        Column("n", BigInteger, nullable=False),
+        Column("sum_error", Float, nullable=False),
+        Column("sum_abs_error", Float, nullable=False),
+        Column("sum_sq_error", Float, nullable=False),
+        Column("sum_actual", Float, nullable=False),
+        Column("sum_actual_sq", Float, nullable=False),
+        Column("n_underestimated", BigInteger, nullable=False),
+        Column("p90_n", BigInteger, nullable=False, server_default=text("0")),
+        Column("p90_covered", BigInteger, nullable=False, server_default=text("0")),
+    ]
+
+
 metric_buckets = Table(
     "metric_buckets",
     metadata,
@@ -135,15 +155,17 @@ metric_buckets = Table(
     Column("arm", String(16), primary_key=True),
     Column("model_version", Text, primary_key=True),
     Column("replay", Boolean, primary_key=True),
-    Column("n", BigInteger, nullable=False),
-    Column("sum_error", Float, nullable=False),
-    Column("sum_abs_error", Float, nullable=False),
-    Column("sum_sq_error", Float, nullable=False),
-    Column("sum_actual", Float, nullable=False),
-    Column("sum_actual_sq", Float, nullable=False),
-    Column("n_underestimated", BigInteger, nullable=False),
-    Column("p90_n", BigInteger, nullable=False, server_default=text("0")),
-    Column("p90_covered", BigInteger, nullable=False, server_default=text("0")),
+    *_bucket_sums(),
+)
+
+metric_minutes = Table(
+    "metric_minutes",
+    metadata,
+    Column("minute_start", DateTime(timezone=True), primary_key=True),
+    Column("arm", String(16), primary_key=True),
+    Column("model_version", Text, primary_key=True),
+    Column("replay", Boolean, primary_key=True),
+    *_bucket_sums(),
 )
 
 ab_test_results = Table(

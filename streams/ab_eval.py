@@ -1,8 +1,11 @@
-"""The A/B evaluation of ML against the heuristic, from PostgreSQL's history.
+"""The A/B evaluation of ML against the heuristic, and the figures of a window, from
+PostgreSQL's history.
 
-The recorder runs it every AB_INTERVAL_S over the last 24 hours; ``delaycast ab report`` runs it
-on demand. Each result is stored in ``ab_test_results``; a change of verdict is published on
-``alerts``.
+:func:`window_figures` is what every screen shows for a window (:mod:`streams.windows`): the
+API's summary and A/B report, the dashboard (through the API), ``delaycast ab report`` and the
+demo's live line all call it, so for the same window they give the same counts, MAE and
+verdict. The recorder evaluates the ``24h`` window every AB_INTERVAL_S; each stored result goes
+to ``ab_test_results``, and a change of verdict is published on ``alerts``.
 """
 
 from __future__ import annotations
@@ -10,40 +13,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-
-import sqlalchemy as sa
+from datetime import datetime
 
 from connectors.postgres import history
+from connectors.postgres import monitoring as queries
 from models.ab import ABResult, ArmCounts, compare_arms
 from models.rolling import MetricSums
 from schemas import Alert, AlertKind, Severity
-
-
-@dataclass(frozen=True)
-class ABEvaluation:
-    result: ABResult
-    window_start: datetime
-    window_end: datetime
-    previous_verdict: str | None
-
-    @property
-    def verdict_changed(self) -> bool:
-        return (
-            self.previous_verdict is not None and self.previous_verdict != self.result.verdict.value
-        )
-
-
-def arm_sums(rows: list[dict]) -> dict[str, MetricSums]:
-    sums = {"ml": MetricSums.zero(), "heuristic": MetricSums.zero()}
-    for row in rows:
-        sums[row["arm"]] = sums[row["arm"]] + MetricSums(
-            *(row[name] for name in history.SUM_COLUMNS)
-        )
-    return sums
-
-
-FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+from streams.windows import Window, event_window, window_totals
 
 
 def compare(
@@ -60,44 +37,89 @@ def compare(
     )
 
 
-def analyse(
-    engine: sa.Engine, *, start: datetime, end: datetime | None, min_samples: int, now: datetime
-) -> tuple[ABResult, datetime]:
-    """Compare the arms over outcomes observed (event time) in [start, end), without storing
-    the result; returns it with the window's end.
+def latest_window(bind: history.Bind, name: str, *, now: datetime) -> Window:
+    """The named window as it stands: ending at the newest live outcome's minute."""
+    newest, oldest = queries.live_minute_range(bind)
+    return event_window(name, newest_minute=newest, oldest_minute=oldest, now=now)
 
-    Without ``end``, the window runs to the newest outcome's hour (or ``now`` when there is none),
-    and its assignment counts to ``now``: predictions are stamped by the wall clock, outcomes
-    at their observation, which can be hours earlier (an actual is never observed in the
-    future), so a window ending at the newest outcome would leave out the predictions of its
-    own bookings and see a sample-ratio mismatch that is not there.
-    """
-    hour = start.replace(minute=0, second=0, microsecond=0)
-    rows = history.metric_buckets_between(engine, start=hour, end=end or FAR_FUTURE)
-    assigned_until = end
-    if end is None:
-        end = max((r["hour_start"] for r in rows), default=now - timedelta(hours=1))
-        end += timedelta(hours=1)
-        assigned_until = max(end, now)
-    assigned = history.assignment_counts(engine, since=start, until=assigned_until)
-    return compare(arm_sums(rows), assigned, min_samples=min_samples), end
+
+@dataclass(frozen=True)
+class WindowFigures:
+    """What a window holds: the arms' outcome sums, the predictions assigned to each arm and
+    the A/B result over them."""
+
+    window: Window
+    sums: dict[str, MetricSums]
+    assigned: history.AssignmentCounts
+    result: ABResult
+
+    @property
+    def outcomes(self) -> int:
+        return sum(s.n for s in self.sums.values())
+
+
+def assignment_end(window: Window, now: datetime) -> datetime:
+    """Where a window's assignment counts end. A window that runs to the newest outcome counts
+    its predictions to ``now``: predictions are stamped by the wall clock, outcomes at their
+    observation (a pickup later, never in the future), so a window cut at the newest outcome
+    would leave out the predictions of its own bookings and see a sample-ratio mismatch that is
+    not there. A closed window (its end given) counts the predictions within it."""
+    return window.end if window.closed else max(window.end, now)
+
+
+def window_figures(
+    bind: history.Bind, window: Window, *, min_samples: int, now: datetime
+) -> WindowFigures:
+    """The figures of outcomes observed (event time) in ``window``, without storing them."""
+    rows = history.minute_sums_between(bind, start=window.start, end=window.end)
+    sums = window_totals(rows)
+    assigned = history.assignment_counts(
+        bind, since=window.start, until=assignment_end(window, now)
+    )
+    result = compare(sums, assigned, min_samples=min_samples)
+    return WindowFigures(window, sums, assigned, result)
+
+
+@dataclass(frozen=True)
+class ABEvaluation:
+    figures: WindowFigures
+    previous_verdict: str | None
+
+    @property
+    def result(self) -> ABResult:
+        return self.figures.result
+
+    @property
+    def window_start(self) -> datetime:
+        return self.figures.window.start
+
+    @property
+    def window_end(self) -> datetime:
+        return self.figures.window.end
+
+    @property
+    def verdict_changed(self) -> bool:
+        return (
+            self.previous_verdict is not None and self.previous_verdict != self.result.verdict.value
+        )
 
 
 def evaluate(
-    engine: sa.Engine, *, start: datetime, end: datetime | None, min_samples: int, now: datetime
+    bind: history.Bind, window: Window, *, min_samples: int, now: datetime
 ) -> ABEvaluation:
-    """:func:`analyse`, and store the result in ``ab_test_results``."""
-    previous = history.latest_ab_result(engine)
-    result, end = analyse(engine, start=start, end=end, min_samples=min_samples, now=now)
+    """:func:`window_figures`' A/B result, stored in ``ab_test_results``."""
+    previous = history.latest_ab_result(bind)
+    figures = window_figures(bind, window, min_samples=min_samples, now=now)
+    result = figures.result
     history.write_ab_result(
-        engine,
+        bind,
         result=result.to_dict(),
         verdict=result.verdict.value,
-        computed_at=end,
-        window_start=start,
-        window_end=end,
+        computed_at=window.end,
+        window_start=window.start,
+        window_end=window.end,
     )
-    return ABEvaluation(result, start, end, previous["verdict"] if previous else None)
+    return ABEvaluation(figures, previous["verdict"] if previous else None)
 
 
 def verdict_alert(evaluation: ABEvaluation, now: datetime) -> Alert:
@@ -126,17 +148,17 @@ def verdict_alert(evaluation: ABEvaluation, now: datetime) -> Alert:
 
 
 def periodic_task(
-    engine: sa.Engine,
+    engine: history.Bind,
     *,
     clock: Callable[[], datetime],
     publish: Callable[[list[Alert]], None],
     min_samples: int,
-    window: timedelta = timedelta(hours=24),
+    window: str = "24h",
 ) -> Callable[[], None]:
     def run() -> None:
         now = clock()
         evaluation = evaluate(
-            engine, start=now - window, end=None, min_samples=min_samples, now=now
+            engine, latest_window(engine, window, now=now), min_samples=min_samples, now=now
         )
         if evaluation.verdict_changed:
             publish([verdict_alert(evaluation, now)])

@@ -36,10 +36,15 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.postgres import history
+from streams.ab_eval import WindowFigures, latest_window, window_figures
+from streams.clock import utc_now
 from streams.settings import delaycast_home
+from streams.windows import DEFAULT_WINDOW, WINDOW_LABELS, WINDOWS, arm_metrics
 
 RATE = float(os.environ.get("DEMO_RATE", "50"))
+# The window of the live line's figures: the dashboard's default, which shows the same ones.
+WINDOW = os.environ.get("DEMO_WINDOW", DEFAULT_WINDOW)
+WINDOW_REFRESH_S = 5.0
 PERCENTAGE = os.environ.get("DEMO_ML_PERCENTAGE", "50")
 API_WAIT_S = 30.0
 # Each actual is observed about this long after its booking is published (see the docstring).
@@ -155,35 +160,26 @@ def ensure_model(home: Path, env: dict[str, str]) -> None:
         raise subprocess.CalledProcessError(trained, "delaycast train")
 
 
-class ArmScore:
-    """Running MAE and R² of one arm's outcomes."""
+def window_part(figures: WindowFigures) -> str:
+    """The window's figures as every screen shows them (:func:`streams.ab_eval.window_figures`):
+    outcomes, each arm's n, MAE and R², the A/B verdict."""
+    metrics = arm_metrics(figures.sums)
 
-    def __init__(self) -> None:
-        self.n = 0
-        self.sum_abs = self.sum_sq = self.sum_y = self.sum_y2 = 0.0
+    def arm(name: str) -> str:
+        m = metrics[name]
+        mae = "-" if m["mae"] is None else f"{m['mae']:.2f}"
+        r2 = "-" if m["r2"] is None else f"{m['r2']:.2f}"
+        return f"n {m['n']} MAE {mae} R² {r2}"
 
-    def add(self, error: float, actual: float) -> None:
-        self.n += 1
-        self.sum_abs += abs(error)
-        self.sum_sq += error * error
-        self.sum_y += actual
-        self.sum_y2 += actual * actual
-
-    def text(self) -> str:
-        if self.n < 2:
-            return "  -  "
-        sst = self.sum_y2 - self.sum_y**2 / self.n
-        r2 = 1 - self.sum_sq / sst if sst > 0 else float("nan")
-        return f"{self.sum_abs / self.n:4.2f}/{r2:4.2f}"
+    return (
+        f"| {figures.window.label}: outcomes {figures.outcomes}  ML {arm('ml')}  "
+        f"heuristic {arm('heuristic')}  A/B {figures.result.verdict.value}"
+    )
 
 
-def live_line(
-    stats: Counter[str],
-    latencies: deque[float],
-    arms: Counter[str],
-    scores: dict[str, ArmScore],
-    verdict: str,
-) -> str:
+def live_line(stats: Counter[str], latencies: deque[float], arms: Counter[str], window: str) -> str:
+    """Since the demo started (from Kafka): predictions, ML share, fallbacks, dead letters,
+    latency; then the window's figures (from PostgreSQL), as the dashboard shows them."""
     total = stats["predictions"]
     share = 100.0 * arms["ml"] / total if total else 0.0
     ordered = sorted(latencies)
@@ -191,23 +187,18 @@ def live_line(
     p99 = ordered[int(len(ordered) * 0.99)] if ordered else 0.0
     return (
         f"\rpredicted {total:>6}  ML {share:4.1f} %  fallbacks {stats['fallbacks']:>4}  "
-        f"dead {stats['dead']:>3}  p50 {p50:5.1f} ms p99 {p99:5.1f} ms  "
-        f"outcomes {stats['outcomes']:>6}  MAE/R² ML {scores['ml'].text()} "
-        f"heuristic {scores['heuristic'].text()}  A/B {verdict}  "
+        f"dead {stats['dead']:>3}  p50 {p50:5.1f} ms p99 {p99:5.1f} ms  {window}  "
     )
 
 
-def latest_verdict(engine: Any) -> str | None:
-    """The newest A/B verdict the worker stored, with its sample sizes."""
+def read_window(engine: Any, name: str, min_samples: int) -> str | None:
+    """The window's part of the live line, or None when PostgreSQL does not answer."""
     try:
-        result = history.latest_ab_result(engine)
+        now = utc_now()
+        window = latest_window(engine, name, now=now)
+        return window_part(window_figures(engine, window, min_samples=min_samples, now=now))
     except SQLAlchemyError:
         return None
-    if result is None:
-        return None
-    detail = result.get("result", {})
-    n = [detail.get(arm, {}).get("n", 0) for arm in ("ml", "heuristic")]
-    return f"{result['verdict']} (n={n[0]}/{n[1]})"
 
 
 def watch(
@@ -233,7 +224,6 @@ def watch(
     topics = {
         settings.topic("predictions"): "p",
         settings.topic("dead-letters"): "d",
-        settings.topic("outcomes"): "o",
     }
     assignment = []
     for topic in topics:
@@ -245,9 +235,8 @@ def watch(
     arms: Counter[str] = Counter()
     engine = make_engine(settings.database_url.get_secret_value())
     closers.append(engine.dispose)
-    verdict, verdict_read = "-", 0.0
+    window, window_read = f"| {WINDOW_LABELS[WINDOW]}: -", 0.0
     latencies: deque[float] = deque(maxlen=2000)
-    scores = {"ml": ArmScore(), "heuristic": ArmScore()}
     last = 0.0
     try:
         while True:
@@ -263,11 +252,6 @@ def watch(
                 if kind == "d":
                     stats["dead"] += 1
                     continue
-                if kind == "o":
-                    o = json.loads(message.value() or b"{}")
-                    stats["outcomes"] += 1
-                    scores[o["arm"]].add(o["error"], o["actual_delay_minutes"])
-                    continue
                 p = json.loads(message.value() or b"{}")
                 stats["predictions"] += 1
                 arms[p["arm"]] += 1
@@ -275,12 +259,12 @@ def watch(
                 stats["fallbacks"] += p["fallback_reason"] is not None
                 if p.get("latency_ms") is not None:
                     latencies.append(p["latency_ms"])
-            if time.monotonic() - verdict_read >= 5:
-                verdict_read = time.monotonic()
-                verdict = latest_verdict(engine) or verdict
+            if time.monotonic() - window_read >= WINDOW_REFRESH_S:
+                window_read = time.monotonic()
+                window = read_window(engine, WINDOW, settings.ab_min_samples) or window
             if time.monotonic() - last >= 1:
                 last = time.monotonic()
-                sys.stdout.write(live_line(stats, latencies, arms, scores, verdict))
+                sys.stdout.write(live_line(stats, latencies, arms, window))
                 sys.stdout.flush()
     finally:
         print()
@@ -294,6 +278,8 @@ def main() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     # `kill -USR1 <pid>` prints where every thread of the demo is: for a demo that hangs.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if WINDOW not in WINDOWS:
+        sys.exit(f"DEMO_WINDOW: expected one of {', '.join(WINDOWS)}, got {WINDOW!r}")
     home = delaycast_home()
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -127,6 +127,7 @@ class JoinHandler:
         self.counters.update(batch.counters)
         self.counters["routed_actuals"] += len(routed)
         self.counters["dead_letters"] += len(bad)
+        self.counters.update(f"dead_letters:{d.kind.value}" for d in bad)
 
     async def sweep(self) -> Counter[str]:
         """Drop entries older than the horizon (by event time); returns what expired.

@@ -68,6 +68,7 @@ class BatchSummary:
     fallbacks: Counter[str] = field(default_factory=Counter)
     ml_served: int = 0
     dead_letters: int = 0
+    dead_letter_kinds: Counter[str] = field(default_factory=Counter)  # kind -> letters
     first_error: str | None = None  # of the dead letters, for the worker's log
     weather: WeatherStats | None = None  # the running weather counters of the engine
 
@@ -146,7 +147,7 @@ async def send_result(
         Record(topics.dead_letters, d.source_key, d.model_dump_json().encode())
         for d in result.dead_letters
     )
-    letters = len(result.dead_letters)
+    kinds = Counter(d.kind.value for d in result.dead_letters)
     served = result.predictions
     try:
         await producer.send_batch(out)
@@ -171,7 +172,7 @@ async def send_result(
             if i is not None
         ]
         await send_letters(producer, topics, more)
-        letters += len(more)
+        kinds[DeadLetterKind.UNDELIVERABLE.value] += len(more)
         gone = {i for i, _ in refused}
         served = [p for i, p in enumerate(result.predictions) if i not in gone]
     return BatchSummary(
@@ -179,7 +180,8 @@ async def send_result(
         served=[Served(p.arm.value, p.latency_ms) for p in served],
         fallbacks=result.fallbacks,
         ml_served=sum(p.served_by is Arm.ML for p in served),
-        dead_letters=letters,
+        dead_letters=sum(kinds.values()),
+        dead_letter_kinds=kinds,
         first_error=result.dead_letters[0].error if result.dead_letters else None,
         weather=weather,
     )

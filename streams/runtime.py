@@ -337,7 +337,7 @@ class Runtime(Service):
             bookings=summary.bookings,
             predictions=summary.served,
             fallbacks=summary.fallbacks,
-            dead_letters=summary.dead_letters,
+            dead_letters=summary.dead_letter_kinds,
         )
 
     async def flush_join_counters(self) -> None:

@@ -8,7 +8,7 @@ the hot path; when Redis fails, the counts are kept for the next flush and nothi
 API reads the hash at scrape time (:func:`parse_totals`), so ``/metrics`` shows the sum over every
 worker that ever ran against this Redis.
 
-Fields of the hash: ``bookings``, ``dead_letters``, ``predictions:<arm>``,
+Fields of the hash: ``bookings``, ``dead_letters``, ``dead_letters:<kind>``, ``predictions:<arm>``,
 ``fallbacks:<reason>``, ``latency:le:<bound in s>`` and ``latency:le:+Inf`` (observations in that
 bucket only, not cumulative), ``latency:sum`` (seconds), ``weather:hits``
 (points answered from the in-process or the Redis cache) and ``weather:lookups`` (points asked).
@@ -94,11 +94,14 @@ class WorkerMetrics:
         bookings: int,
         predictions: Iterable[PredictionLike],
         fallbacks: Mapping[str, int],
-        dead_letters: int,
+        dead_letters: Mapping[str, int],
     ) -> None:
+        """Count a batch; ``dead_letters`` by kind (:class:`schemas.DeadLetterKind` values)."""
         ints, floats = self._pending.ints, self._pending.floats
         ints["bookings"] += bookings
-        ints["dead_letters"] += dead_letters
+        for kind, n in dead_letters.items():
+            ints["dead_letters"] += n
+            ints[f"dead_letters:{kind}"] += n
         for reason, n in fallbacks.items():
             ints[f"fallbacks:{reason}"] += n
         for p in predictions:
@@ -159,6 +162,7 @@ class WorkerTotals:
 
     bookings: int = 0
     dead_letters: int = 0
+    dead_letter_kinds: dict[str, int] = field(default_factory=dict)
     predictions: dict[str, int] = field(default_factory=dict)
     fallbacks: dict[str, int] = field(default_factory=dict)
     latency_buckets: tuple[tuple[float, int], ...] = tuple((b, 0) for b in _BOUNDS)
@@ -198,6 +202,7 @@ def parse_totals(raw: Mapping[Any, Any]) -> WorkerTotals:
     return WorkerTotals(
         bookings=count("bookings"),
         dead_letters=count("dead_letters"),
+        dead_letter_kinds=by_prefix("dead_letters:"),
         predictions=by_prefix("predictions:"),
         fallbacks=by_prefix("fallbacks:"),
         latency_buckets=tuple(buckets),

@@ -14,7 +14,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -29,6 +29,7 @@ from schemas.outcome import UNDERESTIMATE_MINUTES, Outcome
 from schemas.prediction import Arm, Prediction
 
 Bind = sa.Engine | sa.Connection
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 E = TypeVar("E", bound=BaseModel)
 
 # The sums of a metric_buckets row, in the order of models.rolling.MetricSums' fields.
@@ -133,15 +134,50 @@ def write_predictions(bind: Bind, *, predictions: Sequence[Prediction]) -> int:
         return int(result.scalar_one())
 
 
-def _utc_hour(column: sa.ColumnElement[Any]) -> sa.ColumnElement[datetime]:
-    """``column`` floored to its UTC hour, whatever the session's TimeZone."""
-    floored = sa.func.date_trunc("hour", sa.func.timezone("UTC", column))
+def _utc_floor(unit: str, column: sa.ColumnElement[Any]) -> sa.ColumnElement[datetime]:
+    """``column`` floored to its UTC ``unit`` (hour, minute), whatever the session's TimeZone."""
+    floored = sa.func.date_trunc(unit, sa.func.timezone("UTC", column))
     return sa.func.timezone("UTC", floored, type_=sa.DateTime(timezone=True))
 
 
+def _add_to_buckets(inserted: CTE, buckets: sa.Table, unit: str, start: str) -> CTE:
+    """Add the ``inserted`` outcomes' sums to ``buckets``, keyed by their UTC ``unit``."""
+    c = inserted.c
+    key = (_utc_floor(unit, c.observed_at).label(start), c.arm, c.model_version, c.replay)
+    late = c.actual_delay_minutes - c.predicted_delay_minutes > UNDERESTIMATE_MINUTES
+    # Outcome.within_p90: actual <= P90, unknown (not counted) without a P90.
+    covered = c.actual_delay_minutes <= c.predicted_p90_minutes
+    sums = (
+        sa.select(
+            *key,
+            sa.func.count(),
+            sa.func.sum(c.error),
+            sa.func.sum(c.abs_error),
+            sa.func.sum(c.error * c.error),
+            sa.func.sum(c.actual_delay_minutes),
+            sa.func.sum(c.actual_delay_minutes * c.actual_delay_minutes),
+            sa.func.count().filter(late),
+            sa.func.count(c.predicted_p90_minutes),
+            sa.func.count().filter(covered),
+        )
+        .group_by(*key)
+        # Rows locked in one order: two writers adding to the same buckets cannot deadlock.
+        .order_by(*key)
+    )
+    add = pg_insert(buckets).from_select(
+        [start, "arm", "model_version", "replay", *SUM_COLUMNS], sums
+    )
+    add = add.on_conflict_do_update(
+        index_elements=list(buckets.primary_key),
+        set_={name: buckets.c[name] + add.excluded[name] for name in SUM_COLUMNS},
+    )
+    return add.cte(f"added_{unit}")
+
+
 def _outcomes_statement() -> sa.Select[int]:
-    """Insert a batch of outcomes and add exactly the inserted ones to ``metric_buckets``."""
-    table, buckets = tables.outcomes, tables.metric_buckets
+    """Insert a batch of outcomes and add exactly the inserted ones to ``metric_buckets`` (per
+    hour) and ``metric_minutes`` (per minute)."""
+    table = tables.outcomes
     batch = _batch_rows(*_fields_like(table.c))
     inserted = (
         pg_insert(table)
@@ -165,36 +201,13 @@ def _outcomes_statement() -> sa.Select[int]:
         )
         .cte("inserted")
     )
-    c = inserted.c
-    key = (_utc_hour(c.observed_at).label("hour_start"), c.arm, c.model_version, c.replay)
-    late = c.actual_delay_minutes - c.predicted_delay_minutes > UNDERESTIMATE_MINUTES
-    # Outcome.within_p90: actual <= P90, unknown (not counted) without a P90.
-    covered = c.actual_delay_minutes <= c.predicted_p90_minutes
-    sums = (
-        sa.select(
-            *key,
-            sa.func.count(),
-            sa.func.sum(c.error),
-            sa.func.sum(c.abs_error),
-            sa.func.sum(c.error * c.error),
-            sa.func.sum(c.actual_delay_minutes),
-            sa.func.sum(c.actual_delay_minutes * c.actual_delay_minutes),
-            sa.func.count().filter(late),
-            sa.func.count(c.predicted_p90_minutes),
-            sa.func.count().filter(covered),
-        )
-        .group_by(*key)
-        # Rows locked in one order: two writers adding to the same buckets cannot deadlock.
-        .order_by(*key)
+    # Every writer runs this one statement, hence one plan: the rows of both tables are locked
+    # in the same order by each.
+    return _count(
+        inserted,
+        _add_to_buckets(inserted, tables.metric_buckets, "hour", "hour_start"),
+        _add_to_buckets(inserted, tables.metric_minutes, "minute", "minute_start"),
     )
-    add = pg_insert(buckets).from_select(
-        ["hour_start", "arm", "model_version", "replay", *SUM_COLUMNS], sums
-    )
-    add = add.on_conflict_do_update(
-        index_elements=list(buckets.primary_key),
-        set_={name: buckets.c[name] + add.excluded[name] for name in SUM_COLUMNS},
-    )
-    return _count(inserted, add.cte("added"))
 
 
 _WRITE_OUTCOMES = _outcomes_statement()
@@ -357,6 +370,37 @@ def metric_buckets_between(
         tables.metric_buckets.select()
         .where(b.hour_start >= start, b.hour_start < end, b.replay == replay)
         .order_by(b.hour_start, b.arm, b.model_version)
+    )
+    with _transaction(bind) as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def minute_sums_between(
+    bind: Bind,
+    *,
+    start: datetime,
+    end: datetime,
+    step: timedelta | None = None,
+    replay: bool = False,
+) -> list[dict[str, Any]]:
+    """The minute buckets with ``start <= minute_start < end`` (live or replayed outcomes),
+    model versions merged: one row per arm with ``step=None``, else one per arm and period of
+    ``step`` (aligned on the Unix epoch, so on whole UTC hours and days), its start in
+    ``period_start``; ordered by period and arm."""
+    m = tables.metric_minutes.c
+    # sum() of a bigint is a numeric in PostgreSQL: counts are cast back to whole numbers.
+    sums = [sa.cast(sa.func.sum(m[name]), m[name].type).label(name) for name in SUM_COLUMNS]
+    keys: list[sa.ColumnElement[Any]] = [m.arm]
+    if step is not None:
+        period = sa.func.date_bin(
+            sa.literal(step, sa.Interval), m.minute_start, sa.literal(EPOCH, sa.DateTime(True))
+        )
+        keys.insert(0, period.label("period_start"))
+    query = (
+        sa.select(*keys, *sums)
+        .where(m.minute_start >= start, m.minute_start < end, m.replay == replay)
+        .group_by(*keys)
+        .order_by(*keys)
     )
     with _transaction(bind) as connection:
         return [dict(row._mapping) for row in connection.execute(query)]

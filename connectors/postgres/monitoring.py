@@ -3,8 +3,8 @@
 Each query walks one index backwards and stops at its limit or window bound: the newest
 predictions through ``ix_predictions_predicted_at``, anomalies through
 ``ix_outcomes_observed_at`` within a window, alerts through ``ix_alerts_raised_at``, and the
-newest live bucket hour through ``metric_buckets``' primary key (hour first). Rows come back as
-plain dicts with aware datetimes.
+newest live bucket hour and minute through the primary keys of ``metric_buckets`` and
+``metric_minutes`` (time first). Rows come back as plain dicts with aware datetimes.
 """
 
 from __future__ import annotations
@@ -65,6 +65,17 @@ def newest_live_hour(bind: Bind) -> datetime | None:
     with _transaction(bind) as connection:
         value: datetime | None = connection.execute(query).scalar_one()
     return value
+
+
+def live_minute_range(bind: Bind) -> tuple[datetime | None, datetime | None]:
+    """The newest and the oldest minute holding live outcomes (None, None without any)."""
+    m = tables.metric_minutes.c
+    query = sa.select(sa.func.max(m.minute_start), sa.func.min(m.minute_start)).where(
+        sa.not_(m.replay)
+    )
+    with _transaction(bind) as connection:
+        newest, oldest = connection.execute(query).one()
+    return newest, oldest
 
 
 def recent_predictions(bind: Bind, *, limit: int) -> list[dict[str, Any]]:

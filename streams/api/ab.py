@@ -7,10 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from connectors.postgres import monitoring
 from models.ab import ABResult, ArmEstimate, SampleRatioCheck
-from streams.ab_eval import analyse
-from streams.api.params import Hours
+from streams.ab_eval import window_figures
+from streams.api.params import OptionalHours, WindowName
 from streams.api.resources import Resources, get_resources
 from streams.api.responses import (
     ABArm,
@@ -20,7 +19,8 @@ from streams.api.responses import (
     SampleRatio,
     SampleRatioChecks,
 )
-from streams.api.windows import Window, hour_window
+from streams.api.window_query import requested_window
+from streams.windows import Window
 
 router = APIRouter(prefix="/api/ab", tags=["A/B"])
 Res = Annotated[Resources, Depends(get_resources)]
@@ -45,6 +45,7 @@ def ab_report(result: ABResult, window: Window) -> ABReport:
     """The API's shape of an A/B result over ``window``."""
     return ABReport(
         verdict=result.verdict.value,
+        window=window.name,
         window_start=window.start,
         window_end=window.end,
         arms=ABArms(ml=_arm(result.ml), heuristic=_arm(result.heuristic)),
@@ -64,17 +65,13 @@ def ab_report(result: ABResult, window: Window) -> ABReport:
 
 
 @router.get("/report", response_model=ABReport)
-def report(resources: Res, hours: Hours = 24) -> ABReport:
+def report(resources: Res, window: WindowName = None, hours: OptionalHours = None) -> ABReport:
     """MAE per arm with 95 % intervals, their difference with a Welch test, the sample-ratio
-    checks and the verdict, over the last ``hours`` of event time."""
-    window = hour_window(
-        monitoring.newest_live_hour(resources.engine), hours, now=resources.clock()
-    )
-    result, _ = analyse(
-        resources.engine,
-        start=window.start,
-        end=window.end,
-        min_samples=resources.settings.ab_min_samples,
-        now=resources.clock(),
-    )
-    return ab_report(result, window)
+    checks and the verdict, over an event-time ``window`` (or the last ``hours``)."""
+    with resources.engine.connect() as connection:
+        now = resources.clock()
+        chosen = requested_window(connection, window=window, hours=hours, now=now)
+        figures = window_figures(
+            connection, chosen, min_samples=resources.settings.ab_min_samples, now=now
+        )
+    return ab_report(figures.result, chosen)

@@ -3,7 +3,7 @@
 
 The page is static HTML plus the project's own JavaScript and CSS (no CDN, no third-party code);
 the browser reads every number from the JSON API, so the page shows exactly what the API says.
-Only bounded API calls are made (``limit``, ``hours``, ``days``): the page stays fast however
+Only bounded API calls are made (``limit``, ``window``, ``days``): the page stays fast however
 large the history grows. The Content-Security-Policy allows nothing but this origin's own files,
 and the page never puts the API token in a URL or in its source (it lives in sessionStorage).
 """

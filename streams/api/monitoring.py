@@ -1,8 +1,10 @@
 """``/api/ml-monitoring``: live metrics per arm over event-time windows, the newest predictions
 and the outcomes the model got most wrong.
 
-Windows end at ``as_of``, the end of the newest hour holding live outcomes (see
-:mod:`streams.api.windows`); replayed outcomes never enter these numbers. Each answer reads one
+Windows are named (15m, 1h, 24h, 7d, all) or the last ``hours``, and end at ``as_of``, the end
+of the newest minute holding live outcomes (see :mod:`streams.windows`); replayed outcomes
+never enter these numbers. The summary's figures are :func:`streams.ab_eval.window_figures`,
+the same that ``delaycast ab report`` and the demo's live line print. Each answer reads one
 PostgreSQL connection with a handful of bounded, indexed queries.
 """
 
@@ -10,68 +12,62 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 
-from connectors.postgres import arrived_counts, assignment_counts, metric_buckets_between
+from connectors.postgres import arrived_counts, metric_buckets_between, minute_sums_between
 from connectors.postgres import monitoring as queries
-from streams.ab_eval import arm_sums, compare
+from streams.ab_eval import window_figures
 from streams.api.ab import ab_report
 from streams.api.flags import current_flags
-from streams.api.params import Days, Hours, Limit, ThresholdMae
+from streams.api.params import Days, Limit, OptionalHours, ThresholdMae, WindowName
 from streams.api.resources import Resources, get_resources
 from streams.api.responses import (
     Anomalies,
     DailySeries,
-    HourlySeries,
+    PeriodSeries,
     Predictions,
     Summary,
 )
-from streams.api.windows import (
-    Window,
+from streams.api.window_query import requested_window
+from streams.windows import (
+    MIN_POINT_OUTCOMES,
     arm_metrics,
     daily_series,
     day_window,
-    hour_window,
-    hourly_series,
+    period_series,
 )
 
 router = APIRouter(prefix="/api/ml-monitoring", tags=["ML monitoring"])
 Res = Annotated[Resources, Depends(get_resources)]
 
 
-def _hours(resources: Resources, connection: sa.Connection, hours: int) -> Window:
-    return hour_window(queries.newest_live_hour(connection), hours, now=resources.clock())
-
-
 @router.get("/summary", response_model=Summary)
-def summary(resources: Res, hours: Hours = 24) -> Summary:
+def summary(resources: Res, window: WindowName = None, hours: OptionalHours = None) -> Summary:
     """Metrics per arm, flags, the split of bookings, the A/B verdict, alert and prediction
-    counts, over the last ``hours`` of event time."""
+    counts, over an event-time ``window`` (or the last ``hours``)."""
     with resources.engine.connect() as connection:
-        window = _hours(resources, connection, hours)
-        rows = metric_buckets_between(connection, start=window.start, end=window.end)
-        assigned = assignment_counts(connection, since=window.start, until=window.end)
-        arrived = arrived_counts(connection, since=window.start, until=window.end)
-        alerts = queries.count_alerts(connection, since=window.start)
-    sums = arm_sums(rows)
+        now = resources.clock()
+        chosen = requested_window(connection, window=window, hours=hours, now=now)
+        figures = window_figures(
+            connection, chosen, min_samples=resources.settings.ab_min_samples, now=now
+        )
+        arrived = arrived_counts(connection, since=chosen.start, until=chosen.end)
+        alerts = queries.count_alerts(connection, since=chosen.start)
     flags = current_flags(resources)
+    assigned = figures.assigned
     if assigned.expected_ml_share is not None:
         percentage = 100.0 * assigned.expected_ml_share
     else:
         percentage = flags.ml_traffic_percentage if flags.ml_enabled else 0.0
-    has_outcomes = any(s.n for s in sums.values())
-    ab = (
-        ab_report(compare(sums, assigned, min_samples=resources.settings.ab_min_samples), window)
-        if has_outcomes
-        else None
-    )
+    ab = ab_report(figures.result, chosen) if figures.outcomes else None
     return Summary.model_validate(
         {
-            "as_of": window.end,
-            "window_start": window.start,
-            "hours": hours,
-            "arms": arm_metrics(sums),
+            "as_of": chosen.end,
+            "window_start": chosen.start,
+            "window": chosen.name,
+            "window_label": chosen.label,
+            "outcomes": figures.outcomes,
+            "arms": arm_metrics(figures.sums),
             "flags": flags,
             "split": {"percentage": percentage, "assigned": assigned.by_arm, "arrived": arrived},
             "ab": ab,
@@ -81,18 +77,22 @@ def summary(resources: Res, hours: Hours = 24) -> Summary:
     )
 
 
-@router.get("/metrics", response_model=HourlySeries)
-def hourly(resources: Res, hours: Hours = 24) -> HourlySeries:
-    """Metrics per hour and arm (model versions merged), oldest first."""
+@router.get("/metrics", response_model=PeriodSeries)
+def series(resources: Res, window: WindowName = None, hours: OptionalHours = None) -> PeriodSeries:
+    """Metrics per period and arm (model versions merged), oldest first; the period is a
+    minute for 15m, 5 minutes for 1h, an hour up to 7 days and a day beyond."""
     with resources.engine.connect() as connection:
-        window = _hours(resources, connection, hours)
-        rows = metric_buckets_between(connection, start=window.start, end=window.end)
-    return HourlySeries.model_validate(
+        chosen = requested_window(connection, window=window, hours=hours, now=resources.clock())
+        rows = minute_sums_between(connection, start=chosen.start, end=chosen.end, step=chosen.step)
+    return PeriodSeries.model_validate(
         {
-            "as_of": window.end,
-            "window_start": window.start,
-            "hours": hours,
-            "series": hourly_series(rows, window),
+            "as_of": chosen.end,
+            "window_start": chosen.start,
+            "window": chosen.name,
+            "window_label": chosen.label,
+            "step_seconds": int(chosen.step.total_seconds()),
+            "min_point_outcomes": MIN_POINT_OUTCOMES,
+            "series": period_series(rows, chosen),
         }
     )
 
@@ -116,19 +116,24 @@ def daily(resources: Res, days: Days = 7) -> DailySeries:
 
 @router.get("/anomalies", response_model=Anomalies)
 def anomalies(
-    resources: Res, threshold_mae: ThresholdMae = 5.0, hours: Hours = 24, limit: Limit = 100
+    resources: Res,
+    threshold_mae: ThresholdMae = 5.0,
+    window: WindowName = None,
+    hours: OptionalHours = None,
+    limit: Limit = 100,
 ) -> Anomalies:
-    """Live outcomes whose absolute error exceeds ``threshold_mae`` minutes, newest first."""
+    """Live outcomes of the window whose absolute error exceeds ``threshold_mae`` minutes,
+    newest first."""
     with resources.engine.connect() as connection:
-        window = _hours(resources, connection, hours)
+        chosen = requested_window(connection, window=window, hours=hours, now=resources.clock())
         items = queries.anomalies(
-            connection, start=window.start, end=window.end, threshold=threshold_mae, limit=limit
+            connection, start=chosen.start, end=chosen.end, threshold=threshold_mae, limit=limit
         )
     return Anomalies.model_validate(
         {
             "threshold_mae": threshold_mae,
-            "as_of": window.end,
-            "window_start": window.start,
+            "as_of": chosen.end,
+            "window_start": chosen.start,
             "items": items,
         }
     )

@@ -4,7 +4,7 @@ both the OpenAPI description and the 400 message for a bad value (see :mod:`stre
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Query
 
@@ -43,4 +43,19 @@ ThresholdMae = Annotated[
 Kind = Annotated[
     AlertKind | None,
     Query(description="one of " + ", ".join(k.value for k in AlertKind)),
+]
+WindowName = Annotated[
+    Literal["15m", "1h", "24h", "7d", "all"] | None,
+    Query(
+        description="one of 15m, 1h, 24h, 7d (the last span of event time) or all (since "
+        "start); 24h when neither window nor hours is given",
+    ),
+]
+OptionalHours = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_HOURS,
+        description=f"a whole number of hours from 1 to {MAX_HOURS}",
+    ),
 ]

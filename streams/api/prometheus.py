@@ -1,15 +1,19 @@
 """``/metrics``: Prometheus text, read from the shared stores at scrape time.
 
 The worker counters come from the Redis hash the workers flush to (:mod:`streams.worker_metrics`),
-so they are the sum over every worker; outcomes come from PostgreSQL's pipeline counters
-(``join.outcomes``); consumer lag from Kafka (committed offsets of the workers' group against the
-bookings topic's high watermarks). A store that does not answer leaves its series out, and
-``delaycast_scrape_source_up{source}`` says which, rather than failing the scrape.
+so they are the sum over every worker; outcomes and the join's dead letters come from
+PostgreSQL's pipeline counters (``join.outcomes``, ``join.dead_letters:<kind>``); consumer lag
+from Kafka, for each consumer group and topic it reads (committed offsets against the high
+watermarks): the predict workers on bookings, the outcome workers on predictions and actuals,
+the recorder on predictions, outcomes and alerts. A store that does not answer leaves its
+series out, and ``delaycast_scrape_source_up{source}`` says which, rather than failing the
+scrape.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -25,17 +29,19 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.kafka_lag import KafkaLagError
+from connectors.kafka_lag import KafkaLagError, KafkaUnreachable
 from connectors.p90_tracking import TrackingStore
 from connectors.postgres import read_counters
 from models.interval import tracking_factor
-from schemas import Arm, FallbackReason
+from schemas import Arm, DeadLetterKind, FallbackReason
 from streams.api.resources import Resources
+from streams.settings import Settings
 from streams.worker_metrics import WorkerTotals, metrics_key, parse_totals
 
 log = logging.getLogger("delaycast.api")
 
 OUTCOMES_COUNTER = "join.outcomes"
+JOIN_DEAD_LETTERS = "join.dead_letters:"
 
 
 @dataclass(frozen=True)
@@ -47,14 +53,25 @@ class Lag:
 
 @dataclass(frozen=True)
 class Scrape:
-    """What one scrape read; None where the store did not answer."""
+    """What one scrape read; None where the store did not answer. ``lags`` has one entry per
+    group and topic that answered."""
 
     worker: WorkerTotals | None
     outcomes: int | None
-    lag: Lag | None
+    lags: tuple[Lag, ...] | None
     # The served P90's online factor of each version (None: Redis did not answer; empty: no
     # outcome tracked yet or tracking off).
     p90_factors: dict[str, float] | None = None
+    # The join's dead letters by kind (None: PostgreSQL did not answer).
+    join_dead_letters: dict[str, int] | None = None
+
+    def dead_letters_by_kind(self) -> dict[str, int] | None:
+        """Dead letters of both paths by kind; None when neither store answered."""
+        if self.worker is None and self.join_dead_letters is None:
+            return None
+        kinds = Counter(self.worker.dead_letter_kinds if self.worker else {})
+        kinds.update(self.join_dead_letters or {})
+        return dict(sorted(kinds.items()))
 
 
 def _worker_families(totals: WorkerTotals) -> Iterator[Metric]:
@@ -75,7 +92,9 @@ def _worker_families(totals: WorkerTotals) -> Iterator[Metric]:
     for reason in sorted({*(r.value for r in FallbackReason), *totals.fallbacks}):
         fallbacks.add_metric([reason], totals.fallbacks.get(reason, 0))
     yield fallbacks
-    dead = CounterMetricFamily("delaycast_dead_letters", "Records sent to dead-letters.")
+    dead = CounterMetricFamily(
+        "delaycast_dead_letters", "Records the prediction path sent to dead-letters."
+    )
     dead.add_metric([], totals.dead_letters)
     yield dead
     latency = HistogramMetricFamily(
@@ -119,13 +138,24 @@ def metric_families(scrape: Scrape) -> list[Metric]:
         for version in sorted(scrape.p90_factors):
             factors.add_metric([version], scrape.p90_factors[version])
         families.append(factors)
-    if scrape.lag is not None:
+    kinds = scrape.dead_letters_by_kind()
+    if kinds is not None:
+        by_kind = CounterMetricFamily(
+            "delaycast_dead_letters_by_kind",
+            "Records sent to dead-letters by either path, by kind.",
+            labels=["kind"],
+        )
+        for kind in sorted({*(k.value for k in DeadLetterKind), *kinds}):
+            by_kind.add_metric([kind], kinds.get(kind, 0))
+        families.append(by_kind)
+    if scrape.lags:
         lag = GaugeMetricFamily(
             "delaycast_consumer_lag",
             "Messages of the topic not yet committed by the consumer group.",
             labels=["group", "topic"],
         )
-        lag.add_metric([scrape.lag.group, scrape.lag.topic], scrape.lag.messages)
+        for entry in scrape.lags:
+            lag.add_metric([entry.group, entry.topic], entry.messages)
         families.append(lag)
     up = GaugeMetricFamily(
         "delaycast_scrape_source_up",
@@ -135,7 +165,7 @@ def metric_families(scrape: Scrape) -> list[Metric]:
     for source, answered in (
         ("redis", scrape.worker is not None),
         ("postgres", scrape.outcomes is not None),
-        ("kafka", scrape.lag is not None),
+        ("kafka", scrape.lags is not None),
     ):
         up.add_metric([source], 1.0 if answered else 0.0)
     families.append(up)
@@ -175,17 +205,28 @@ def read_scrape(resources: Resources) -> Scrape:
     except (RedisError, OSError) as exc:
         log.warning("[API] /metrics: Redis unavailable (%s)", type(exc).__name__)
         worker = None
+    outcomes: int | None = None
+    join_dead: dict[str, int] | None = None
     try:
-        outcomes: int | None = read_counters(resources.engine).get(OUTCOMES_COUNTER, 0)
+        counters = read_counters(resources.engine)
+        outcomes = counters.get(OUTCOMES_COUNTER, 0)
+        join_dead = {
+            name.removeprefix(JOIN_DEAD_LETTERS): n
+            for name, n in counters.items()
+            if name.startswith(JOIN_DEAD_LETTERS)
+        }
     except SQLAlchemyError as exc:
         log.warning("[API] /metrics: PostgreSQL unavailable (%s)", type(exc).__name__)
-        outcomes = None
-    group, topic = s.topic(s.consumer_group), s.topic("bookings")
-    try:
-        lag: Lag | None = Lag(group, topic, resources.lag.lag(group=group, topic=topic))
-    except KafkaLagError as exc:
-        log.warning("[API] /metrics: consumer lag unknown (%s)", exc)
-        lag = None
+    lags: list[Lag] = []
+    for group, topic in consumed_topics(s):
+        try:
+            lags.append(Lag(group, topic, resources.lag.lag(group=group, topic=topic)))
+        except KafkaUnreachable as exc:
+            log.warning("[API] /metrics: consumer lag unknown (%s)", exc)
+            lags = []
+            break  # one wait for a broker that does not answer, not one per topic
+        except KafkaLagError as exc:
+            log.debug("[API] /metrics: lag of %s on %s unknown (%s)", group, topic, exc)
     try:
         sums = TrackingStore(resources.redis, s.p90_tracking_redis_key, limit=0.0).read()
         factors: dict[str, float] | None = {
@@ -193,7 +234,31 @@ def read_scrape(resources: Resources) -> Scrape:
         }
     except Exception:  # Redis down (said for the worker counters) or a garbled hash
         factors = None
-    return Scrape(worker, outcomes, lag, factors if s.p90_tracking_rate > 0 else {})
+    return Scrape(
+        worker,
+        outcomes,
+        tuple(lags) if lags else None,
+        factors if s.p90_tracking_rate > 0 else {},
+        join_dead,
+    )
+
+
+def consumed_topics(s: Settings) -> list[tuple[str, str]]:
+    """Each consumer group of the pipeline and the topics it reads."""
+    predict, outcomes, history = (
+        s.topic(s.consumer_group),
+        s.topic(f"{s.consumer_group}-outcomes"),
+        s.topic(f"{s.consumer_group}-history"),
+    )
+    return [
+        (predict, s.topic("bookings")),
+        (outcomes, s.topic("predictions")),
+        (outcomes, s.topic("actual-delays")),
+        (outcomes, s.topic("actual-delays-routed")),
+        (history, s.topic("predictions")),
+        (history, s.topic("outcomes")),
+        (history, s.topic("alerts")),
+    ]
 
 
 router = APIRouter(tags=["metrics"])

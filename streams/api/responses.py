@@ -114,6 +114,9 @@ class SampleRatioChecks(BaseModel):
 
 class ABReport(BaseModel):
     verdict: Literal["ml_better", "heuristic_better", "inconclusive"]
+    window: str = Field(
+        description="The window's name (15m, 1h, 24h, 7d, all) or custom for the last N hours."
+    )
     window_start: UtcTime
     window_end: UtcTime
     arms: ABArms
@@ -126,7 +129,11 @@ class ABReport(BaseModel):
 class Summary(BaseModel):
     as_of: UtcTime
     window_start: UtcTime
-    hours: int
+    window: str = Field(
+        description="The window's name (15m, 1h, 24h, 7d, all) or custom for the last N hours."
+    )
+    window_label: str
+    outcomes: int = Field(description="Live outcomes in the window, both arms.")
     arms: Arms
     flags: Flags
     split: Split
@@ -135,16 +142,26 @@ class Summary(BaseModel):
     predictions: int
 
 
-class HourMetrics(ArmMetrics):
-    hour_start: UtcTime
+class PeriodMetrics(ArmMetrics):
+    period_start: UtcTime
     arm: ArmName
+    few: bool = Field(
+        description="Fewer outcomes than a figure needs (MIN_POINT_OUTCOMES): drawn as such."
+    )
 
 
-class HourlySeries(BaseModel):
+class PeriodSeries(BaseModel):
     as_of: UtcTime
     window_start: UtcTime
-    hours: int
-    series: list[HourMetrics] = Field(description="Every hour and arm of the window, oldest first.")
+    window: str = Field(
+        description="The window's name (15m, 1h, 24h, 7d, all) or custom for the last N hours."
+    )
+    window_label: str
+    step_seconds: int = Field(description="The length of each period.")
+    min_point_outcomes: int
+    series: list[PeriodMetrics] = Field(
+        description="Every period and arm of the window, oldest first."
+    )
 
 
 class DayMetrics(ArmMetrics):

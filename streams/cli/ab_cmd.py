@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import click
+
+from streams.windows import WINDOWS
 
 
 def _parse_time(value: str) -> datetime:
@@ -27,15 +29,23 @@ def ab() -> None:
     \b
     Examples:
       delaycast ab report
+      delaycast ab report --window 15m --json
       delaycast ab report --since 2026-11-15T00:00:00+00:00 --json
     """
 
 
 @ab.command()
 @click.option(
-    "--since", help="Start of the window (event time), ISO 8601 with offset; default 7 days ago."
+    "--window",
+    type=click.Choice(list(WINDOWS)),
+    default=None,
+    help="The event-time window, as on the dashboard: the last 15m, 1h, 24h or 7d, or all "
+    "(since start). Default: 24h.",
 )
-@click.option("--until", help="End of the window; default: the newest outcome.")
+@click.option("--since", help="Start of a window of your own (event time), ISO 8601 with offset.")
+@click.option(
+    "--until", help="End of that window; default: the end of the newest outcome's minute."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--min-samples", type=click.IntRange(min=2), default=None, help="Per arm.")
 @click.option(
@@ -44,13 +54,22 @@ def ab() -> None:
     help="Report file (default: under DELAYCAST_HOME/reports).",
 )
 def report(
-    since: str | None, until: str | None, as_json: bool, min_samples: int | None, out: str | None
+    window: str | None,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    min_samples: int | None,
+    out: str | None,
 ) -> None:
     """Compare the arms' MAE with confidence intervals, check the split, give a verdict.
+
+    The figures are those the API and the dashboard show for the same window. The result is
+    also stored (``ab_test_results``) and written to a report file.
 
     \b
     Examples:
       delaycast ab report
+      delaycast ab report --window all
       delaycast ab report --since 2026-11-21T00:00:00Z --json
     """
     from pathlib import Path
@@ -58,24 +77,34 @@ def report(
     from sqlalchemy.exc import SQLAlchemyError
 
     from connectors.postgres import make_engine
-    from streams.ab_eval import evaluate
+    from connectors.postgres import monitoring as queries
+    from streams.ab_eval import evaluate, latest_window
     from streams.clock import utc_now
     from streams.settings import delaycast_home, get_settings
+    from streams.windows import DEFAULT_WINDOW, MINUTE, Window, arm_metrics, minute_start
 
+    if window is not None and (since or until):
+        raise click.UsageError("give --window or --since/--until, not both")
+    if until and not since:
+        raise click.UsageError("--until needs --since")
+    start = _parse_time(since) if since else None
+    end = _parse_time(until) if until else None
+    if start is not None and end is not None and end <= start:
+        raise click.BadParameter("must be after --since", param_hint="--until")
     settings = get_settings()
     now = utc_now()
-    start = _parse_time(since) if since else now - timedelta(days=7)
-    end = _parse_time(until) if until else None
-    if end is not None and end <= start:
-        raise click.BadParameter("must be after --since", param_hint="--until")
     engine = make_engine(settings.database_url.get_secret_value())
     try:
+        if start is None:
+            chosen = latest_window(engine, window or DEFAULT_WINDOW, now=now)
+        else:
+            closed = end is not None
+            if end is None:
+                newest, _ = queries.live_minute_range(engine)
+                end = max(minute_start(newest or now) + MINUTE, start + MINUTE)
+            chosen = Window(start, end, closed=closed)
         evaluation = evaluate(
-            engine,
-            start=start,
-            end=end,
-            min_samples=min_samples or settings.ab_min_samples,
-            now=now,
+            engine, chosen, min_samples=min_samples or settings.ab_min_samples, now=now
         )
     except SQLAlchemyError as exc:
         raise click.ClickException(
@@ -84,8 +113,10 @@ def report(
     finally:
         engine.dispose()
     result = evaluation.result
-    end = evaluation.window_end
-    heading = f"delaycast A/B report, {start.isoformat()} to {end.isoformat()}"
+    heading = (
+        f"delaycast A/B report, {chosen.label}: "
+        f"{chosen.start.isoformat()} to {chosen.end.isoformat()}"
+    )
     text = f"{heading}\n\n{result.render_text()}\n"
     path = (
         Path(out) if out else delaycast_home() / "reports" / f"ab-report-{now:%Y%m%dT%H%M%SZ}.txt"
@@ -96,9 +127,12 @@ def report(
         click.echo(
             json.dumps(
                 {
-                    "window_start": start.isoformat(),
-                    "window_end": now.isoformat(),
+                    "window": chosen.name,
+                    "window_start": chosen.start.isoformat(),
+                    "window_end": chosen.end.isoformat(),
                     "report_file": str(path),
+                    "metrics": arm_metrics(evaluation.figures.sums),
+                    "predictions": evaluation.figures.assigned.total,
                     **result.to_dict(),
                 }
             )

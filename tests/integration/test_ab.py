@@ -69,7 +69,16 @@ def run_experiment(
     out = cli(
         servers, prefix, home, "ab", "report", "--since", "2000-01-01T00:00:00+00:00", "--json"
     )
-    return json.loads(out.stdout)
+    report = json.loads(out.stdout)
+    # "Since start", as the dashboard names it: the same outcomes, figures and verdict.
+    since_start = json.loads(
+        cli(servers, prefix, home, "ab", "report", "--window", "all", "--json").stdout
+    )
+    assert since_start["window"] == "all"
+    for key in ("verdict", "ml", "heuristic", "difference"):
+        assert since_start[key] == report[key], key
+    assert since_start["metrics"]["ml"]["n"] == report["ml"]["n"]
+    return report
 
 
 def test_a_truly_better_model_gives_ml_better(
@@ -105,3 +114,18 @@ def test_an_ml_arm_that_is_not_better_is_never_called_better(
     report = run_experiment(stack, topic_prefix, tmp_path, own_database, 2000, "ABN", weather)
     assert report["verdict"] in ("heuristic_better", "inconclusive")
     assert report["ml"]["n"] + report["heuristic"]["n"] == 2000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--window", "2h"], "'2h' is not one of '15m', '1h', '24h', '7d', 'all'"),
+        (["--window", "1h", "--since", "2026-01-01T00:00:00+00:00"], "not both"),
+        (["--until", "2026-01-01T00:00:00+00:00"], "--until needs --since"),
+    ],
+)
+def test_a_bad_window_is_refused_with_what_was_expected(
+    stack, topic_prefix, tmp_path, args, message
+):
+    out = cli(stack, topic_prefix, tmp_path, "ab", "report", *args, check=False)
+    assert out.returncode == 2 and message in out.stderr, out.stderr

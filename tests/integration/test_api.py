@@ -51,7 +51,7 @@ from tests.integration.conftest import TEST_PARTITIONS
 from tests.integration.workers import Worker, collect, produce, worker_env
 
 H0 = datetime(2097, 3, 4, 10, tzinfo=UTC)  # the newest live hour of the seeded history
-AS_OF = H0 + timedelta(hours=1)
+AS_OF = H0 + timedelta(minutes=29)  # the end of the newest live outcome's minute (H0 + 28 min)
 PASSWORD = f"pw-{uuid.uuid4().hex}"
 TOKEN = f"tok-{uuid.uuid4().hex}"
 ANSWERS: list[str] = []  # every body the API gave in this module, checked for secrets at the end
@@ -309,14 +309,19 @@ def iso(at: datetime) -> str:
 
 
 def test_summary_metrics_equal_an_offline_computation_over_the_seeded_outcomes(api, seeded):
-    answer = api.get("/api/ml-monitoring/summary?hours=24")
+    answer = api.get("/api/ml-monitoring/summary?window=24h")
     assert answer.status_code == 200
     body = answer.json()
-    assert (body["as_of"], body["window_start"], body["hours"]) == (
+    assert (body["as_of"], body["window_start"], body["window"], body["window_label"]) == (
         iso(AS_OF),
         iso(AS_OF - timedelta(hours=24)),
-        24,
+        "24h",
+        "last 24 h",
     )
+    assert body["outcomes"] == 50
+    # hours=24 is the same window, and no parameter is the 24h window too.
+    assert api.get("/api/ml-monitoring/summary?hours=24").json() == body
+    assert api.get("/api/ml-monitoring/summary").json() == body
     for name in ("ml", "heuristic"):
         assert_metrics(body["arms"][name], arm(seeded.live, name))
     ml_p90_n, ml_coverage = offline_coverage(arm(seeded.live, "ml"))
@@ -325,12 +330,14 @@ def test_summary_metrics_equal_an_offline_computation_over_the_seeded_outcomes(a
         0,
         None,
     )
+    # The window ends at the newest outcome: the two newest predictions (H0 + 55 and 57 min)
+    # are after it, and the wall clock (years earlier) does not extend it.
     assert body["split"] == {
         "percentage": 50.0,  # every seeded prediction was made at a 50 % rollout
-        "assigned": {"ml": 31, "heuristic": 26},
+        "assigned": {"ml": 30, "heuristic": 25},
         "arrived": {"ml": 30, "heuristic": 20},
     }
-    assert body["predictions"] == 57 and body["alerts"] == 2
+    assert body["predictions"] == 55 and body["alerts"] == 2
     ab = body["ab"]
     assert ab["window_start"] == body["window_start"] and ab["window_end"] == body["as_of"]
     assert ab["arms"]["ml"]["n"] == 30 and ab["arms"]["heuristic"]["n"] == 20
@@ -341,28 +348,64 @@ def test_summary_metrics_equal_an_offline_computation_over_the_seeded_outcomes(a
     assert body["flags"]["source"] in ("redis", "settings")
 
 
-def test_hourly_metrics_have_every_hour_and_arm_with_exact_values(api, seeded):
+def test_the_series_has_every_period_and_arm_with_exact_values(api, seeded):
     body = api.get("/api/ml-monitoring/metrics?hours=3").json()
-    assert body["as_of"] == iso(AS_OF) and body["window_start"] == iso(H0 - timedelta(hours=2))
+    assert body["as_of"] == iso(AS_OF) and body["window_start"] == iso(AS_OF - timedelta(hours=3))
+    assert (body["window"], body["step_seconds"], body["min_point_outcomes"]) == (
+        "custom",
+        3600,
+        20,
+    )
     series = body["series"]
-    assert [(s["hour_start"], s["arm"]) for s in series] == [
-        (iso(H0 - timedelta(hours=h)), a) for h in (2, 1, 0) for a in ("ml", "heuristic")
+    # Whole hours from the one holding the window's start.
+    assert [(s["period_start"], s["arm"]) for s in series] == [
+        (iso(H0 - timedelta(hours=h)), a) for h in (3, 2, 1, 0) for a in ("ml", "heuristic")
     ]
     for row in series:
-        hour = datetime.fromisoformat(row["hour_start"])
+        hour = datetime.fromisoformat(row["period_start"])
         mine = [
             o
             for o in arm(seeded.live, row["arm"])
             if o.observed_at.replace(minute=0, second=0) == hour
         ]
+        assert row["few"] == (0 < len(mine) < 20)
         if mine:
             assert_metrics(row, mine)
         else:
             assert row["n"] == 0 and row["mae"] is None and row["r2"] is None
             assert row["p90_n"] == 0 and row["p90_coverage"] is None
     ml_rows = [row for row in series if row["arm"] == "ml"]
-    assert sum(row["p90_n"] for row in ml_rows) == 25 and all(row["p90_n"] for row in ml_rows)
-    assert series[0]["n"] == 10 and series[1]["n"] == 0  # no heuristic outcome at H0 − 2 h
+    assert sum(row["p90_n"] for row in ml_rows) == 25
+    assert series[2]["n"] == 10 and series[3]["n"] == 0  # no heuristic outcome at H0 − 2 h
+
+
+def test_a_short_window_has_five_minute_periods_ending_with_the_newest_outcome(api, seeded):
+    body = api.get("/api/ml-monitoring/metrics?window=1h").json()
+    assert (body["window"], body["window_label"], body["step_seconds"]) == ("1h", "last hour", 300)
+    assert body["window_start"] == iso(AS_OF - timedelta(hours=1))
+    series = body["series"]
+    starts = sorted({s["period_start"] for s in series})
+    assert starts[0] == iso(H0 - timedelta(minutes=35)) and starts[-1] == iso(
+        H0 + timedelta(minutes=25)
+    )
+    assert len(starts) == 13
+    in_window = [o for o in seeded.live if o.observed_at >= AS_OF - timedelta(hours=1)]
+    assert sum(s["n"] for s in series) == len(in_window) > 0
+    summary = api.get("/api/ml-monitoring/summary?window=1h").json()
+    assert summary["outcomes"] == len(in_window)
+    for name in ("ml", "heuristic"):
+        assert_metrics(summary["arms"][name], arm(in_window, name))
+
+
+def test_since_start_holds_every_live_outcome(api, seeded, engine):
+    from connectors.postgres import monitoring
+
+    body = api.get("/api/ml-monitoring/summary?window=all").json()
+    _, oldest = monitoring.live_minute_range(engine)
+    assert body["window"] == "all" and body["window_label"] == "since start"
+    assert body["window_start"] == iso(oldest) and body["as_of"] == iso(AS_OF)
+    # The shared test database holds other modules' outcomes too: at least the seeded ones.
+    assert body["arms"]["ml"]["n"] >= 32 and body["arms"]["heuristic"]["n"] >= 20
 
 
 def test_daily_metrics_merge_each_utc_day(api, seeded):
@@ -446,7 +489,7 @@ def test_the_ab_report_is_the_evaluation_of_the_window(api, seeded):
     ml = offline(arm(seeded.live, "ml"))
     assert abs(body["difference"]["mae_ml_minus_heuristic"] - (ml["mae"] - heuristic["mae"])) < 1e-9
     assert body["srm"]["with_actual"]["observed_ml"] == 30
-    assert body["srm"]["assigned"]["observed_heuristic"] == 26
+    assert body["srm"]["assigned"]["observed_heuristic"] == 25  # up to the newest outcome
     low, high = body["difference"]["ci_low"], body["difference"]["ci_high"]
     assert low < body["difference"]["mae_ml_minus_heuristic"] < high
     assert 0 <= body["difference"]["p_value"] <= 1
@@ -462,6 +505,8 @@ def test_the_ab_report_is_the_evaluation_of_the_window(api, seeded):
         ("/api/ml-monitoring/daily?days=9999", "days"),
         ("/api/ml-monitoring/anomalies?threshold_mae=0", "threshold_mae"),
         ("/api/alerts?kind=nope", "kind"),
+        ("/api/ab/report?window=2h", "window"),
+        ("/api/ml-monitoring/summary?window=24h&hours=24", "window, hours"),
     ],
 )
 def test_every_bad_parameter_answers_400_naming_it(api, path, parameter):
@@ -601,7 +646,7 @@ def test_metrics_show_what_the_flusher_wrote_to_redis(api, stack, prefix, redis_
             factories.prediction("x3", arm=Arm.HEURISTIC, latency_ms=3000.0),
         ],
         fallbacks={"model_error": 2},
-        dead_letters=4,
+        dead_letters={"decode": 3, "too_large": 1},
     )
     key = f"{prefix}delaycast:metrics"
     hash_before = {k.decode(): v.decode() for k, v in redis_client.hgetall(key).items()}
@@ -623,8 +668,13 @@ def test_metrics_show_what_the_flusher_wrote_to_redis(api, stack, prefix, redis_
     assert grew[bucket_field("+Inf")] == 1
     assert abs(grew["latency:sum"] - 3.32) < 1e-9
 
-    add_counters(engine, deltas={"join.outcomes": 3})
+    add_counters(engine, deltas={"join.outcomes": 3, "join.dead_letters:decode": 2})
     after = scrape(api)
+    # Dead letters by kind: the prediction path's (Redis) and the join's (PostgreSQL) added.
+    by_kind = "delaycast_dead_letters_by_kind_total"
+    assert delta(after, before, by_kind, kind="decode") == 3 + 2
+    assert delta(after, before, by_kind, kind="too_large") == 1
+    assert delta(after, before, by_kind, kind="validation") == 0
     assert delta(after, before, "delaycast_bookings_total") == 7
     assert delta(after, before, "delaycast_dead_letters_total") == 4
     assert delta(after, before, "delaycast_predictions_total", arm="ml") == 2
@@ -679,6 +729,10 @@ def test_a_real_worker_s_counters_and_consumer_lag_reach_metrics(
             time.sleep(0.5)
     assert delta(after, before, "delaycast_bookings_total") == 22
     assert delta(after, before, "delaycast_dead_letters_total") == 2
+    # One not JSON (decode), one JSON but not a booking (validation).
+    by_kind = "delaycast_dead_letters_by_kind_total"
+    assert delta(after, before, by_kind, kind="decode") == 1
+    assert delta(after, before, by_kind, kind="validation") == 1
     assert delta(after, before, "delaycast_predictions_total", arm="ml") == 20
     assert delta(after, before, "delaycast_fallbacks_total", reason="no_model") == 20
     assert delta(after, before, "delaycast_prediction_latency_seconds_count") == 20

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import pytest
 import redis
 import requests
 import sqlalchemy as sa
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page
 
 from connectors.flags import FlagState, FlagStore
 from connectors.postgres import (
@@ -39,6 +38,7 @@ from connectors.postgres import (
 from schemas import Alert, AlertKind, Arm, Outcome, Severity
 from streams.stack.ports import any_free_port
 from tests.factories import outcome, prediction
+from tests.integration.browser import launched_browser
 
 TOKEN = "dashboard-test-token-7f3a-0123456789abcdef"
 SALT = "delaycast-v1"
@@ -53,16 +53,6 @@ EXTRA_PREDICTIONS = 30  # newer predictions without outcomes (the table shows th
 P90_EXTRA, P90_EXTRA_WITHIN = 40, 36
 MIN_P90_N = 36  # the dashboard's MIN_P90_N
 LOAD_TIMEOUT_MS = 30_000
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail(
-            "the dashboard's browser test needs Debian's chromium; install it with "
-            "`sudo apt-get install chromium` (it is looked up as `chromium` on PATH)"
-        )
-    return path
 
 
 @pytest.fixture
@@ -263,16 +253,8 @@ def set_flags(api: Api, *, enabled: bool, percentage: float) -> FlagState:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = chromium_path()
-    with sync_playwright() as playwright:
-        # --no-sandbox: the tests may run as root, where Chromium's sandbox refuses to start.
-        launched = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launched_browser() as launched:
+        yield launched
 
 
 class Console:
@@ -330,10 +312,10 @@ def test_the_dashboard_shows_what_the_api_returns(
         set_flags(api, enabled=True, percentage=50)
         page, console = open_dashboard(browser, api)
 
-        summary = api.get("/api/ml-monitoring/summary?hours=24")
-        metrics = api.get("/api/ml-monitoring/metrics?hours=24")
+        summary = api.get("/api/ml-monitoring/summary?window=24h")
+        metrics = api.get("/api/ml-monitoring/metrics?window=24h")
         daily = api.get("/api/ml-monitoring/daily?days=7")
-        alerts = api.get("/api/alerts?hours=24&limit=100")["items"]
+        alerts = api.get("/api/alerts?window=24h&limit=100")["items"]
         predictions = api.get("/api/ml-monitoring/predictions?limit=50")["items"]
         health = api.get("/api/health")
         flags = api.get("/api/feature-flags/status")
@@ -343,10 +325,25 @@ def test_the_dashboard_shows_what_the_api_returns(
             assert page.get_attribute(f"[data-panel={panel}]", "data-status") == "ok", panel
         assert text(page, "updated-at").startswith("updated at ")
 
-        # The event-time window: it ends with the newest seeded hour, not at the wall clock.
+        # The event-time window: it ends with the newest seeded outcome's minute (35 minutes
+        # into the newest hour), not at the wall clock; every panel names it, with its n.
         assert metrics["as_of"] == summary["as_of"]
-        assert datetime.fromisoformat(metrics["as_of"]) == seeded.newest_hour + timedelta(hours=1)
+        assert datetime.fromisoformat(metrics["as_of"]) == seeded.newest_hour + timedelta(
+            minutes=36
+        )
         assert shown(page, "as-of") == metrics["as_of"]
+        assert metrics["step_seconds"] == 3600
+        for panel, n in (
+            ("summary", summary["outcomes"]),
+            ("ab", summary["outcomes"]),
+            ("split", summary["predictions"]),
+            ("hourly", summary["outcomes"]),
+            ("alerts", len(alerts)),
+        ):
+            tag = page.locator(f"[data-testid={panel}-window]")
+            assert tag.get_attribute("data-label").startswith("last 24 h"), panel
+            assert int(tag.get_attribute("data-n")) == n, panel
+        assert summary["outcomes"] == summary["arms"]["ml"]["n"] + summary["arms"]["heuristic"]["n"]
 
         # Metrics per arm over the window.
         for arm in ("ml", "heuristic"):
@@ -387,11 +384,17 @@ def test_the_dashboard_shows_what_the_api_returns(
             )
         assert points(page, "hourly-mae-chart", "ml") == HOURS
         assert points(page, "hourly-mae-chart", "heuristic") == HOURS - 1
+        # A point of fewer than min_point_outcomes outcomes is drawn hollow, with no figure:
+        # here every hour's 4 but the oldest's (4 + P90_EXTRA).
         shown_values = page.eval_on_selector_all(
             "[data-testid=hourly-mae-chart] [data-testid=chart-point][data-arm=ml]",
-            "nodes => nodes.map(n => Number(n.dataset.value))",
+            "nodes => nodes.map(n => n.dataset.few === 'true' ? null : Number(n.dataset.value))",
         )
-        assert shown_values == [row["mae"] for row in rows_with_outcomes(series, "ml")]
+        ml_rows = rows_with_outcomes(series, "ml")
+        assert [row["few"] for row in ml_rows] == [False] + [True] * (HOURS - 1)
+        assert all(row["n"] < metrics["min_point_outcomes"] for row in ml_rows[1:])
+        assert shown_values == [None if row["few"] else row["mae"] for row in ml_rows]
+        assert shown_values[0] is not None
 
         # Hourly P90 coverage beside the MAE: one point per hour with a P90, hollow (and off the
         # line) where too few outcomes had one.
@@ -440,8 +443,9 @@ def test_the_dashboard_shows_what_the_api_returns(
         assert shown_number(page, "ab-difference") == difference["mae_ml_minus_heuristic"]
         assert shown_number(page, "ab-ci-low") == difference["ci_low"]
         assert shown_number(page, "ab-ci-high") == difference["ci_high"]
-        report = api.get("/api/ab/report?hours=24")
-        assert report["verdict"] == ab["verdict"]
+        report = api.get("/api/ab/report?window=24h")
+        assert report["verdict"] == ab["verdict"] and report["window"] == "24h"
+        assert report["arms"] == ab["arms"]
 
         # Alerts and drift events: listed, and marked on the hourly MAE chart.
         assert len(alerts) == seeded.n_alerts_in_window
@@ -469,13 +473,13 @@ def test_the_dashboard_shows_what_the_api_returns(
         assert shown(page, "flags-enabled") == "true" == str(flags["ml_enabled"]).lower()
         assert shown_number(page, "flags-percentage") == flags["ml_traffic_percentage"] == 50
 
-        # Only bounded calls: every API request of the page has a limit, hours or days.
+        # Only bounded calls: every API request of the page has a limit, a window or days.
         calls = page.evaluate("window.__dashboard.calls.map(c => c.path)")
         unbounded = [
             c
             for c in calls
             if c.split("?")[0] not in ("/api/health", "/api/feature-flags/status")
-            and not any(p in c for p in ("limit=", "hours=", "days="))
+            and not any(p in c for p in ("limit=", "window=", "days="))
         ]
         assert unbounded == []
 
@@ -582,15 +586,15 @@ def test_a_failing_endpoint_fails_only_its_own_panels(
     home = session_dir / f"dashboard-{uuid.uuid4().hex[:6]}"
     with running_api(stack, own_database, home) as api:
         page, _ = open_dashboard(browser, api)
-        # A window the API refuses (hours ≤ 2160): the real endpoints taking ``hours`` answer
+        # A window the API refuses (not one of its names): the endpoints taking a window answer
         # 400; the others must still render.
         page.eval_on_selector(
-            "[data-testid=hours-select]",
-            "s => { s.add(new Option('too long', '5000')); s.value = '5000'; "
+            "[data-testid=window-select]",
+            "s => { s.add(new Option('too long', '90d')); s.value = '90d'; "
             "s.dispatchEvent(new Event('change')); }",
         )
         page.wait_for_selector("body[data-refreshes='2']", timeout=LOAD_TIMEOUT_MS)
-        refused = requests.get(api.base_url + "/api/ml-monitoring/metrics?hours=5000", timeout=10)
+        refused = requests.get(api.base_url + "/api/ml-monitoring/metrics?window=90d", timeout=10)
         assert refused.status_code == 400
         assert text(page, "hourly-error") == f"HTTP 400: {refused.json()['detail']}"
         for failed in ("hourly", "alerts", "summary", "split"):

@@ -1,9 +1,12 @@
-"""`make demo` as a newcomer uses it: the dashboard URL it prints answers, the numbers move, the
-rollout flips from the API (the dashboard's path) and from the CLI, and Ctrl-C stops it all."""
+"""`make demo` as a newcomer uses it: the dashboard URL it prints answers, the numbers move,
+every screen (the live line, `delaycast ab report`, the API and the dashboard in a browser) tells
+the same story for the same window, the rollout flips from the API (the dashboard's path) and
+from the CLI, and Ctrl-C stops it all."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -19,9 +22,14 @@ from typing import Any
 import requests
 
 from streams.stack.ports import any_free_port
+from tests.integration.browser import launched_browser
 from tests.integration.workers import worker_env
 
 DASHBOARD = re.compile(r"dashboard: (http://\S+)/ml-monitoring")
+# The live line's window part (streams.demo.window_part).
+ARM = r"n (\d+) MAE (\S+) R² (\S+)"
+LIVE_WINDOW = re.compile(rf"\| last 24 h: outcomes (\d+)  ML {ARM}  heuristic {ARM}  A/B (\w+)")
+LOAD_TIMEOUT_MS = 30_000
 
 
 class Output:
@@ -66,6 +74,7 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
     api_port = any_free_port()
     env = worker_env(stack, topic_prefix, home, API_PORT=str(api_port), DEMO_RATE="20")
     env.pop("API_TOKEN", None)
+    started = time.monotonic()
     demo = subprocess.Popen(
         [sys.executable, "-m", "streams.demo"],
         env=env,
@@ -107,6 +116,9 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
             "outcomes of both arms reach the summary",
         )
         assert scored["flags"]["ml_traffic_percentage"] == 50.0
+
+        time.sleep(max(0.0, 60 - (time.monotonic() - started)))  # a minute into the demo
+        screens_agree(url, env, output, home, session_dir)
 
         # The rollout, flipped as the dashboard does it (the API with the token) ...
         denied = requests.post(
@@ -157,6 +169,105 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", api_port)) != 0
     assert processes_of(home) == []
+
+
+def live_window(output: Output, after: int) -> re.Match[str]:
+    """The newest window part of the live line printed after ``after`` characters."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = list(LIVE_WINDOW.finditer(output.text, after))
+        if found:
+            return found[-1]
+        time.sleep(0.5)
+    raise AssertionError(f"no live line with the window's figures:\n{output.text[-2000:]}")
+
+
+def settled_summary(url: str) -> dict[str, Any]:
+    """The 24h summary once two reads 4 s apart agree: nothing left in flight."""
+    previous: dict[str, Any] | None = None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        summary = requests.get(f"{url}/api/ml-monitoring/summary?window=24h", timeout=10).json()
+        if previous is not None and (summary["outcomes"], summary["predictions"]) == (
+            previous["outcomes"],
+            previous["predictions"],
+        ):
+            return summary
+        previous = summary
+        time.sleep(4)
+    raise AssertionError(f"the figures never settled: {previous}")
+
+
+def screens_agree(
+    url: str, env: dict[str, str], output: Output, home: Path, session_dir: Path
+) -> None:
+    """With the producer paused and the pipeline drained, the live line, `delaycast ab
+    report`, the API and the dashboard give the same n per arm, MAE and verdict for the 24 h
+    window; then the producer goes on."""
+    producers = [pid for pid in processes_of(home) if b"produce" in cmdline(pid)]
+    assert len(producers) == 1, producers
+    os.kill(producers[0], signal.SIGSTOP)
+    try:
+        summary = settled_summary(url)
+        # The live line reads its window every WINDOW_REFRESH_S (5 s): one read after this.
+        time.sleep(6)
+        mark = len(output.text)
+        line = live_window(output, mark)
+        report = subprocess.run(
+            [sys.executable, "-m", "streams", "ab", "report", "--window", "24h", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        cli = json.loads(report.stdout)
+        api = requests.get(f"{url}/api/ab/report?window=24h", timeout=10).json()
+        with launched_browser() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(f"{url}/ml-monitoring")
+            page.wait_for_selector("body[data-state=loaded]", timeout=LOAD_TIMEOUT_MS)
+
+            def shown(testid: str) -> str:
+                value = page.get_attribute(f"[data-testid={testid}]", "data-value")
+                assert value is not None, testid
+                return value
+
+            board = {
+                arm: (int(float(shown(f"ab-{arm}-n"))), float(shown(f"summary-{arm}-mae")))
+                for arm in ("ml", "heuristic")
+            }
+            board_verdict = shown("ab-verdict")
+            tag = page.locator("[data-testid=ab-window]")
+            assert tag.get_attribute("data-label") == "last 24 h"
+            board_n = int(tag.get_attribute("data-n") or -1)
+            screenshot = session_dir / "demo-dashboard.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            print(f"demo dashboard screenshot: {screenshot}")
+            page.close()
+    finally:
+        os.kill(producers[0], signal.SIGCONT)
+    n_ml, n_heuristic = summary["arms"]["ml"]["n"], summary["arms"]["heuristic"]["n"]
+    assert n_ml > 0 and n_heuristic > 0
+    outcomes, *arms, verdict = line.groups()
+    live = {
+        "ml": (int(arms[0]), float(arms[1])),
+        "heuristic": (int(arms[3]), float(arms[4])),
+    }
+    for arm, n in (("ml", n_ml), ("heuristic", n_heuristic)):
+        mae = summary["arms"][arm]["mae"]
+        assert live[arm] == (n, round(mae, 2)), (arm, line.group(0), summary["arms"][arm])
+        assert cli[arm]["n"] == api["arms"][arm]["n"] == board[arm][0] == n, arm
+        assert abs(cli[arm]["mae"] - mae) < 1e-9 and abs(api["arms"][arm]["mae"] - mae) < 1e-9
+        assert abs(board[arm][1] - mae) < 1e-9, arm
+    assert int(outcomes) == board_n == summary["outcomes"] == n_ml + n_heuristic
+    assert verdict == cli["verdict"] == api["verdict"] == board_verdict == summary["ab"]["verdict"]
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def signal_masks(pid: int) -> str:

@@ -59,7 +59,7 @@ from schemas import (
     Weather,
     WeatherSource,
 )
-from schemas.tables import alerts, metadata, outcomes, predictions
+from schemas.tables import alerts, metadata, metric_minutes, outcomes, predictions
 from streams.stack.health import libpq_url
 
 T0 = datetime(2026, 3, 2, 22, 0, tzinfo=UTC)
@@ -189,12 +189,16 @@ def stored_outcomes(engine: sa.Engine, tag: str) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in connection.execute(query)]
 
 
-def offline_buckets(rows: Sequence[dict[str, Any]] | Sequence[Outcome]) -> dict[tuple, dict]:
-    """The metric buckets computed from outcome rows with numpy, independently of SQL."""
+def offline_buckets(
+    rows: Sequence[dict[str, Any]] | Sequence[Outcome], *, minutes: bool = False
+) -> dict[tuple, dict]:
+    """The metric buckets (per UTC hour, or minute) computed from outcome rows with numpy,
+    independently of SQL."""
     groups: dict[tuple, list[tuple[float, ...]]] = defaultdict(list)
     for row in rows:
         r = row.model_dump() if isinstance(row, Outcome) else row
-        hour = r["observed_at"].astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        floor = {"second": 0} if minutes else {"minute": 0, "second": 0}
+        hour = r["observed_at"].astimezone(UTC).replace(microsecond=0, **floor)
         key = (hour, r["arm"], r["model_version"], r["replay"])
         p90 = r["predicted_p90_minutes"]
         groups[key].append(
@@ -232,6 +236,19 @@ def stored_buckets(engine: sa.Engine, tag: str, *, replay: bool) -> dict[tuple, 
         }
         for r in rows
         if r["model_version"].startswith(f"{tag}-")
+    }
+
+
+def stored_minutes(engine: sa.Engine, tag: str, *, replay: bool) -> dict[tuple, dict]:
+    m = metric_minutes.c
+    query = metric_minutes.select().where(m.replay == replay, m.model_version.startswith(f"{tag}-"))
+    with engine.connect() as connection:
+        rows = [dict(row._mapping) for row in connection.execute(query)]
+    return {
+        (r["minute_start"], r["arm"], r["model_version"], r["replay"]): {
+            name: r[name] for name in SUM_COLUMNS
+        }
+        for r in rows
     }
 
 
@@ -318,6 +335,11 @@ def test_metric_buckets_equal_an_offline_computation_over_the_outcomes_table(eng
     # The table holds exactly the events: the same computation over them agrees.
     assert_buckets_equal(stored_buckets(engine, tag, replay=False), offline_buckets(everything))
     assert stored_buckets(engine, tag, replay=True) == {}
+    # The same outcomes summed per UTC minute, for the short windows, exactly once too.
+    by_minute = offline_buckets(rows, minutes=True)
+    assert len(by_minute) > 2 * len(expected)
+    assert_buckets_equal(stored_minutes(engine, tag, replay=False), by_minute)
+    assert stored_minutes(engine, tag, replay=True) == {}
 
 
 def test_the_five_minute_underestimation_boundary_is_the_outcome_schemas(engine, tag):
@@ -645,6 +667,37 @@ def test_an_empty_database_migrates_from_0001_to_head_and_back(empty_database):
             command.downgrade(config, "0001")
         assert set(sa.inspect(engine).get_table_names()) == {"alembic_version", "flag_changes"}
         assert upgrade(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_the_migration_to_0006_sums_the_stored_outcomes_per_minute(empty_database, tag):
+    engine = make_engine(empty_database)
+    try:
+        assert upgrade(engine, "0005") == "0005"
+        rng = random.Random(6)
+        rows = [
+            make_outcome(
+                f"{tag}-{i}",
+                observed_at=T0 + timedelta(seconds=rng.uniform(0, 3 * 3600)),
+                predicted=rng.uniform(0, 20),
+                actual=rng.uniform(0, 40),
+                arm=rng.choice(["ml", "heuristic"]),
+                model_version=f"{tag}-m",
+                replay=rng.random() < 0.2,
+                p90=rng.choice([None, 15.0, 30.0]),
+            ).model_dump()
+            for i in range(400)
+        ]
+        rows = [{c.name: row[c.name] for c in outcomes.c} for row in rows]
+        with engine.begin() as connection:  # as 0005's writer stored them: no minute table yet
+            connection.execute(outcomes.insert(), rows)
+        assert upgrade(engine) == head_revision()
+        stored = stored_outcomes(engine, tag)
+        for replay in (False, True):
+            expected = offline_buckets([r for r in stored if r["replay"] is replay], minutes=True)
+            assert len(expected) > 50  # many minutes, some with several outcomes
+            assert_buckets_equal(stored_minutes(engine, tag, replay=replay), expected)
     finally:
         engine.dispose()
 

@@ -1,4 +1,4 @@
-"""Event-time windows of the API and the metrics it computes from hourly bucket rows."""
+"""Event-time windows (one meaning on every screen) and the metrics computed from bucket rows."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 
 from models.rolling import MetricSums
-from streams.api.windows import (
+from streams.windows import (
+    MIN_POINT_OUTCOMES,
+    WINDOWS,
+    Window,
     arm_metrics,
     bucket_sums,
     daily_series,
     day_window,
-    hour_window,
-    hourly_series,
+    event_window,
+    period_series,
+    series_step,
+    span_window,
+    window_totals,
 )
 
 T = datetime(2026, 11, 23, 7, tzinfo=UTC)
@@ -28,12 +34,14 @@ def bucket_row(
     actuals: list[float],
     p90s: list[float] | None = None,
 ) -> dict:
-    """A metric_buckets row; ``p90s`` NaN where an outcome had no P90."""
+    """A bucket row of ``hour`` (also as ``period_start``, as the period sums are keyed); ``p90s``
+    NaN where an outcome had no P90."""
     sums = MetricSums.from_arrays(
         np.array(errors), np.array(actuals), None if p90s is None else np.array(p90s)
     )
     return {
         "hour_start": hour,
+        "period_start": hour,
         "arm": arm,
         "model_version": f"{arm}-v",
         "replay": False,
@@ -49,22 +57,64 @@ def bucket_row(
     }
 
 
-def test_an_hour_window_ends_with_the_newest_live_hour_not_the_wall_clock():
-    window = hour_window(T, 3, now=WALL)
-    assert (window.start, window.end) == (T - timedelta(hours=2), T + timedelta(hours=1))
+NEWEST = datetime(2026, 11, 23, 7, 42, 31, tzinfo=UTC)
 
 
-def test_an_hour_window_takes_the_newest_hour_in_any_offset_to_utc():
-    window = hour_window(
-        datetime(2026, 11, 23, 8, tzinfo=timezone(timedelta(hours=1))), 1, now=WALL
+def window(name: str, newest: datetime | None = NEWEST, oldest: datetime | None = None) -> Window:
+    return event_window(name, newest_minute=newest, oldest_minute=oldest, now=WALL)
+
+
+@pytest.mark.parametrize("name", ["15m", "1h", "24h", "7d"])
+def test_a_named_window_ends_with_the_newest_live_minute_not_the_wall_clock(name):
+    w = window(name)
+    end = datetime(2026, 11, 23, 7, 43, tzinfo=UTC)
+    assert (w.start, w.end, w.name) == (end - WINDOWS[name], end, name)
+
+
+def test_the_window_takes_the_newest_minute_in_any_offset_to_utc():
+    w = window("15m", newest=datetime(2026, 11, 23, 8, 42, 59, tzinfo=timezone(timedelta(hours=1))))
+    assert w.end == datetime(2026, 11, 23, 7, 43, tzinfo=UTC)
+
+
+def test_since_start_runs_from_the_oldest_live_minute():
+    w = window("all", oldest=datetime(2026, 11, 20, 3, 15, 59, tzinfo=UTC))
+    assert (w.start, w.end) == (
+        datetime(2026, 11, 20, 3, 15, tzinfo=UTC),
+        datetime(2026, 11, 23, 7, 43, tzinfo=UTC),
     )
-    assert (window.start, window.end) == (T, T + timedelta(hours=1))
+    assert w.step == timedelta(hours=1) and w.label == "since start"
+    assert window("all", newest=None).end - window("all", newest=None).start == timedelta(minutes=1)
 
 
-def test_without_any_live_outcome_the_window_ends_with_the_current_hour():
-    window = hour_window(None, 24, now=WALL)
-    assert window.end == datetime(2031, 5, 5, 13, tzinfo=UTC)
-    assert window.start == window.end - timedelta(hours=24)
+def test_without_any_live_outcome_the_window_ends_with_the_current_minute():
+    w = window("24h", newest=None)
+    assert w.end == datetime(2031, 5, 5, 12, 35, tzinfo=UTC)
+    assert w.start == w.end - timedelta(hours=24)
+
+
+def test_an_unknown_window_is_refused_with_the_names_expected():
+    with pytest.raises(ValueError, match="expected one of 15m, 1h, 24h, 7d, all"):
+        window("2h")
+
+
+def test_the_last_hours_are_the_named_window_of_the_same_span():
+    assert span_window(timedelta(hours=24), newest_minute=NEWEST, now=WALL) == window("24h")
+    custom = span_window(timedelta(hours=3), newest_minute=NEWEST, now=WALL)
+    assert custom.name == "custom" and custom.end - custom.start == timedelta(hours=3)
+
+
+@pytest.mark.parametrize(
+    ("span", "step"),
+    [
+        (timedelta(minutes=15), timedelta(minutes=1)),
+        (timedelta(hours=1), timedelta(minutes=5)),
+        (timedelta(hours=24), timedelta(hours=1)),
+        (timedelta(days=7), timedelta(hours=1)),
+        (timedelta(days=8), timedelta(days=1)),
+    ],
+)
+def test_a_chart_has_a_period_that_suits_its_span(span, step):
+    assert series_step(span) == step
 
 
 def test_a_day_window_starts_at_midnight_utc_days_minus_one_days_before_the_newest_day():
@@ -73,15 +123,20 @@ def test_a_day_window_starts_at_midnight_utc_days_minus_one_days_before_the_newe
     assert window.end == T + timedelta(hours=1)
 
 
-def test_hourly_series_has_every_hour_and_arm_oldest_first_with_exact_merged_metrics():
+def hours_window(hours: int) -> Window:
+    """The last ``hours`` up to the end of hour T (a whole-hour window: hourly periods)."""
+    return Window(T + timedelta(hours=1 - hours), T + timedelta(hours=1))
+
+
+def test_the_series_has_every_period_and_arm_oldest_first_with_exact_merged_metrics():
     rows = [
         bucket_row(T, "ml", [1.0, -2.0], [10.0, 12.0]),
         # Two model versions of the same arm and hour merge.
         {**bucket_row(T, "ml", [-7.0], [20.0]), "model_version": "ml-w"},
         bucket_row(T - timedelta(hours=2), "heuristic", [3.0], [4.0]),
     ]
-    series = hourly_series(rows, hour_window(T, 3, now=WALL))
-    assert [(s["hour_start"], s["arm"]) for s in series] == [
+    series = period_series(rows, hours_window(3))
+    assert [(s["period_start"], s["arm"]) for s in series] == [
         (T - timedelta(hours=h), arm) for h in (2, 1, 0) for arm in ("ml", "heuristic")
     ]
     newest_ml = series[4]
@@ -95,7 +150,7 @@ def test_hourly_series_has_every_hour_and_arm_oldest_first_with_exact_merged_met
     assert newest_ml["underestimate_share"] == pytest.approx(1 / 3)
     empty = series[2]
     assert empty == {
-        "hour_start": T - timedelta(hours=1),
+        "period_start": T - timedelta(hours=1),
         "arm": "ml",
         "n": 0,
         "mae": None,
@@ -105,8 +160,35 @@ def test_hourly_series_has_every_hour_and_arm_oldest_first_with_exact_merged_met
         "underestimate_share": None,
         "p90_n": 0,
         "p90_coverage": None,
+        "few": False,
     }
     assert series[1]["n"] == 1 and series[1]["r2"] is None  # one outcome: R² undefined
+    assert series[1]["few"] and newest_ml["few"]  # fewer than MIN_POINT_OUTCOMES
+
+
+def test_a_period_with_enough_outcomes_is_not_few_and_the_totals_add_every_row():
+    n = MIN_POINT_OUTCOMES
+    rows = [
+        bucket_row(T, "ml", [1.0] * n, [5.0] * n),
+        bucket_row(T, "heuristic", [2.0] * (n - 1), [5.0] * (n - 1)),
+        bucket_row(T - timedelta(hours=1), "heuristic", [4.0], [5.0]),
+    ]
+    series = period_series(rows, hours_window(2))
+    newest = {s["arm"]: s for s in series if s["period_start"] == T}
+    assert (newest["ml"]["few"], newest["heuristic"]["few"]) == (False, True)
+    totals = window_totals(rows)
+    assert (totals["ml"].n, totals["heuristic"].n) == (n, n)
+    assert totals["heuristic"].sum_abs_error == pytest.approx(2.0 * (n - 1) + 4.0)
+
+
+def test_minute_periods_start_on_the_windows_first_minute():
+    w = window("15m")
+    rows = [bucket_row(datetime(2026, 11, 23, 7, 42, tzinfo=UTC), "ml", [1.0], [2.0])]
+    series = period_series(rows, w)
+    assert len(series) == 15 * 2
+    assert series[0]["period_start"] == datetime(2026, 11, 23, 7, 28, tzinfo=UTC)
+    assert series[-2]["period_start"] == datetime(2026, 11, 23, 7, 42, tzinfo=UTC)
+    assert series[-2]["n"] == 1
 
 
 def test_daily_series_merges_the_hours_of_each_utc_day():
@@ -125,7 +207,7 @@ def test_daily_series_merges_the_hours_of_each_utc_day():
     assert series[3]["mae"] == 3.0 and series[3]["bias"] == -1.0
 
 
-def test_p90_coverage_is_served_per_hour_and_arm_and_merged_over_the_window():
+def test_p90_coverage_is_served_per_period_and_arm_and_merged_over_the_window():
     nan = float("nan")
     rows = [
         # 3 with a P90 (actual 10 ≤ 10, 12 > 11, 20 ≤ 25), 1 without.
@@ -136,8 +218,8 @@ def test_p90_coverage_is_served_per_hour_and_arm_and_merged_over_the_window():
         bucket_row(T - timedelta(hours=1), "ml", [0.0, 0.0], [1.0, 2.0], [3.0, 3.0]),
         bucket_row(T, "heuristic", [1.0], [3.0]),  # no P90 at all
     ]
-    series = hourly_series(rows, hour_window(T, 2, now=WALL))
-    coverage = {(s["hour_start"], s["arm"]): (s["p90_n"], s["p90_coverage"]) for s in series}
+    series = period_series(rows, hours_window(2))
+    coverage = {(s["period_start"], s["arm"]): (s["p90_n"], s["p90_coverage"]) for s in series}
     assert coverage == {
         (T - timedelta(hours=1), "ml"): (2, 1.0),
         (T - timedelta(hours=1), "heuristic"): (0, None),
@@ -145,7 +227,16 @@ def test_p90_coverage_is_served_per_hour_and_arm_and_merged_over_the_window():
         (T, "heuristic"): (0, None),
     }
     ml = bucket_sums(rows[0]) + bucket_sums(rows[1]) + bucket_sums(rows[2])
-    window = arm_metrics({"ml": ml, "heuristic": bucket_sums(rows[3])})
-    assert (window["ml"]["p90_n"], window["ml"]["p90_coverage"]) == (6, 4 / 6)
-    assert (window["heuristic"]["p90_n"], window["heuristic"]["p90_coverage"]) == (0, None)
-    assert window["ml"]["n"] == 7
+    merged = arm_metrics({"ml": ml, "heuristic": bucket_sums(rows[3])})
+    assert (merged["ml"]["p90_n"], merged["ml"]["p90_coverage"]) == (6, 4 / 6)
+    assert (merged["heuristic"]["p90_n"], merged["heuristic"]["p90_coverage"]) == (0, None)
+    assert merged["ml"]["n"] == 7
+
+
+def test_the_module_examples_hold():
+    import doctest
+
+    import streams.windows
+
+    failed, attempted = doctest.testmod(streams.windows)
+    assert attempted >= 2 and failed == 0

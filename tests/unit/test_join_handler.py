@@ -78,6 +78,8 @@ def test_an_actual_observed_in_2099_is_dead_lettered_and_expires_nothing():
     [letter] = letters(producer)
     assert letter.kind == "time_bounds" and "2099" in letter.error
     assert len(sent_to(producer, "outcomes")) == 1
+    # Counted by kind too, for /metrics and the dashboard's dead letters per reason.
+    assert (h.counters["dead_letters"], h.counters["dead_letters:time_bounds"]) == (1, 1)
     assert h.stream_time <= (NOW + timedelta(minutes=5)).timestamp()
     assert asyncio.run(h.sweep()) == {}
     assert sum(1 for e in table.values() if e["side"] == PREDICTION) == 19

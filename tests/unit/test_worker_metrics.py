@@ -45,7 +45,7 @@ def batch(metrics: WorkerMetrics) -> None:
             P("heuristic", None),
         ],
         fallbacks={"no_model": 2},
-        dead_letters=1,
+        dead_letters={"validation": 1},
     )
 
 
@@ -56,6 +56,7 @@ def test_a_batch_adds_bookings_arms_fallbacks_dead_letters_and_latency_buckets()
     assert dict(deltas.ints) == {
         "bookings": 6,
         "dead_letters": 1,
+        "dead_letters:validation": 1,
         "fallbacks:no_model": 2,
         "predictions:ml": 3,
         "predictions:heuristic": 2,
@@ -122,6 +123,7 @@ def test_the_prometheus_text_parses_and_carries_every_series():
         {
             "bookings": "12",
             "dead_letters": "2",
+            "dead_letters:decode": "2",
             "predictions:ml": "6",
             "predictions:heuristic": "4",
             "fallbacks:no_model": "3",
@@ -132,10 +134,29 @@ def test_the_prometheus_text_parses_and_carries_every_series():
             "weather:lookups": "10",
         }
     )
-    text = render(Scrape(totals, outcomes=42, lag=Lag("t.delaycast", "t.bookings", 17)))
+    lags = (
+        Lag("t.delaycast", "t.bookings", 17),
+        Lag("t.delaycast-outcomes", "t.predictions", 5),
+    )
+    scrape = Scrape(
+        totals, outcomes=42, lags=lags, join_dead_letters={"processing": 1, "decode": 3}
+    )
+    text = render(scrape)
     f = families(text)
     assert f["delaycast_bookings"] == {("delaycast_bookings_total", ()): 12.0}
     assert f["delaycast_dead_letters"] == {("delaycast_dead_letters_total", ()): 2.0}
+    by_kind = f["delaycast_dead_letters_by_kind"]
+    assert by_kind[("delaycast_dead_letters_by_kind_total", (("kind", "decode"),))] == 5.0
+    assert by_kind[("delaycast_dead_letters_by_kind_total", (("kind", "processing"),))] == 1.0
+    assert by_kind[("delaycast_dead_letters_by_kind_total", (("kind", "too_large"),))] == 0.0
+    lag = f["delaycast_consumer_lag"]
+    assert lag == {
+        ("delaycast_consumer_lag", (("group", "t.delaycast"), ("topic", "t.bookings"))): 17.0,
+        (
+            "delaycast_consumer_lag",
+            (("group", "t.delaycast-outcomes"), ("topic", "t.predictions")),
+        ): 5.0,
+    }
     assert f["delaycast_predictions"] == {
         ("delaycast_predictions_total", (("arm", "heuristic"),)): 4.0,
         ("delaycast_predictions_total", (("arm", "ml"),)): 6.0,
@@ -156,14 +177,11 @@ def test_the_prometheus_text_parses_and_carries_every_series():
         ("delaycast_weather_cache_hit_ratio", ()): 0.9
     }
     assert f["delaycast_outcomes"] == {("delaycast_outcomes_total", ()): 42.0}
-    assert f["delaycast_consumer_lag"] == {
-        ("delaycast_consumer_lag", (("group", "t.delaycast"), ("topic", "t.bookings"))): 17.0
-    }
     assert set(f["delaycast_scrape_source_up"].values()) == {1.0}
 
 
 def test_a_store_that_did_not_answer_leaves_its_series_out_of_the_scrape():
-    f = families(render(Scrape(worker=WorkerTotals(), outcomes=None, lag=None)))
+    f = families(render(Scrape(worker=WorkerTotals(), outcomes=None, lags=None)))
     assert "delaycast_consumer_lag" not in f and "delaycast_outcomes" not in f
     assert "delaycast_weather_cache_hit_ratio" not in f  # no lookups yet: no ratio
     assert f["delaycast_bookings"] == {("delaycast_bookings_total", ()): 0.0}

@@ -8,7 +8,9 @@ const HEIGHT = 220;
 const MARGIN = {top: 14, right: 14, bottom: 28, left: 52};
 export const HOUR_MS = 3600e3;
 export const DAY_MS = 24 * HOUR_MS;
-const TIME_STEPS = [1, 2, 3, 6, 12, 24, 48, 96, 168, 336, 720].map((h) => h * HOUR_MS);
+export const MINUTE_MS = 60e3;
+const TIME_STEPS = [1, 2, 5, 10, 15, 30].map((m) => m * MINUTE_MS)
+  .concat([1, 2, 3, 6, 12, 24, 48, 96, 168, 336, 720].map((h) => h * HOUR_MS));
 
 /** Round tick values covering [lo, hi], about ``count`` of them. */
 export function niceTicks(lo, hi, count = 5) {
@@ -29,7 +31,7 @@ export function niceTicks(lo, hi, count = 5) {
   return ticks;
 }
 
-/** Tick times on whole UTC hours or days, at most ``max`` of them. */
+/** Tick times on whole UTC minutes, hours or days, at most ``max`` of them. */
 export function timeTicks(t0, t1, max = 8) {
   const step = TIME_STEPS.find((s) => (t1 - t0) / s <= max) ?? TIME_STEPS.at(-1);
   const ticks = [];
@@ -40,6 +42,7 @@ export function timeTicks(t0, t1, max = 8) {
 function timeLabel(t, step) {
   const iso = new Date(t).toISOString();
   if (step >= DAY_MS) return iso.slice(5, 10);
+  if (step < HOUR_MS) return iso.slice(11, 16);
   return iso.slice(11, 13) === '00' ? `${iso.slice(5, 10)} 00h` : `${iso.slice(11, 13)}h`;
 }
 
@@ -47,8 +50,9 @@ function timeLabel(t, step) {
  * A line chart over time.
  *
  * series:  [{arm, label, points: [{t (ms), v, tip, few}]}]; a line is broken where consecutive
- *          points are more than ``stepMs`` apart (an hour or a day without outcomes); a point
- *          marked ``few`` (too few outcomes behind it) is drawn hollow and left off the line.
+ *          points are more than ``stepMs`` apart (a period without outcomes); a point marked
+ *          ``few`` (too few outcomes behind it) is drawn hollow and left off the line, on the
+ *          bottom axis when its value is null (no figure is shown for it).
  * domain:  [t0, t1] in ms, the window the API answered for.
  * markers: [{t, kind, drift (bool), tip}] drawn as vertical lines (alerts, drift events).
  * include: y values the scale always covers (0 for MAE, 0 and 1 for R²).
@@ -63,7 +67,8 @@ export function lineChart({label, series, domain, stepMs, markers = [], include 
     'aria-label': label,
     testid,
   });
-  const values = series.flatMap((s) => s.points.map((p) => p.v)).concat(include);
+  const values = series.flatMap((s) => s.points.map((p) => p.v))
+    .filter((v) => v !== null).concat(include);
   if (reference !== null) values.push(reference);
   const ticks = niceTicks(Math.min(...values), Math.max(...values));
   const [y0, y1] = [ticks[0], ticks.at(-1)];
@@ -132,8 +137,10 @@ export function lineChart({label, series, domain, stepMs, markers = [], include 
     for (const p of s.points) {
       const dataset = {arm: s.arm, t: new Date(p.t).toISOString(), value: String(p.v)};
       if (p.few) dataset.few = 'true';
+      const noFigure = p.v === null;
       group.append(svg('circle', {
-        class: p.few ? 'point few' : 'point', cx: r(x(p.t)), cy: r(y(p.v)), r: 3,
+        class: p.few ? `point few${noFigure ? ' no-figure' : ''}` : 'point', cx: r(x(p.t)),
+        cy: r(noFigure ? MARGIN.top + plotH : y(p.v)), r: 3,
         testid: 'chart-point', dataset,
       }, svg('title', {text: p.tip})));
     }

@@ -3,7 +3,7 @@
 // flags with the API token kept in sessionStorage (never in the URL or the page). The same
 // token goes with every read, for an API that guards its reads with API_READ_TOKEN.
 
-import {DAY_MS, HOUR_MS, intervalStrip, lineChart, splitBar} from './charts.js';
+import {DAY_MS, intervalStrip, lineChart, splitBar} from './charts.js';
 import {el, fmtInt, fmtNumber, fmtShare, fmtTime, numberCell, replaceChildren} from './dom.js';
 
 const REFRESH_MS = 30_000;
@@ -131,6 +131,15 @@ function windowText(data) {
   return `${fmtTime(data.window_start)} → ${fmtTime(data.as_of)}`;
 }
 
+/** The window a panel shows, and its n, in the panel's heading. */
+function setWindowTag(name, label, n, what = 'outcomes') {
+  const node = document.querySelector(`[data-testid="${name}-window"]`);
+  if (!node) return;
+  node.textContent = n === null ? `(${label})` : `(${label} · n = ${fmtInt(n)} ${what})`;
+  node.dataset.label = label;
+  node.dataset.n = String(n);
+}
+
 function setAsOf(asOf) {
   const node = document.querySelector('[data-testid="as-of"]');
   node.textContent = fmtTime(asOf);
@@ -223,8 +232,12 @@ function coverageCell(tag, metrics, testid) {
 
 function drawSummary(summary) {
   setAsOf(summary.as_of);
+  setWindowTag('summary', summary.window_label, summary.outcomes);
+  setWindowTag('split', summary.window_label, summary.predictions, 'predictions');
   const counts = el('p', {class: 'muted'},
-    `${windowText(summary)} (${summary.hours} h): `,
+    `${summary.window_label}, ${windowText(summary)}: `,
+    numberCell('span', summary.outcomes, {kind: 'int', testid: 'summary-outcomes'}),
+    ' outcomes, ',
     numberCell('span', summary.predictions, {kind: 'int', testid: 'summary-predictions'}),
     ' predictions, ',
     numberCell('span', summary.alerts, {kind: 'int', testid: 'summary-alerts'}),
@@ -266,7 +279,11 @@ function fmtP(p) {
   return p < 0.0001 ? '< 0.0001' : fmtNumber(p, 4);
 }
 
-function drawAb(ab) {
+function drawAb(ab, label) {
+  if (label) {
+    const n = ab ? (ab.arms.ml.n || 0) + (ab.arms.heuristic.n || 0) : 0;
+    setWindowTag('ab', label, n);
+  }
   if (!ab) {
     return empty('ab-empty', NO_OUTCOMES, 'The A/B analysis needs outcomes in the window.');
   }
@@ -349,18 +366,24 @@ function drawFlags(flags) {
 
 // --- charts
 
-const periodOf = (row) => (row.hour_start ? fmtTime(row.hour_start) : row.day);
+const periodOf = (row) => (row.period_start ? fmtTime(row.period_start) : row.day);
 
+/** A metric per arm; a period with too few outcomes (``few``) is a hollow point on the
+ * bottom axis, with no figure: its n says why. */
 function armSeries(rows, key, toTime, digits) {
+  const name = key === 'r2' ? 'R²' : 'MAE';
   return ARMS.map((arm) => ({
     arm,
     label: ARM_LABEL[arm],
-    points: rows.filter((row) => row.arm === arm && row[key] !== null && row[key] !== undefined)
+    points: rows.filter((row) => row.arm === arm && (row.few
+                                                     || (row[key] !== null && row[key] !== undefined)))
       .map((row) => ({
         t: toTime(row),
-        v: row[key],
-        tip: `${ARM_LABEL[arm]} ${periodOf(row)}: `
-          + `${key === 'r2' ? 'R²' : 'MAE'} ${fmtNumber(row[key], digits)} (n = ${fmtInt(row.n)})`,
+        v: row.few ? null : row[key],
+        few: Boolean(row.few),
+        tip: row.few
+          ? `${ARM_LABEL[arm]} ${periodOf(row)}: too few outcomes for a ${name} (n = ${fmtInt(row.n)})`
+          : `${ARM_LABEL[arm]} ${periodOf(row)}: ${name} ${fmtNumber(row[key], digits)} (n = ${fmtInt(row.n)})`,
       })),
   }));
 }
@@ -383,7 +406,7 @@ function legend(prefix, rows) {
   return el('div', {class: 'legend'}, ARMS.map((arm) => {
     const latest = rows.filter((row) => row.arm === arm && row.n > 0).at(-1);
     return el('span', {class: `legend-item arm-${arm}`, testid: `${prefix}-latest-${arm}`,
-                       dataset: {at: latest ? latest.hour_start || latest.day : 'null'}},
+                       dataset: {at: latest ? latest.period_start || latest.day : 'null'}},
       el('span', {class: `swatch arm-${arm}`}),
       `${ARM_LABEL[arm]} latest: MAE `,
       numberCell('strong', latest ? latest.mae : null, {testid: `${prefix}-latest-mae-${arm}`}),
@@ -409,7 +432,7 @@ function chartPair(prefix, data, toTime, stepMs, markers) {
     el('p', {class: 'muted'}, windowText(data), ' · ',
       numberCell('span', rows.filter((row) => row.n > 0).length,
                  {kind: 'int', testid: `${prefix}-rows`}),
-      ` ${prefix === 'daily' ? 'day' : 'hour'}s × arms with outcomes`),
+      ` ${prefix === 'daily' ? 'days' : `periods of ${stepText(stepMs)}`} × arms with outcomes`),
     legend(prefix, rows),
     el('div', {class: 'chart-pair'},
       el('figure', {},
@@ -450,13 +473,26 @@ function alertMarkers(alerts) {
 
 const hasOutcomes = (series) => (series || []).some((row) => row.n > 0);
 
+function stepText(stepMs) {
+  if (stepMs >= DAY_MS) return 'a day';
+  if (stepMs >= 3600e3) return `${stepMs / 3600e3} h`;
+  return `${stepMs / 60e3} min`;
+}
+
 function drawHourly(metrics, alerts) {
   setAsOf(metrics.as_of);
+  const stepMs = metrics.step_seconds * 1000;
+  const n = (metrics.series || []).reduce((sum, row) => sum + row.n, 0);
+  setWindowTag('hourly', `${metrics.window_label}, per ${stepText(stepMs)}`, n);
   if (!hasOutcomes(metrics.series)) {
     return empty('hourly-empty', NO_OUTCOMES, `No live outcomes in ${windowText(metrics)}.`);
   }
-  return chartPair('hourly', metrics, (row) => Date.parse(row.hour_start) + HOUR_MS / 2, HOUR_MS,
-                   alertMarkers(alerts));
+  return [
+    ...chartPair('hourly', metrics, (row) => Date.parse(row.period_start) + stepMs / 2, stepMs,
+                 alertMarkers(alerts)),
+    el('p', {class: 'muted'}, `A hollow point on the axis is a period with fewer than `
+      + `${fmtInt(metrics.min_point_outcomes)} outcomes: too few for a figure.`),
+  ];
 }
 
 function drawDaily(daily) {
@@ -468,7 +504,7 @@ function drawDaily(daily) {
 
 // --- alerts
 
-function drawAlerts(alerts, metrics, hours) {
+function drawAlerts(alerts, metrics, label) {
   const items = alerts.items || [];
   const drift = items.filter((a) => isDrift(a.kind)).length;
   let onChart = null;
@@ -479,12 +515,13 @@ function drawAlerts(alerts, metrics, hours) {
       return t >= t0 && t <= t1;
     }).length;
   }
+  setWindowTag('alerts', label, items.length, 'alerts');
   const head = el('p', {class: 'headline'},
     numberCell('strong', items.length, {kind: 'int', testid: 'alerts-count'}), ' alerts, ',
     numberCell('strong', drift, {kind: 'int', testid: 'alerts-drift-count'}), ' of them drift',
-    el('span', {class: 'muted'}, ` (last ${hours} h`,
-      onChart === null ? ')' : [', ', numberCell('span', onChart, {kind: 'int', testid: 'alerts-on-chart'}), ' marked on the hourly chart)']));
-  if (!items.length) return [head, empty('alerts-empty', 'no alerts', `Nothing raised in the last ${hours} h.`)];
+    el('span', {class: 'muted'}, ` (${label}`,
+      onChart === null ? ')' : [', ', numberCell('span', onChart, {kind: 'int', testid: 'alerts-on-chart'}), ' marked on the chart)']));
+  if (!items.length) return [head, empty('alerts-empty', 'no alerts', `Nothing raised: ${label}.`)];
   return [
     head,
     el('div', {class: 'scroll'}, el('table', {class: 'list'},
@@ -536,30 +573,32 @@ let again = false;
 let timer = null;
 
 function windowParams() {
+  const select = document.getElementById('window');
   return {
-    hours: Number(document.getElementById('hours').value),
+    windowName: select.value,
+    label: select.selectedOptions[0].textContent,
     days: Number(document.getElementById('days').value),
   };
 }
 
-async function loadAb(summary, hours) {
+async function loadAb(summary, windowName, label) {
   if (summary.ok) {
     // The summary carries the report of its window (null when the window has no outcomes).
-    return render('ab', summary, (s) => drawAb(s.ab));
+    return render('ab', summary, (s) => drawAb(s.ab, s.window_label));
   }
   // Without the summary, ask for the report itself: the panel does not fail with it.
-  const report = await settle(getJson(`/api/ab/report?hours=${hours}`));
-  return render('ab', report, drawAb);
+  const report = await settle(getJson(`/api/ab/report?window=${windowName}`));
+  return render('ab', report, (r) => drawAb(r, label));
 }
 
 async function refreshOnce() {
-  const {hours, days} = windowParams();
+  const {windowName, label, days} = windowParams();
   const calls = {
     health: settle(getJson('/api/health', {accept: [200, 503]})),
-    summary: settle(getJson(`/api/ml-monitoring/summary?hours=${hours}`)),
-    metrics: settle(getJson(`/api/ml-monitoring/metrics?hours=${hours}`)),
+    summary: settle(getJson(`/api/ml-monitoring/summary?window=${windowName}`)),
+    metrics: settle(getJson(`/api/ml-monitoring/metrics?window=${windowName}`)),
     daily: settle(getJson(`/api/ml-monitoring/daily?days=${days}`)),
-    alerts: settle(getJson(`/api/alerts?hours=${hours}&limit=100`)),
+    alerts: settle(getJson(`/api/alerts?window=${windowName}&limit=100`)),
     predictions: settle(getJson('/api/ml-monitoring/predictions?limit=50')),
     flags: settle(getJson('/api/feature-flags/status')),
   };
@@ -568,11 +607,11 @@ async function refreshOnce() {
     calls.summary.then(async (r) => [
       render('summary', r, drawSummary),
       render('split', r, drawSplit),
-      await loadAb(r, hours),
+      await loadAb(r, windowName, label),
     ]),
     Promise.all([calls.metrics, calls.alerts]).then(([m, a]) => [
       render('hourly', m, (data) => drawHourly(data, a.ok ? a.value.items || [] : [])),
-      render('alerts', a, (data) => drawAlerts(data, m.ok ? m.value : null, hours)),
+      render('alerts', a, (data) => drawAlerts(data, m.ok ? m.value : null, label)),
     ]),
     calls.daily.then((r) => render('daily', r, drawDaily)),
     calls.predictions.then((r) => render('predictions', r, drawPredictions)),
@@ -680,7 +719,7 @@ function setUpControls() {
   document.getElementById('enable').addEventListener('click', () => changeFlags('enable'));
   document.getElementById('disable').addEventListener('click', () => changeFlags('disable'));
   document.getElementById('refresh').addEventListener('click', () => refresh());
-  document.getElementById('hours').addEventListener('change', () => refresh());
+  document.getElementById('window').addEventListener('change', () => refresh());
   document.getElementById('days').addEventListener('change', () => refresh());
 }
 
