@@ -13,7 +13,7 @@ from datetime import datetime
 
 from fastapi import Depends, FastAPI
 
-from streams.api import ab, alerts, dashboard, flags, health, monitoring, prometheus
+from streams.api import ab, alerts, dashboard, flags, health, monitoring, pipeline, prometheus
 from streams.api.auth import require_read_token
 from streams.api.errors import install_error_handlers, openapi_with_400
 from streams.api.guards import RequestGuards
@@ -43,9 +43,13 @@ def create_app(
     are released when the app shuts down."""
     shared = resources or Resources.from_settings(settings, clock=clock)
 
+    sampler = pipeline.sampler_for(shared)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sampler.start()
         yield
+        sampler.stop()
         shared.close()
 
     app = FastAPI(
@@ -59,11 +63,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.resources = shared
+    app.state.pipeline_sampler = sampler
     app.state.metrics_registry = prometheus.registry_for(lambda: prometheus.read_scrape(shared))
     install_error_handlers(app)
     app.include_router(health.router)
     reads = [Depends(require_read_token)]  # open unless API_READ_TOKEN is set
-    for router in (monitoring.router, ab.router, alerts.router):
+    for router in (monitoring.router, ab.router, alerts.router, pipeline.router):
         app.include_router(router, responses=_AUTH_ERRORS, dependencies=reads)  # type: ignore[arg-type]
     app.include_router(flags.router, responses=_AUTH_ERRORS, dependencies=reads)  # type: ignore[arg-type]
     app.include_router(prometheus.router, dependencies=reads)

@@ -321,7 +321,17 @@ def test_the_dashboard_shows_what_the_api_returns(
         flags = api.get("/api/feature-flags/status")
 
         assert console.errors == []
-        for panel in ("health", "split", "ab", "flags", "summary", "hourly", "daily", "alerts"):
+        for panel in (
+            "health",
+            "split",
+            "ab",
+            "flags",
+            "summary",
+            "hourly",
+            "daily",
+            "alerts",
+            "pipeline",
+        ):
             assert page.get_attribute(f"[data-panel={panel}]", "data-status") == "ok", panel
         assert text(page, "updated-at").startswith("updated at ")
 
@@ -473,13 +483,13 @@ def test_the_dashboard_shows_what_the_api_returns(
         assert shown(page, "flags-enabled") == "true" == str(flags["ml_enabled"]).lower()
         assert shown_number(page, "flags-percentage") == flags["ml_traffic_percentage"] == 50
 
-        # Only bounded calls: every API request of the page has a limit, a window or days.
+        # Only bounded calls: every API request of the page has a limit, a window, days or minutes.
         calls = page.evaluate("window.__dashboard.calls.map(c => c.path)")
         unbounded = [
             c
             for c in calls
             if c.split("?")[0] not in ("/api/health", "/api/feature-flags/status")
-            and not any(p in c for p in ("limit=", "window=", "days="))
+            and not any(p in c for p in ("limit=", "window=", "days=", "minutes="))
         ]
         assert unbounded == []
 

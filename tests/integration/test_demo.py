@@ -146,6 +146,8 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
         assert status["ml_traffic_percentage"] == 75.0
         actors = [c["actor"] for c in status["recent_changes"][:2]]
         assert actors[1] == "api:newcomer"
+
+        a_stalled_worker_shows_on_the_pipeline_panel(url, home)
     finally:
         demo.send_signal(signal.SIGINT)
         try:
@@ -240,8 +242,11 @@ def screens_agree(
             tag = page.locator("[data-testid=ab-window]")
             assert tag.get_attribute("data-label") == "last 24 h"
             board_n = int(tag.get_attribute("data-n") or -1)
-            screenshot = session_dir / "demo-dashboard.png"
+            # The README's picture: DELAYCAST_SCREENSHOT_DIR keeps it past the session.
+            shots = Path(os.environ.get("DELAYCAST_SCREENSHOT_DIR") or session_dir)
+            screenshot = shots / "demo-dashboard.png"
             page.screenshot(path=str(screenshot), full_page=True)
+            assert screenshot.stat().st_size > 50_000
             print(f"demo dashboard screenshot: {screenshot}")
             page.close()
     finally:
@@ -261,6 +266,63 @@ def screens_agree(
         assert abs(board[arm][1] - mae) < 1e-9, arm
     assert int(outcomes) == board_n == summary["outcomes"] == n_ml + n_heuristic
     assert verdict == cli["verdict"] == api["verdict"] == board_verdict == summary["ab"]["verdict"]
+
+
+def pipeline(url: str) -> dict[str, Any]:
+    return requests.get(f"{url}/api/pipeline?minutes=15", timeout=10).json()
+
+
+def a_stalled_worker_shows_on_the_pipeline_panel(url: str, home: Path) -> None:
+    """The pipeline panel's rates flow; a predict worker stopped (SIGSTOP) while bookings keep
+    coming is called stalled, on the API and on the dashboard; it then resumes."""
+
+    def flows(answer: dict[str, Any]) -> bool:
+        newest = answer["points"][-4:]  # 20 s: the producer was paused a moment ago
+        return len(newest) == 4 and all(
+            (p["bookings_per_s"] or 0) > 0 and (p["predictions_per_s"] or {}).get("ml", 0) > 0
+            for p in newest
+        )
+
+    flowing = poll(lambda: pipeline(url), flows, 60, "bookings and predictions flow")
+    groups = flowing["groups"]
+    newest = flowing["points"][-4:]
+    assert all(p["latency_p50_ms"] is not None for p in newest)
+    assert all(p["latency_p50_ms"] <= p["latency_p99_ms"] for p in newest)
+    assert set(newest[-1]["lag"]) >= {groups["predict"], groups["outcomes"], groups["history"]}
+    # The producer sends 1 % malformed bookings: dead letters by kind.
+    dead = [sum((p["dead_letters_per_s"] or {}).values()) for p in flowing["points"]]
+    assert sum(dead) > 0
+    assert flowing["signals"] == [], flowing["signals"]
+
+    workers = [pid for pid in processes_of(home) if b"predict" in cmdline(pid)]
+    assert len(workers) == 1, workers
+    os.kill(workers[0], signal.SIGSTOP)
+    try:
+        stalled = poll(
+            lambda: pipeline(url)["signals"],
+            lambda signals: any(s["kind"] == "stalled" for s in signals),
+            75,
+            "a stopped predict worker is called stalled",
+        )
+        assert [s["group"] for s in stalled if s["kind"] == "stalled"] == [groups["predict"]]
+        with launched_browser() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(f"{url}/ml-monitoring")
+            page.wait_for_selector("body[data-state=loaded]", timeout=LOAD_TIMEOUT_MS)
+            status = page.get_attribute("[data-testid=pipeline-status]", "data-value") or ""
+            assert "stalled" in status.split(","), status
+            signal_row = page.locator("[data-testid=pipeline-signal][data-kind=stalled]")
+            assert signal_row.get_attribute("data-group") == groups["predict"]
+            assert page.locator("[data-testid=pipeline-lag-chart]").count() == 1
+            page.close()
+    finally:
+        os.kill(workers[0], signal.SIGCONT)
+    poll(
+        lambda: pipeline(url)["points"][-1]["predictions_per_s"]["ml"],
+        lambda rate: rate is not None and rate > 0,
+        90,
+        "the worker predicts again once resumed",
+    )
 
 
 def cmdline(pid: int) -> bytes:

@@ -364,6 +364,82 @@ function drawFlags(flags) {
   ];
 }
 
+// --- the pipeline, from /metrics over time
+
+const PIPELINE_MINUTES = 15;
+const SIGNAL_LABEL = {stalled: 'stalled', lag_growing: 'lag growing'};
+
+/** Series of one field of the points: ``pick(point)`` gives {name: value}. */
+function pipelineSeries(points, pick, names, unit, digits = 2) {
+  const keys = names || [...new Set(points.flatMap((p) => Object.keys(pick(p) || {})))].sort();
+  return keys.map((name, i) => ({
+    name,
+    arm: name === 'ml' || name === 'heuristic' ? name : `s${i % 5}`,
+    label: ARM_LABEL[name] || name,
+    points: points.filter((p) => pick(p) && pick(p)[name] !== null && pick(p)[name] !== undefined)
+      .map((p) => ({
+        t: Date.parse(p.at),
+        v: pick(p)[name],
+        tip: `${ARM_LABEL[name] || name} ${fmtTime(p.at, {seconds: true})}: `
+          + `${fmtNumber(pick(p)[name], digits)}${unit}`,
+      })),
+  }));
+}
+
+function pipelineFigure(prefix, caption, series, domain, stepMs, unit, digits, include = [0]) {
+  const legendItems = series.map((s) => el('span', {class: 'legend-item'},
+    el('span', {class: `swatch arm-${s.arm}`}), `${s.label} `,
+    numberCell('strong', s.points.length ? s.points.at(-1).v : null,
+               {digits, suffix: unit, testid: `pipeline-${prefix}-${s.name.replace(/\W+/g, '_')}`})));
+  return el('figure', {},
+    el('figcaption', {}, caption),
+    el('div', {class: 'legend'}, legendItems.length ? legendItems : el('span', {class: 'muted'}, 'none')),
+    series.some((s) => s.points.length)
+      ? lineChart({label: caption, series, domain, stepMs, include, digits,
+                   testid: `pipeline-${prefix}-chart`})
+      : empty(`pipeline-${prefix}-empty`, 'no data yet'));
+}
+
+function drawPipeline(data) {
+  const points = data.points || [];
+  if (!points.length) {
+    return empty('pipeline-empty', 'no samples yet',
+      'The API samples /metrics every 5 s: rates appear after the second sample.');
+  }
+  const stepMs = data.sample_s * 1000;
+  const t1 = Date.parse(points.at(-1).at);
+  const domain = [t1 - data.minutes * 60e3, t1];
+  const flow = (p) => ({bookings: p.bookings_per_s, ...(p.predictions_per_s || {}),
+                        outcomes: p.outcomes_per_s});
+  const latency = (p) => ({p50: p.latency_p50_ms, p99: p.latency_p99_ms});
+  const weather = (p) => ({'hit ratio': p.weather_hit_ratio});
+  const signals = data.signals || [];
+  return [
+    el('p', {class: 'headline', testid: 'pipeline-status',
+             dataset: {value: signals.length ? signals.map((s) => s.kind).join(',') : 'ok'}},
+      signals.length ? null : badge('flowing', 'ok'),
+      signals.length ? el('ul', {class: 'signals'}, signals.map((s) => el('li', {testid: 'pipeline-signal',
+        dataset: {kind: s.kind, group: s.group}},
+        badge(SIGNAL_LABEL[s.kind] || s.kind, s.kind === 'stalled' ? 'down' : 'degraded'), ' ', s.text))) : null,
+      el('span', {class: 'muted'}, ` ${fmtInt(points.length)} steps of ${data.sample_s} s, the newest at `
+        + `${fmtTime(points.at(-1).at, {seconds: true})}`)),
+    el('div', {class: 'pipeline-grid'},
+      pipelineFigure('flow', 'Bookings, predictions per arm and outcomes (per s)',
+        pipelineSeries(points, flow, ['bookings', 'ml', 'heuristic', 'outcomes'], '/s', 1),
+        domain, stepMs, '/s', 1),
+      pipelineFigure('latency', 'Latency, booking → prediction (ms)',
+        pipelineSeries(points, latency, ['p50', 'p99'], ' ms', 0), domain, stepMs, ' ms', 0),
+      pipelineFigure('lag', 'Consumer lag per group (messages)',
+        pipelineSeries(points, (p) => p.lag, null, '', 0), domain, stepMs, '', 0),
+      pipelineFigure('dead', 'Dead letters per kind (per s)',
+        pipelineSeries(points, (p) => p.dead_letters_per_s, null, '/s', 2), domain, stepMs, '/s', 2),
+      pipelineFigure('fallbacks', 'Fallbacks per reason (per s)',
+        pipelineSeries(points, (p) => p.fallbacks_per_s, null, '/s', 2), domain, stepMs, '/s', 2),
+      pipelineFigure('weather', 'Weather cache hit ratio',
+        pipelineSeries(points, weather, ['hit ratio'], '', 3), domain, stepMs, '', 3, [0, 1])),
+  ];
+}
+
 // --- charts
 
 const periodOf = (row) => (row.period_start ? fmtTime(row.period_start) : row.day);
@@ -600,6 +676,7 @@ async function refreshOnce() {
     daily: settle(getJson(`/api/ml-monitoring/daily?days=${days}`)),
     alerts: settle(getJson(`/api/alerts?window=${windowName}&limit=100`)),
     predictions: settle(getJson('/api/ml-monitoring/predictions?limit=50')),
+    pipeline: settle(getJson(`/api/pipeline?minutes=${PIPELINE_MINUTES}`)),
     flags: settle(getJson('/api/feature-flags/status')),
   };
   const outcomes = await Promise.all([
@@ -615,6 +692,7 @@ async function refreshOnce() {
     ]),
     calls.daily.then((r) => render('daily', r, drawDaily)),
     calls.predictions.then((r) => render('predictions', r, drawPredictions)),
+    calls.pipeline.then((r) => render('pipeline', r, drawPipeline)),
     calls.flags.then((r) => render('flags', r, drawFlags)),
   ]);
   return outcomes.flat().filter((ok) => !ok).length;
