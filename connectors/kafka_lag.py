@@ -31,6 +31,10 @@ class KafkaUnreachable(KafkaLagError):
     """The cluster did not answer in time: asking about another topic would wait as long."""
 
 
+class NotConsumed(KafkaLagError):
+    """The group has committed nothing on the topic: it does not read it (yet)."""
+
+
 class LagReader:
     """Reads consumer groups' lag; keeps one Consumer per group, used under a lock."""
 
@@ -52,8 +56,10 @@ class LagReader:
             self._consumers[group] = Consumer(config)
         return self._consumers[group]
 
-    def lag(self, *, group: str, topic: str) -> int:
-        """The group's total lag on ``topic``, in messages."""
+    def lag(self, *, group: str, topic: str, require_commit: bool = False) -> int:
+        """The group's total lag on ``topic``, in messages. With ``require_commit``, a group
+        that committed nothing on the topic raises :class:`NotConsumed` instead of counting
+        the whole topic: it may be a group no worker runs (another role split)."""
         timeout = self._timeout_s
         with self._lock:
             consumer = self._consumer(group)
@@ -70,8 +76,12 @@ class LagReader:
                 ]
             except KafkaException as exc:
                 raise KafkaUnreachable(f"Kafka did not answer: {exc}") from exc
-        if any(m is None for m in marks) or any(c.error is not None for c in committed):
+        if any(m is None for m in marks):
             raise KafkaUnreachable(f"Kafka did not give the offsets of {topic} in {timeout:g} s")
+        if any(c.error is not None for c in committed):
+            raise KafkaLagError(f"Kafka did not give {group}'s offsets on {topic}")
+        if require_commit and all(c.offset < 0 for c in committed):
+            raise NotConsumed(f"{group} has committed nothing on {topic}")
         total = 0
         for done, (low, high) in zip(committed, marks, strict=True):
             start = done.offset if done.offset >= 0 else low

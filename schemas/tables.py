@@ -166,6 +166,8 @@ metric_minutes = Table(
     Column("model_version", Text, primary_key=True),
     Column("replay", Boolean, primary_key=True),
     *_bucket_sums(),
+    # The newest and oldest live minute of every window, past the replayed ones.
+    Index("ix_metric_minutes_live", "minute_start", postgresql_where=text("NOT replay")),
 )
 
 ab_test_results = Table(

@@ -71,7 +71,9 @@ def window_figures(
     bind: history.Bind, window: Window, *, min_samples: int, now: datetime
 ) -> WindowFigures:
     """The figures of outcomes observed (event time) in ``window``, without storing them."""
-    rows = history.minute_sums_between(bind, start=window.start, end=window.end)
+    rows = history.minute_sums_between(
+        bind, start=window.read_start, end=window.end, hourly=window.hourly
+    )
     sums = window_totals(rows)
     assigned = history.assignment_counts(
         bind, since=window.start, until=assignment_end(window, now)

@@ -362,6 +362,9 @@ def make_app(settings: Settings, app_id: str, datadir: Path) -> faust.App:
         broker_commit_interval=1.0,
         broker_session_timeout=settings.consumer_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.consumer_session_timeout_s / 3),
+        # Faust's rule: a request may not time out before the session does (90 s by default;
+        # CONSUMER_SESSION_TIMEOUT_S goes up to 300).
+        broker_request_timeout=max(90.0, settings.consumer_session_timeout_s + 30.0),
         web_enabled=False,
         datadir=str(datadir / "{conf.name}"),
         # No autodiscovery: it would import every module of the origin package (the API, the

@@ -94,6 +94,17 @@ class Window:
     def step(self) -> timedelta:
         return series_step(self.end - self.start)
 
+    @property
+    def hourly(self) -> bool:
+        """Whether the hourly buckets answer for it: since start (every outcome is in) with a
+        period of an hour or more. Its first hour then starts before ``start``, at the hour."""
+        return self.name == "all" and self.step >= HOUR
+
+    @property
+    def read_start(self) -> datetime:
+        """Where the buckets to read start."""
+        return hour_start(self.start) if self.hourly else self.start
+
 
 def _as_of(newest_minute: datetime | None, now: datetime) -> datetime:
     return minute_start(newest_minute or now) + MINUTE

@@ -119,19 +119,42 @@ class BlockingProducer:
             )
 
 
+# Behind schedule by more than this (the process was stopped, the broker away), the pace
+# starts again from now instead of catching up in one burst.
+MAX_BEHIND_S = 1.0
+
+
 def paced(
-    items: Iterable[Any], rate: float, clock: Callable[[], float] = time.monotonic
+    items: Iterable[Any],
+    rate: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> Iterator[Any]:
-    """Yield ``items`` at ``rate`` per second (no pacing when rate <= 0)."""
+    """Yield ``items`` at ``rate`` per second (no pacing when rate <= 0). After a gap longer
+    than :data:`MAX_BEHIND_S` the schedule is anchored anew: the rate holds, no burst follows.
+
+    >>> now = [0.0]
+    >>> def wait(s):
+    ...     now[0] += s
+    >>> times = []
+    >>> for i in paced(range(6), 2.0, clock=lambda: now[0], sleep=wait):
+    ...     times.append(now[0])
+    ...     if i == 2:
+    ...         now[0] += 10.0  # stopped for 10 s
+    >>> times
+    [0.0, 0.5, 1.0, 11.0, 11.5, 12.0]
+    """
     if rate <= 0:
         yield from items
         return
-    start = clock()
+    start, offset = clock(), 0
     for index, item in enumerate(items):
-        due = start + index / rate
+        due = start + (index - offset) / rate
         delay = due - clock()
         if delay > 0:
-            time.sleep(delay)
+            sleep(delay)
+        elif -delay > MAX_BEHIND_S:
+            start, offset = clock(), index
         yield item
 
 

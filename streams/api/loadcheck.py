@@ -53,12 +53,13 @@ from streams.stack.ports import any_free_port
 
 PAGE_CALLS = (
     "/api/health",
-    "/api/ml-monitoring/summary?hours=24",
-    "/api/ml-monitoring/metrics?hours=24",
+    "/api/ml-monitoring/summary?window=24h",
+    "/api/ml-monitoring/metrics?window=24h",
     "/api/ml-monitoring/daily?days=7",
-    "/api/alerts?hours=24&limit=100",
+    "/api/alerts?window=24h&limit=100",
     "/api/ml-monitoring/predictions?limit=50",
     "/api/feature-flags/status",
+    "/api/pipeline?minutes=15",
 )
 FEATURES = (
     '{"lead_time_minutes": 85.0, "pickup_hour": 8, "weekday": 2, "distance_km": 6.4, '
@@ -134,29 +135,31 @@ WHERE random() < :share
 """
 )
 
-_SEED_BUCKETS = sa.text(
-    """
-INSERT INTO metric_buckets (
-    hour_start, arm, model_version, replay, n, sum_error, sum_abs_error, sum_sq_error,
+
+def _seed_buckets(table: str, start: str, unit: str) -> sa.TextClause:
+    """Sum the seeded outcomes into ``table`` per UTC ``unit`` (hour, minute), as the outcome
+    writer does."""
+    sums = ("sum_error", "sum_abs_error", "sum_sq_error", "sum_actual", "sum_actual_sq")
+    added = ",\n    ".join(f"{c} = {table}.{c} + excluded.{c}" for c in ("n", *sums))
+    return sa.text(
+        f"""
+INSERT INTO {table} (
+    {start}, arm, model_version, replay, n, sum_error, sum_abs_error, sum_sq_error,
     sum_actual, sum_actual_sq, n_underestimated)
 SELECT
-    date_trunc('hour', observed_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+    date_trunc('{unit}', observed_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
     arm, model_version, replay, count(*), sum(error), sum(abs_error), sum(error * error),
     sum(actual_delay_minutes), sum(actual_delay_minutes * actual_delay_minutes),
     count(*) FILTER (WHERE actual_delay_minutes - predicted_delay_minutes > :under)
 FROM outcomes
 WHERE booking_id LIKE 'LOAD-%'
 GROUP BY 1, 2, 3, 4
-ON CONFLICT (hour_start, arm, model_version, replay) DO UPDATE SET
-    n = metric_buckets.n + excluded.n,
-    sum_error = metric_buckets.sum_error + excluded.sum_error,
-    sum_abs_error = metric_buckets.sum_abs_error + excluded.sum_abs_error,
-    sum_sq_error = metric_buckets.sum_sq_error + excluded.sum_sq_error,
-    sum_actual = metric_buckets.sum_actual + excluded.sum_actual,
-    sum_actual_sq = metric_buckets.sum_actual_sq + excluded.sum_actual_sq,
-    n_underestimated = metric_buckets.n_underestimated + excluded.n_underestimated
+ON CONFLICT ({start}, arm, model_version, replay) DO UPDATE SET
+    {added},
+    n_underestimated = {table}.n_underestimated + excluded.n_underestimated
 """
-)
+    )
+
 
 _SEED_ALERTS = sa.text(
     """
@@ -245,7 +248,16 @@ def seed(
             _SEED_OUTCOMES,
             {"cut": end - timedelta(hours=2), "share": outcome_share},
         ),
-        ("metric_buckets", _SEED_BUCKETS, {"under": UNDERESTIMATE_MINUTES}),
+        (
+            "metric_buckets",
+            _seed_buckets("metric_buckets", "hour_start", "hour"),
+            {"under": UNDERESTIMATE_MINUTES},
+        ),
+        (
+            "metric_minutes",
+            _seed_buckets("metric_minutes", "minute_start", "minute"),
+            {"under": UNDERESTIMATE_MINUTES},
+        ),
         ("alerts", _SEED_ALERTS, {"n": alerts, "end": end, "step_s": span_s / max(alerts, 1)}),
     ]
     for name, statement, params in steps:
@@ -256,7 +268,9 @@ def seed(
         _echo(f"  {name:<15} {timings[name]:7.1f} s")
     started = time.perf_counter()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(sa.text("VACUUM ANALYZE predictions, outcomes, metric_buckets, alerts"))
+        connection.execute(
+            sa.text("VACUUM ANALYZE predictions, outcomes, metric_buckets, metric_minutes, alerts")
+        )
     timings["vacuum_analyze"] = time.perf_counter() - started
     _echo(f"  {'vacuum analyze':<15} {timings['vacuum_analyze']:7.1f} s")
     return timings
@@ -428,7 +442,13 @@ def main(
         with engine.connect() as connection:
             counts = {
                 table: _count(connection, f"SELECT count(*) FROM {table}")
-                for table in ("predictions", "outcomes", "metric_buckets", "alerts")
+                for table in (
+                    "predictions",
+                    "outcomes",
+                    "metric_buckets",
+                    "metric_minutes",
+                    "alerts",
+                )
             }
             size = connection.execute(
                 sa.text("SELECT pg_size_pretty(pg_database_size(current_database()))")

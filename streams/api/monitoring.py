@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends
 
 from connectors.postgres import arrived_counts, metric_buckets_between, minute_sums_between
 from connectors.postgres import monitoring as queries
-from streams.ab_eval import window_figures
+from streams.ab_eval import assignment_end, window_figures
 from streams.api.ab import ab_report
 from streams.api.flags import current_flags
 from streams.api.params import Days, Limit, OptionalHours, ThresholdMae, WindowName
@@ -51,7 +51,9 @@ def summary(resources: Res, window: WindowName = None, hours: OptionalHours = No
         figures = window_figures(
             connection, chosen, min_samples=resources.settings.ab_min_samples, now=now
         )
-        arrived = arrived_counts(connection, since=chosen.start, until=chosen.end)
+        # The outcomes of the same predictions as the assigned counts: the rows compare.
+        until = assignment_end(chosen, now)
+        arrived = arrived_counts(connection, since=chosen.start, until=until)
         alerts = queries.count_alerts(connection, since=chosen.start)
     flags = current_flags(resources)
     assigned = figures.assigned
@@ -83,7 +85,13 @@ def series(resources: Res, window: WindowName = None, hours: OptionalHours = Non
     minute for 15m, 5 minutes for 1h, an hour up to 7 days and a day beyond."""
     with resources.engine.connect() as connection:
         chosen = requested_window(connection, window=window, hours=hours, now=resources.clock())
-        rows = minute_sums_between(connection, start=chosen.start, end=chosen.end, step=chosen.step)
+        rows = minute_sums_between(
+            connection,
+            start=chosen.read_start,
+            end=chosen.end,
+            step=chosen.step,
+            hourly=chosen.hourly,
+        )
     return PeriodSeries.model_validate(
         {
             "as_of": chosen.end,

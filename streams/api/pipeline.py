@@ -9,9 +9,12 @@ counter that went down (its Redis hash was cleared) gives no rate for that step.
 
 Two signals say at a glance what the rates imply:
 
-- ``stalled``: a group whose lag grew over the last :data:`STALL_S` while its path made
-  nothing (no prediction, or no outcome);
+- ``stalled``: a group whose lag grew at every step of the last :data:`STALL_S` while its
+  path made nothing (no prediction, or no outcome);
 - ``lag_growing``: a group whose lag grew at every step of the last :data:`STALL_S`.
+
+A lag that only moves with the timing of commits (a path with nothing to do, downstream of a
+stalled one) does not grow at every step, and raises nothing.
 
 The samples live in the API's memory: a restarted API starts a new history, and each API
 process has its own. Prometheus, scraping ``/metrics``, is the long-term store.
@@ -82,6 +85,7 @@ class PipelineSampler:
             self._stop.wait(self._interval_s)
 
     def start(self) -> None:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="pipeline-sampler", daemon=True)
         self._thread.start()
 
@@ -152,6 +156,15 @@ def _latency_ms(after: Scrape, before: Scrape) -> tuple[float | None, float | No
     return (None if p50 is None else 1000 * p50, None if p99 is None else 1000 * p99)
 
 
+def _dead_letter_rates(a: Scrape, b: Scrape, seconds: float) -> dict[str, float | None] | None:
+    """Rates only when the same stores answered both times: a store back after a miss would
+    otherwise count its whole total as arriving in one step."""
+    answered = (a.worker is not None, a.join_dead_letters is not None)
+    if answered != (b.worker is not None, b.join_dead_letters is not None):
+        return None
+    return _rates(a.dead_letters_by_kind(), b.dead_letters_by_kind(), seconds)
+
+
 def lag_by_group(lags: Sequence[Lag] | None) -> dict[str, int] | None:
     """Each group's lag, summed over the topics it reads."""
     if lags is None:
@@ -173,7 +186,7 @@ def step(before: Sample, after: Sample) -> dict[str, Any]:
         "bookings_per_s": None,
         "predictions_per_s": None,
         "outcomes_per_s": _rate(a.outcomes, b.outcomes, seconds),
-        "dead_letters_per_s": _rates(a.dead_letters_by_kind(), b.dead_letters_by_kind(), seconds),
+        "dead_letters_per_s": _dead_letter_rates(a, b, seconds),
         "fallbacks_per_s": None,
         "latency_p50_ms": p50,
         "latency_p99_ms": p99,
@@ -228,7 +241,9 @@ def signals(
         series = [lag.get(group) for lag in lags]
         if any(v is None for v in series):
             continue
-        grew = series[-1] > series[0]
+        # At every step, not only from first to last: a lag that moves with the commits'
+        # timing (a path with nothing to do) is noise, not a stall.
+        grew = all(later > earlier for earlier, later in itertools.pairwise(series))
         made = [_made(p, group, groups) for p in recent]
         if grew and all(m == 0 for m in made):
             out.append(
@@ -239,7 +254,7 @@ def signals(
                     f"{stall_s:g} s while its path made nothing",
                 }
             )
-        elif grew and all(later > earlier for earlier, later in itertools.pairwise(series)):
+        elif grew:
             out.append(
                 {
                     "kind": "lag_growing",

@@ -218,9 +218,10 @@ def read_scrape(resources: Resources) -> Scrape:
     except SQLAlchemyError as exc:
         log.warning("[API] /metrics: PostgreSQL unavailable (%s)", type(exc).__name__)
     lags: list[Lag] = []
-    for group, topic in consumed_topics(s):
+    for group, topic, always in consumed_topics(s):
         try:
-            lags.append(Lag(group, topic, resources.lag.lag(group=group, topic=topic)))
+            messages = resources.lag.lag(group=group, topic=topic, require_commit=not always)
+            lags.append(Lag(group, topic, messages))
         except KafkaUnreachable as exc:
             log.warning("[API] /metrics: consumer lag unknown (%s)", exc)
             lags = []
@@ -243,21 +244,24 @@ def read_scrape(resources: Resources) -> Scrape:
     )
 
 
-def consumed_topics(s: Settings) -> list[tuple[str, str]]:
-    """Each consumer group of the pipeline and the topics it reads."""
+def consumed_topics(s: Settings) -> list[tuple[str, str, bool]]:
+    """Each consumer group that may read each topic, and whether its lag is always shown.
+
+    The bookings' lag under CONSUMER_GROUP is always shown (nothing committed: every booking
+    waits). The join's topics are read under ``<group>-outcomes`` when the paths run apart and
+    under CONSUMER_GROUP when a worker runs both (``--role all``): each is shown once its group
+    has committed there, so the group that no worker runs never shows a topic's whole length.
+    """
     predict, outcomes, history = (
         s.topic(s.consumer_group),
         s.topic(f"{s.consumer_group}-outcomes"),
         s.topic(f"{s.consumer_group}-history"),
     )
+    joined = [s.topic(t) for t in ("predictions", "actual-delays", "actual-delays-routed")]
     return [
-        (predict, s.topic("bookings")),
-        (outcomes, s.topic("predictions")),
-        (outcomes, s.topic("actual-delays")),
-        (outcomes, s.topic("actual-delays-routed")),
-        (history, s.topic("predictions")),
-        (history, s.topic("outcomes")),
-        (history, s.topic("alerts")),
+        (predict, s.topic("bookings"), True),
+        *((group, topic, False) for group in (outcomes, predict) for topic in joined),
+        *((history, s.topic(t), False) for t in ("predictions", "outcomes", "alerts")),
     ]
 
 

@@ -42,9 +42,15 @@ def ab() -> None:
     help="The event-time window, as on the dashboard: the last 15m, 1h, 24h or 7d, or all "
     "(since start). Default: 24h.",
 )
-@click.option("--since", help="Start of a window of your own (event time), ISO 8601 with offset.")
 @click.option(
-    "--until", help="End of that window; default: the end of the newest outcome's minute."
+    "--since",
+    help="Start of a window of your own (event time), ISO 8601 with offset; windows are whole "
+    "minutes, so seconds are dropped.",
+)
+@click.option(
+    "--until",
+    help="End of that window (its minute excluded when it has seconds); default: the end of "
+    "the newest outcome's minute.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--min-samples", type=click.IntRange(min=2), default=None, help="Per arm.")
@@ -87,8 +93,11 @@ def report(
         raise click.UsageError("give --window or --since/--until, not both")
     if until and not since:
         raise click.UsageError("--until needs --since")
-    start = _parse_time(since) if since else None
-    end = _parse_time(until) if until else None
+    from streams.windows import minute_start as whole_minute
+
+    # Windows are sums of whole minutes: a bound with seconds starts its minute.
+    start = whole_minute(_parse_time(since)) if since else None
+    end = whole_minute(_parse_time(until)) if until else None
     if start is not None and end is not None and end <= start:
         raise click.BadParameter("must be after --since", param_hint="--until")
     settings = get_settings()

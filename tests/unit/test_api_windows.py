@@ -240,3 +240,12 @@ def test_the_module_examples_hold():
 
     failed, attempted = doctest.testmod(streams.windows)
     assert attempted >= 2 and failed == 0
+
+
+def test_since_start_with_hourly_periods_reads_the_hourly_buckets_from_the_first_hour():
+    long = window("all", oldest=datetime(2026, 11, 20, 3, 15, tzinfo=UTC))
+    assert long.hourly and long.read_start == datetime(2026, 11, 20, 3, tzinfo=UTC)
+    short = window("all", oldest=NEWEST - timedelta(minutes=10))
+    assert short.step == timedelta(minutes=1) and not short.hourly
+    assert short.read_start == short.start
+    assert not window("7d").hourly  # its edges are minutes: the minute buckets answer

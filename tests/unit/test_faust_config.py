@@ -75,3 +75,23 @@ def test_offsets_passed_over_without_delivery_are_logged(
         "gaps; anything else is a loss: runbooks/offsets-passed-over.md)"
     ]
     assert consumer._gap[tp].overlaps(19, 102)  # Faust's own bookkeeping still runs
+
+
+@pytest.mark.parametrize("session_s", [10.0, 80.0, 300.0])
+def test_a_long_session_gets_a_request_timeout_at_least_as_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_s: float
+) -> None:
+    monkeypatch.setenv("CONSUMER_SESSION_TIMEOUT_S", str(session_s))
+    app = make_app(load_settings(), "session-test", tmp_path)
+
+    async def build() -> tuple[int, int]:
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
+        try:
+            client = consumer._client
+            return consumer._session_timeout_ms, client._request_timeout_ms
+        finally:
+            await consumer.stop()
+
+    session_ms, request_ms = asyncio.run(build())
+    assert session_ms == session_s * 1000
+    assert request_ms >= session_ms and request_ms >= 90_000

@@ -121,6 +121,11 @@ def test_a_lag_that_grows_at_every_step_while_predictions_flow_is_growing_not_st
     assert [(s["kind"], s["group"]) for s in flagged] == [("lag_growing", "g")]
 
 
+def test_a_lag_that_moves_with_commits_while_nothing_is_made_is_not_stalled():
+    # Higher at the end than at the start, but not at every step: commit timing, not a stall.
+    assert run([0, 3, 1, 4, 2, 5, 3, 6, 4], [0] * 9) == []
+
+
 def test_a_steady_lag_or_a_short_history_raises_nothing():
     assert run([5, 6, 5, 6, 5, 6, 5, 6, 5], [5 * i for i in range(9)]) == []
     assert run([0, 10, 20], [0, 0, 0]) == []  # 10 s of history: too short to call it stalled
