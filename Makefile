@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv stack-install demo bench quality test unit integration check fmt lint types schemas clean
+.PHONY: venv stack-install demo bench quality test unit integration check static fmt lint types imports schemas clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,8 @@ bench: stack-install
 quality: venv
 	$(BIN)/python -m streams.quality
 
-test: venv
+# The static checks first (format, lint, types, the import contracts), then every test.
+test: static
 	$(BIN)/delaycast stack install --for-tests
 	$(BIN)/pytest --numprocesses 2 --dist loadfile
 
@@ -53,7 +54,13 @@ lint: venv
 types: venv
 	$(BIN)/mypy
 
-check: lint types test
+# The architecture's rules ([tool.importlinter] in pyproject.toml).
+imports: venv
+	$(BIN)/lint-imports
+
+static: lint types imports
+
+check: test
 
 schemas: venv
 	$(BIN)/python -m schemas.export
