@@ -201,6 +201,16 @@ class Settings(BaseSettings):
     ab_interval_s: float = Field(default=60.0, gt=0)
 
     # Monitoring API (``delaycast api``); without API_TOKEN its POST endpoints are disabled.
+    pipeline_sample_s: float = Field(
+        default=5.0, ge=0.5, le=60, description="How often the API samples /metrics."
+    )
+    pipeline_stall_s: float = Field(
+        default=30.0,
+        ge=5,
+        le=600,
+        description="How long a group's lag must grow at every sample to be called stalled "
+        "(its path making nothing) or lagging.",
+    )
     api_host: str = Field(default="127.0.0.1", min_length=1)
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_token: SecretStr | None = Field(
@@ -253,6 +263,11 @@ class Settings(BaseSettings):
             raise ValueError("RISK_HIGH_MINUTES must be >= RISK_MEDIUM_MINUTES")
         if self.coverage_alert_low >= self.coverage_alert_high:
             raise ValueError("COVERAGE_ALERT_LOW must be below COVERAGE_ALERT_HIGH")
+        if self.pipeline_stall_s < 2 * self.pipeline_sample_s:
+            raise ValueError(
+                "PIPELINE_STALL_S must span at least two PIPELINE_SAMPLE_S (a growth is seen "
+                "between samples)"
+            )
         if self.recorder_max_poll_interval_s < self.consumer_session_timeout_s:
             raise ValueError(
                 "RECORDER_MAX_POLL_INTERVAL_S must be >= CONSUMER_SESSION_TIMEOUT_S (Kafka's rule)"

@@ -1,17 +1,17 @@
 """``/api/pipeline``: the pipeline itself over the last minutes, from the ``/metrics`` counters.
 
 While the API runs, a sampler thread reads what ``/metrics`` shows (:func:`read_scrape`) every
-:data:`SAMPLE_S` seconds and keeps the last hour. Between two samples it derives the rates an
-operator watches: bookings/s, predictions/s per arm, outcomes/s, dead letters/s per kind and
+PIPELINE_SAMPLE_S seconds (5) and keeps the last hour. Between two samples it derives the rates
+an operator watches: bookings/s, predictions/s per arm, outcomes/s, dead letters/s per kind and
 fallbacks/s per reason, the latency p50 and p99 of the predictions made in between (from the
 histogram's buckets), the weather cache's hit ratio, and the consumer lag of each group. A
 counter that went down (its Redis hash was cleared) gives no rate for that step.
 
 Two signals say at a glance what the rates imply:
 
-- ``stalled``: a group whose lag grew at every step of the last :data:`STALL_S` while its
-  path made nothing (no prediction, or no outcome);
-- ``lag_growing``: a group whose lag grew at every step of the last :data:`STALL_S`.
+- ``stalled``: a group whose lag grew at every step of the last PIPELINE_STALL_S (30 s)
+  while its path made nothing (no prediction, or no outcome);
+- ``lag_growing``: a group whose lag grew at every step of the last PIPELINE_STALL_S.
 
 A lag that only moves with the timing of commits (a path with nothing to do, downstream of a
 stalled one) does not grow at every step, and raises nothing.
@@ -38,9 +38,7 @@ from streams.api.resources import Resources
 
 log = logging.getLogger("delaycast.api")
 
-SAMPLE_S: Final = 5.0
-KEEP: Final = 720  # an hour of samples
-STALL_S: Final = 30.0
+KEPT_S: Final = 3600.0  # the samples of the last hour are kept
 MAX_MINUTES: Final = 60
 
 
@@ -59,8 +57,8 @@ class PipelineSampler:
         read: Callable[[], Scrape],
         clock: Callable[[], datetime],
         *,
-        interval_s: float = SAMPLE_S,
-        keep: int = KEEP,
+        interval_s: float = 5.0,
+        keep: int = 720,
     ) -> None:
         self._read = read
         self._clock = clock
@@ -224,7 +222,7 @@ def _made(point: Mapping[str, Any], group: str, groups: Mapping[str, str]) -> fl
 
 
 def signals(
-    points: Sequence[Mapping[str, Any]], groups: Mapping[str, str], *, stall_s: float = STALL_S
+    points: Sequence[Mapping[str, Any]], groups: Mapping[str, str], *, stall_s: float = 30.0
 ) -> list[dict[str, Any]]:
     """``stalled`` and ``lag_growing`` per group over the newest ``stall_s`` of ``points``."""
     if not points:
@@ -280,8 +278,8 @@ Minutes = Annotated[
 
 @router.get("/pipeline")
 def pipeline(request: Request, minutes: Minutes = 15) -> dict[str, Any]:
-    """Rates of the pipeline over the last ``minutes`` (wall clock, sampled every 5 s), with
-    the stalled or lagging consumer groups."""
+    """Rates of the pipeline over the last ``minutes`` (wall clock, sampled every
+    PIPELINE_SAMPLE_S), with the stalled or lagging consumer groups."""
     sampler: PipelineSampler = request.app.state.pipeline_sampler
     resources: Resources = request.app.state.resources
     s = resources.settings
@@ -298,13 +296,20 @@ def pipeline(request: Request, minutes: Minutes = 15) -> dict[str, Any]:
         "history": s.topic(f"{s.consumer_group}-history"),
     }
     return {
-        "sample_s": SAMPLE_S,
+        "sample_s": s.pipeline_sample_s,
+        "stall_s": s.pipeline_stall_s,
         "minutes": minutes,
         "groups": groups,
         "points": points,
-        "signals": signals(points, groups),
+        "signals": signals(points, groups, stall_s=s.pipeline_stall_s),
     }
 
 
 def sampler_for(resources: Resources) -> PipelineSampler:
-    return PipelineSampler(lambda: read_scrape(resources), resources.clock)
+    interval = resources.settings.pipeline_sample_s
+    return PipelineSampler(
+        lambda: read_scrape(resources),
+        resources.clock,
+        interval_s=interval,
+        keep=int(KEPT_S / interval) + 1,
+    )

@@ -81,6 +81,10 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
         API_PORT=str(api_port),
         DEMO_RATE="20",
         CONSUMER_SESSION_TIMEOUT_S="80",
+        # The pipeline panel sampled and judged faster than by default: the stall is seen
+        # sooner, the test waits less.
+        PIPELINE_SAMPLE_S="3",
+        PIPELINE_STALL_S="12",
     )
     env.pop("API_TOKEN", None)
     started = time.monotonic()
@@ -286,7 +290,7 @@ def a_stalled_worker_shows_on_the_pipeline_panel(url: str, home: Path) -> None:
     coming is called stalled, on the API and on the dashboard; it then resumes."""
 
     def flows(answer: dict[str, Any]) -> bool:
-        newest = answer["points"][-4:]  # 20 s: the producer was paused a moment ago
+        newest = answer["points"][-4:]  # 12 s: the producer was paused a moment ago
         return len(newest) == 4 and all(
             (p["bookings_per_s"] or 0) > 0 and (p["predictions_per_s"] or {}).get("ml", 0) > 0
             for p in newest

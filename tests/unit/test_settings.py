@@ -73,3 +73,12 @@ def test_a_coverage_band_upside_down_and_an_unknown_timezone_are_refused(monkeyp
         load_settings()
     monkeypatch.setenv("SERVICE_AREA_TIMEZONE", "America/New_York")
     assert load_settings().service_area.tz.key == "America/New_York"
+
+
+def test_a_stall_window_shorter_than_two_samples_is_refused(monkeypatch):
+    monkeypatch.setenv("PIPELINE_SAMPLE_S", "10")
+    monkeypatch.setenv("PIPELINE_STALL_S", "15")
+    with pytest.raises(SettingsError, match="PIPELINE_STALL_S must span at least two"):
+        load_settings()
+    monkeypatch.setenv("PIPELINE_STALL_S", "20")
+    assert (load_settings().pipeline_sample_s, load_settings().pipeline_stall_s) == (10.0, 20.0)
