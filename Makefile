@@ -34,7 +34,7 @@ quality: venv
 # The static checks first (format, lint, types, the import contracts), then every test.
 test: static
 	$(BIN)/delaycast stack install --for-tests
-	$(BIN)/pytest --numprocesses 2 --dist loadfile
+	$(BIN)/pytest --numprocesses 2 --dist loadfile --no-loadscope-reorder
 
 unit: venv
 	$(BIN)/pytest tests/unit
