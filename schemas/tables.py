@@ -133,9 +133,14 @@ outcomes = Table(
 )
 
 
-def _bucket_sums() -> list[Column[Any]]:
-    """The sums of a bucket, in the order of models.rolling.MetricSums' fields."""
+def _bucket_columns(start: str) -> list[Column[Any]]:
+    """A bucket's key (its period's ``start``, arm, model version, replay flag) and its sums,
+    in the order of models.rolling.MetricSums' fields."""
     return [
+        Column(start, DateTime(timezone=True), primary_key=True),
+        Column("arm", String(16), primary_key=True),
+        Column("model_version", Text, primary_key=True),
+        Column("replay", Boolean, primary_key=True),
         Column("n", BigInteger, nullable=False),
         Column("sum_error", Float, nullable=False),
         Column("sum_abs_error", Float, nullable=False),
@@ -148,24 +153,12 @@ def _bucket_sums() -> list[Column[Any]]:
     ]
 
 
-metric_buckets = Table(
-    "metric_buckets",
-    metadata,
-    Column("hour_start", DateTime(timezone=True), primary_key=True),
-    Column("arm", String(16), primary_key=True),
-    Column("model_version", Text, primary_key=True),
-    Column("replay", Boolean, primary_key=True),
-    *_bucket_sums(),
-)
+metric_buckets = Table("metric_buckets", metadata, *_bucket_columns("hour_start"))
 
 metric_minutes = Table(
     "metric_minutes",
     metadata,
-    Column("minute_start", DateTime(timezone=True), primary_key=True),
-    Column("arm", String(16), primary_key=True),
-    Column("model_version", Text, primary_key=True),
-    Column("replay", Boolean, primary_key=True),
-    *_bucket_sums(),
+    *_bucket_columns("minute_start"),
     # The newest and oldest live minute of every window, past the replayed ones.
     Index("ix_metric_minutes_live", "minute_start", postgresql_where=text("NOT replay")),
 )

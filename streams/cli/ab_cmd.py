@@ -7,7 +7,7 @@ from datetime import datetime
 
 import click
 
-from streams.windows import WINDOWS
+from streams.windows import WINDOWS, minute_start
 
 
 def _parse_time(value: str) -> datetime:
@@ -87,17 +87,15 @@ def report(
     from streams.ab_eval import evaluate, latest_window
     from streams.clock import utc_now
     from streams.settings import delaycast_home, get_settings
-    from streams.windows import DEFAULT_WINDOW, MINUTE, Window, arm_metrics, minute_start
+    from streams.windows import DEFAULT_WINDOW, MINUTE, Window, arm_metrics
 
     if window is not None and (since or until):
         raise click.UsageError("give --window or --since/--until, not both")
     if until and not since:
         raise click.UsageError("--until needs --since")
-    from streams.windows import minute_start as whole_minute
-
     # Windows are sums of whole minutes: a bound with seconds starts its minute.
-    start = whole_minute(_parse_time(since)) if since else None
-    end = whole_minute(_parse_time(until)) if until else None
+    start = minute_start(_parse_time(since)) if since else None
+    end = minute_start(_parse_time(until)) if until else None
     if start is not None and end is not None and end <= start:
         raise click.BadParameter("must be after --since", param_hint="--until")
     settings = get_settings()
