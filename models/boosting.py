@@ -37,7 +37,7 @@ Loss = Literal["absolute_error", "squared_error", "quantile"]
 # cost 5 times as much as 200 of depth 5). Measured on this project's 2-core machine with 20
 # features, a point model at these bounds plus the default spread model: at most 53 µs for one
 # booking and 16 µs per booking in batches of 500 (the defaults: about 48 µs and 7–10 µs; see
-# python -m streams.bench.boosting_timing).
+# python -m streams.tools.bench.boosting_timing).
 MAX_ITER = 300
 MAX_DEPTH = 6
 MAX_TREE_LEVELS = 1_500  # max_iter × max_depth

@@ -51,7 +51,7 @@ class WorkerRole(StrEnum):
 
 
 class PredictEngine(StrEnum):
-    """Where a predict worker computes its batches (see :mod:`streams.predict_engine`)."""
+    """Where a predict worker computes its batches (see :mod:`streams.predict.engine`)."""
 
     PROCESS = "process"  # an engine process next to the worker: a second core
     INLINE = "inline"  # the worker's own event loop
@@ -286,8 +286,6 @@ class Settings(BaseSettings):
     def allowed_hosts(self) -> tuple[str, ...]:
         """The host names the API answers to (lower case), API_HOST included when it is an
         address of its own rather than every interface."""
-        from streams.api.guards import host_name  # the Host header's own parsing
-
         names = [
             "*" if h.strip() == "*" else host_name(h.strip().encode())
             for h in self.api_allowed_hosts.split(",")
@@ -386,3 +384,18 @@ def load_settings(**overrides: Any) -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+def host_name(header: bytes) -> str:
+    """The host of a ``Host`` header, lower case, without its port.
+
+    >>> host_name(b"LocalHost:8000"), host_name(b"[::1]:8000"), host_name(b"::1"), host_name(b"")
+    ('localhost', '::1', '::1', '')
+    """
+    text = header.decode("latin-1").strip().lower()
+    if text.startswith("["):  # [v6] or [v6]:port
+        end = text.find("]")
+        return text[1:end] if end > 0 else text
+    if text.count(":") == 1:  # name:port or v4:port
+        return text.split(":", 1)[0]
+    return text  # a name, or a bare IPv6 address

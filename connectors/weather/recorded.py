@@ -19,7 +19,7 @@ from connectors.datasets import DatasetError, read_weather
 from connectors.weather.base import Point, WeatherNotFound
 from connectors.weather.keys import utc_hour
 from models.features import EARTH_RADIUS_KM
-from models.history import StationWeather
+from models.history import HistoryRow, StationWeather
 from schemas.weather import Weather
 
 _BY_HOUR = attrgetter("epoch_hour")
@@ -190,3 +190,20 @@ def _by_station(
     for series in stations.values():
         series.sort(key=_BY_HOUR)  # hours are distinct: read_weather refuses a repeat
     return stations
+
+
+def history_weather(rows: Sequence[HistoryRow], weather_csv: Path | None) -> list[Weather]:
+    """The weather of each row at its pickup: the nearest recorded station within the hour, else
+    the default weather (``weather_is_default`` = 1), as the live path falls back to it."""
+    from connectors.weather.default import MILD_WEATHER, DefaultWeather
+
+    if weather_csv is None:
+        default = DefaultWeather()
+        return [
+            default.fetch(r.booking.pickup_lat, r.booking.pickup_lon, r.booking.scheduled_pickup_at)
+            for r in rows
+        ]
+    points = [
+        (r.booking.pickup_lat, r.booking.pickup_lon, r.booking.scheduled_pickup_at) for r in rows
+    ]
+    return RecordedWeather(weather_csv).fetch_many(points, default=MILD_WEATHER)

@@ -16,7 +16,7 @@ dependencies):
 - ``models.drift.psi``: ``Reference``, ``bin_counts``, ``psi`` — the population stability index.
 - ``models.drift.cooldown``, ``models.drift.window``, ``models.drift.persist``: the shared
   cooldown, tumbling-window and state helpers.
-- ``models.drift.scenario``: synthetic outcome and booking streams, with shifts.
-- ``models.drift.calibrate``: ``python -m models.drift.calibrate`` — false alarms and detection
-  delays of the default configurations on the synthetic world.
+
+Their calibration on the synthetic world (false alarms, detection delays) is a development tool:
+``python -m streams.tools.drift_calibration.calibrate``.
 """

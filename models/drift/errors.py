@@ -11,9 +11,9 @@ threshold within a day of traffic.
 Why not ADWIN: ADWIN alarms on any change of the mean it can prove, and at 10 outcomes/s it can
 prove the daily rhythm of errors (rush hours, rain): over a calibration day of the synthetic
 world it raised 57 and 66 alarms on the two arms, where Page–Hinkley raised 1 and 1
-(:mod:`models.drift.calibrate`). Page–Hinkley's tolerance states how large a rise matters; the
-default, 2 minutes, is above the daily rhythm of either arm and below the rise of the shifts it
-must catch.
+(:mod:`streams.tools.drift_calibration.calibrate`). Page–Hinkley's tolerance states how large a rise
+matters; the default, 2 minutes, is above the daily rhythm of either arm and below the rise of the
+shifts it must catch.
 
 ``warmup`` outcomes are needed after the start and after every alarm (the detector restarts and
 learns the new level) before the arm can alarm; ``cooldown`` is the event time after an alarm

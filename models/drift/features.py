@@ -10,7 +10,7 @@ counted into the training bins (:class:`models.drift.psi.Reference`, from the
 The default threshold, 0.15, sits between the noise of a stationary window (the largest over
 whole synthetic days at 10 bookings/s is 0.05–0.07, on ``lead_time_min``, whose mix follows the
 time of day a little) and a moderate shift (stretchers going from 10 % to 30 % of bookings gives
-0.32; see :mod:`models.drift.calibrate`).
+0.32; see :mod:`streams.tools.drift_calibration.calibrate`).
 
 Monitored by default (:data:`DEFAULT_FEATURES`): the features whose distribution does not depend
 on the clock or the sky — trip geometry, lead time, vehicle and priority mix, and

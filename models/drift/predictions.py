@@ -15,11 +15,12 @@ pickups (a rush hour in the rain raises them by minutes). Against a fixed refere
 movement alone reaches a PSI of 0.6 on ordinary days of the synthetic world, as large as real
 problems; against the last ``trailing_windows`` windows (about 20 minutes at 10 bookings/s) it
 stays near 0.1, while an abrupt change — a broken or mis-scaled feature, a wrong model file, a
-producer sending different bookings — stands out at once (see :mod:`models.drift.calibrate`).
-A change slow enough to be absorbed by the trailing reference is the feature monitor's and the
-error monitor's to see. ``trailing_windows=None`` compares with the fixed reference instead.
-Call :meth:`PredictionDriftMonitor.reset` for a subject when its predictor changes on purpose
-(a new champion).
+producer sending different bookings — stands out at once (see
+:mod:`streams.tools.drift_calibration.calibrate`). A change slow enough to be absorbed by the
+trailing reference is the feature monitor's and the error monitor's to see.
+``trailing_windows=None`` compares with the fixed reference instead. Call
+:meth:`PredictionDriftMonitor.reset` for a subject when its predictor changes on purpose (a new
+champion).
 """
 
 from __future__ import annotations

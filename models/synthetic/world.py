@@ -38,6 +38,10 @@ def as_generator(rng: Rng) -> np.random.Generator:
     return np.random.default_rng(rng.getrandbits(64))
 
 
+# The seed every command uses unless told otherwise (the CLI's produce and synthetic commands,
+# the bench), so live weather matches the history's.
+DEFAULT_WORLD_SEED = 42
+
 # An actual is observed at most this long after its scheduled pickup.
 LATEST_OBSERVATION = timedelta(minutes=LATEST_DELAY_MIN)
 

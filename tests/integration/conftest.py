@@ -40,9 +40,9 @@ import pytest
 
 from connectors.kafka_admin import KafkaAdminError, delete_topics, ensure_topics, list_topics
 from schemas.topics import TOPICS, topic_name
-from streams.stack import Endpoints, External, Ports, StackError, StackManager
-from streams.stack.manager import DEFAULT_PARTITIONS
-from streams.stack.process import start_time
+from streams.tools.stack import Endpoints, External, Ports, StackError, StackManager
+from streams.tools.stack.manager import DEFAULT_PARTITIONS
+from streams.tools.stack.process import start_time
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -42,10 +42,10 @@ from connectors.postgres.history import write_alerts, write_outcomes, write_pred
 from models.synthetic import SyntheticWorld
 from schemas import TOPICS, Alert, AlertKind, Arm, Outcome, Prediction, Severity, topic_name
 from schemas.tables import flag_changes
-from streams.api import create_app
+from streams.operate.api import create_app
 from streams.settings import load_settings
-from streams.stack.ports import any_free_port
-from streams.worker_metrics import WorkerMetrics, bucket_field, flush
+from streams.tools.stack.ports import any_free_port
+from streams.worker.metrics import WorkerMetrics, bucket_field, flush
 from tests import factories
 from tests.integration.conftest import TEST_PARTITIONS
 from tests.integration.workers import Worker, collect, produce, worker_env

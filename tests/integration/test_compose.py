@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.stack.compose_tool import compose_binary
+from streams.tools.stack.compose_tool import compose_binary
 
 REPO = Path(__file__).resolve().parents[2]
 LONG_RUNNING = {

@@ -36,7 +36,7 @@ from connectors.postgres import (
     write_predictions,
 )
 from schemas import Alert, AlertKind, Arm, Outcome, Severity
-from streams.stack.ports import any_free_port
+from streams.tools.stack.ports import any_free_port
 from tests.factories import outcome, prediction
 from tests.integration.browser import launched_browser
 

@@ -21,12 +21,12 @@ from typing import Any
 
 import requests
 
-from streams.stack.ports import any_free_port
+from streams.tools.stack.ports import any_free_port
 from tests.integration.browser import launched_browser
 from tests.integration.workers import worker_env
 
 DASHBOARD = re.compile(r"dashboard: (http://\S+)/ml-monitoring")
-# The live line's window part (streams.demo.window_part).
+# The live line's window part (streams.tools.demo.window_part).
 ARM = r"n (\d+) MAE (\S+) R² (\S+)"
 LIVE_WINDOW = re.compile(rf"\| last 24 h: outcomes (\d+)  ML {ARM}  heuristic {ARM}  A/B (\w+)")
 LOAD_TIMEOUT_MS = 30_000
@@ -89,7 +89,7 @@ def test_the_demo_prints_a_working_dashboard_url_and_stops_everything_on_ctrl_c(
     env.pop("API_TOKEN", None)
     started = time.monotonic()
     demo = subprocess.Popen(
-        [sys.executable, "-m", "streams.demo"],
+        [sys.executable, "-m", "streams.tools.demo"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.postgres import history, make_engine
-from streams.drift_wiring import DriftWatch, restore_all, save_all
+from streams.outcomes.drift import DriftWatch, restore_all, save_all
 
 T0 = datetime(2026, 3, 12, 7, 0, tzinfo=UTC)
 

@@ -60,7 +60,7 @@ from schemas import (
     WeatherSource,
 )
 from schemas.tables import alerts, metadata, metric_minutes, outcomes, predictions
-from streams.stack.health import libpq_url
+from streams.tools.stack.health import libpq_url
 
 T0 = datetime(2026, 3, 2, 22, 0, tzinfo=UTC)
 EVERYTHING = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))

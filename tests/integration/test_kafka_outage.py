@@ -20,8 +20,8 @@ from connectors.kafka import BlockingProducer, read_topic
 from connectors.kafka_admin import ensure_topics
 from schemas.tables import predictions as predictions_table
 from schemas.topics import TOPICS
-from streams.stack import Endpoints, External, Ports, StackManager
-from streams.stack.ports import pick_stable_port
+from streams.tools.stack import Endpoints, External, Ports, StackManager
+from streams.tools.stack.ports import pick_stable_port
 from tests.integration.conftest import TEST_PARTITIONS
 from tests.integration.test_hostile_traffic import valid_events
 from tests.integration.test_outcome_path import assert_buckets_equal_offline, wait_for_stored

@@ -317,7 +317,7 @@ def test_a_worker_killed_mid_stream_gives_the_same_outcomes_and_metrics(
     assert stored_outcomes(migrated_database, "KR-") == n
     assert_buckets_equal_offline(migrated_database)
     # Read from the start where the killed worker never committed, not rescued by the
-    # consumer's watchdog after its 10 s (streams/faust_config.py).
+    # consumer's watchdog after its 10 s (streams/worker/faust_config.py).
     assert "those records are read again" not in log
 
 

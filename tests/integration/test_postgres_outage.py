@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from connectors.postgres import make_engine, upgrade, write_outcomes, write_until_done
 from schemas import Outcome
-from streams.stack import Endpoints, External, Ports, StackManager
-from streams.stack.ports import pick_stable_port
+from streams.tools.stack import Endpoints, External, Ports, StackManager
+from streams.tools.stack.ports import pick_stable_port
 from tests.integration.test_history import (
     assert_buckets_equal,
     offline_buckets,

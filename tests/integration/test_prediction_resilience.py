@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from streams.stack.ports import any_free_port
+from streams.tools.stack.ports import any_free_port
 from tests.fakes.openweather_server import FakeOpenWeather
 from tests.integration.test_prediction_path import booking_payloads, set_flags, start_worker
 from tests.integration.workers import collect, produce

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from connectors.postgres import make_engine, read_quarantine
 from schemas.tables import outcomes, predictions
-from streams.recorder import Recorder
-from streams.recorder_wiring import build_recorder, run_recorder
+from streams.outcomes.recorder import Recorder
+from streams.outcomes.recorder_wiring import build_recorder, run_recorder
 from streams.settings import load_settings
 from tests import factories
 from tests.integration.workers import produce

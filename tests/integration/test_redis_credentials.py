@@ -21,13 +21,13 @@ from connectors.flags import FlagState, FlagStore
 from connectors.weather import MILD_WEATHER
 from connectors.weather.keys import weather_key
 from connectors.weather.redis_cache import RedisWeatherCache
-from streams.api.health import check_redis
-from streams.api.resources import Resources
-from streams.prediction_wiring import write_initial_flags
-from streams.preflight import redis_checks
+from streams.operate.api.health import check_redis
+from streams.operate.api.resources import Resources
+from streams.operate.preflight import redis_checks
+from streams.predict.path import write_initial_flags
 from streams.settings import load_settings
-from streams.stack.ports import pick_port
-from streams.stack.redis_server import find_redis_server
+from streams.tools.stack.ports import pick_port
+from streams.tools.stack.redis_server import find_redis_server
 
 PASSWORD = "redis-pw-3f9d1c7a"
 WRONG = "not-the-pw-55e2"

@@ -43,9 +43,9 @@ from schemas.tables import alerts as alerts_table
 from schemas.tables import flag_changes, outcomes, predictions
 from schemas.topics import TOPICS, topic_name
 from streams.settings import Settings
-from streams.stack import Endpoints, External, StackManager
-from streams.stack.manager import DEFAULT_PARTITIONS
-from streams.stack.ports import any_free_port
+from streams.tools.stack import Endpoints, External, StackManager
+from streams.tools.stack.manager import DEFAULT_PARTITIONS
+from streams.tools.stack.ports import any_free_port
 from tests.fakes.openweather_server import FakeOpenWeather
 from tests.hostile.corpus import actual as hostile_actual
 from tests.hostile.corpus import booking as hostile_booking

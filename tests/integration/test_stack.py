@@ -26,11 +26,11 @@ from click.testing import CliRunner
 
 from connectors.kafka_admin import KafkaAdminError, delete_topics, ensure_topics, list_topics
 from schemas.topics import TOPICS, topic_name
-from streams.cli.main import cli
-from streams.stack import Endpoints, StackManager, UpResult
-from streams.stack.endpoints import ENV_NAMES
-from streams.stack.health import libpq_url
-from streams.stack.process import ProcessRef, is_alive, owns, start_time
+from streams.operate.cli.main import cli
+from streams.tools.stack import Endpoints, StackManager, UpResult
+from streams.tools.stack.endpoints import ENV_NAMES
+from streams.tools.stack.health import libpq_url
+from streams.tools.stack.process import ProcessRef, is_alive, owns, start_time
 from tests.integration.conftest import TEST_PARTITIONS, xdist_ports
 
 # Apart from the runbooks' stack, which may run at the same time in another xdist process.

@@ -20,7 +20,7 @@ from connectors.webhook_queue import WebhookQueue
 from schemas import Alert, AlertKind, Severity
 from schemas.tables import alerts as alerts_table
 from schemas.tables import predictions
-from streams.recorder_wiring import build_recorder
+from streams.outcomes.recorder_wiring import build_recorder
 from streams.settings import load_settings
 from tests import factories
 from tests.integration.test_recorder_quarantine import Running, engine, stored_ids, wait_for  # noqa: F401

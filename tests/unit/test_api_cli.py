@@ -7,7 +7,7 @@ import socket
 import pytest
 from click.testing import CliRunner
 
-from streams.cli.main import cli
+from streams.operate.cli.main import cli
 from streams.settings import SettingsError, load_settings
 
 

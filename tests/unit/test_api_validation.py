@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.routing import APIRoute
 
-from streams.api import create_app
-from streams.api.errors import describe_error
+from streams.operate.api import create_app
+from streams.operate.api.errors import describe_error
 from streams.settings import SettingsError, load_settings
 
 SECRET = "s3cret-token-0123456789abcdef0123456789"

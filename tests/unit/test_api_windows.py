@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models.rolling import MetricSums
-from streams.windows import (
+from streams.outcomes.windows import (
     MIN_POINT_OUTCOMES,
     WINDOWS,
     Window,
@@ -236,9 +236,9 @@ def test_p90_coverage_is_served_per_period_and_arm_and_merged_over_the_window():
 def test_the_module_examples_hold():
     import doctest
 
-    import streams.windows
+    import streams.outcomes.windows
 
-    failed, attempted = doctest.testmod(streams.windows)
+    failed, attempted = doctest.testmod(streams.outcomes.windows)
     assert attempted >= 2 and failed == 0
 
 

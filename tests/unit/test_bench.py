@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 import click
 import pytest
 
-import streams.bench.dataset
-import streams.bench.probes
-import streams.bench.report
-import streams.bench.runs
-import streams.bench.stats
+import streams.tools.bench.dataset
+import streams.tools.bench.probes
+import streams.tools.bench.report
+import streams.tools.bench.runs
+import streams.tools.bench.stats
 from schemas import ActualDelay, BookingRequested
-from streams.bench.__main__ import CHOICES, parse_only
-from streams.bench.dataset import PLACEHOLDER, booking_id, generate, retag, retag_key
-from streams.bench.meter import Meter, parse_result
-from streams.bench.probes import (
+from streams.tools.bench.__main__ import CHOICES, parse_only
+from streams.tools.bench.dataset import PLACEHOLDER, booking_id, generate, retag, retag_key
+from streams.tools.bench.meter import Meter, parse_result
+from streams.tools.bench.probes import (
     parse_machine_cpu_ticks,
     parse_stat_cpu_ticks,
     parse_vmhwm_mb,
@@ -29,7 +29,7 @@ from streams.bench.probes import (
     tree_peak_rss_mb,
     tree_peak_rss_per_process_mb,
 )
-from streams.bench.report import (
+from streams.tools.bench.report import (
     document,
     evaluate_targets,
     paired_ratio,
@@ -37,8 +37,8 @@ from streams.bench.report import (
     result_filename,
     summarize,
 )
-from streams.bench.runs import rotated
-from streams.bench.stats import (
+from streams.tools.bench.runs import rotated
+from streams.tools.bench.stats import (
     Summary,
     cpu_at,
     cpu_us_per_event,
@@ -55,11 +55,11 @@ TITLES = {"a": "client", "b": "framework", "d": "predict ML", "e": "outcomes", "
 @pytest.mark.parametrize(
     "module",
     [
-        streams.bench.stats,
-        streams.bench.probes,
-        streams.bench.dataset,
-        streams.bench.report,
-        streams.bench.runs,
+        streams.tools.bench.stats,
+        streams.tools.bench.probes,
+        streams.tools.bench.dataset,
+        streams.tools.bench.report,
+        streams.tools.bench.runs,
     ],
     ids=lambda m: m.__name__,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from click.testing import CliRunner
 
-from streams.cli.main import COMMANDS, HELP, cli
+from streams.operate.cli.main import COMMANDS, HELP, cli
 
 
 def every_command() -> list[tuple[list[str], click.Command]]:

@@ -8,7 +8,7 @@ import pytest
 from fastapi import HTTPException
 from starlette.requests import Request
 
-from streams.api import dashboard
+from streams.operate.api import dashboard
 
 OWN_ASSETS = {"dashboard.js", "charts.js", "dom.js", "dashboard.css"}
 

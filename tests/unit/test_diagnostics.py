@@ -7,9 +7,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from streams import diagnostics
-from streams.faust_config import make_app
 from streams.settings import load_settings
+from streams.worker import diagnostics
+from streams.worker.faust_config import make_app
 
 
 def test_the_report_names_a_stopped_flow_the_queued_records_and_where_a_task_waits(

@@ -12,7 +12,6 @@ import models.drift.predictions
 import models.drift.psi
 import models.drift.window
 from models.distribution import describe_feature, describe_features
-from models.drift.calibrate import CalibrationConfig, max_in_window, run
 from models.drift.errors import ErrorDriftConfig, ErrorDriftMonitor
 from models.drift.features import DEFAULT_FEATURES, FeatureDriftConfig, FeatureDriftMonitor
 from models.drift.predictions import PredictionDriftMonitor
@@ -22,6 +21,7 @@ from models.features import FEATURE_INDEX, FEATURE_NAMES, feature_matrix
 from models.synthetic import generate_history
 from models.synthetic.truth import TruthShift, expected_delay, observed_delays
 from schemas.alert import AlertKind
+from streams.tools.drift_calibration.calibrate import CalibrationConfig, max_in_window, run
 
 T0 = datetime(2026, 3, 12, 7, 0, tzinfo=UTC)
 

@@ -1,5 +1,5 @@
 """faust-streaming 0.15.3's two at-least-once bugs, shown on Faust's own consumer, and the
-guards of delaycast's consumer (streams/faust_config.py)."""
+guards of delaycast's consumer (streams/worker/faust_config.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import Message
 
-from streams.faust_config import make_app, stuck_reason
 from streams.settings import load_settings
+from streams.worker.faust_config import make_app, stuck_reason
 
 TOPIC = TP("bookings", 0)
 

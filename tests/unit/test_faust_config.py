@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from streams.faust_config import FETCH_MAX_WAIT_MS, make_app
 from streams.settings import load_settings
+from streams.worker.faust_config import FETCH_MAX_WAIT_MS, make_app
 
 
 def test_the_worker_consumer_waits_at_most_the_short_fetch_wait_and_reads_committed(

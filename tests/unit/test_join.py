@@ -4,7 +4,7 @@ import random
 from datetime import timedelta
 
 from schemas import ActualDelay, Arm, Prediction, RiskLevel
-from streams.join import DONE, JoinBatch, expired_keys
+from streams.outcomes.join import DONE, JoinBatch, expired_keys
 from tests.factories import T0, WEATHER
 
 
@@ -162,7 +162,7 @@ def test_the_sweep_removes_expired_entries_in_chunks_draining_between_them():
     import asyncio
     from datetime import UTC, datetime
 
-    from streams.join_handler import JoinHandler
+    from streams.outcomes.join_handler import JoinHandler
 
     horizon_s = 86400.0
     stream_time = T0.timestamp()

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from connectors.kafka import Record, home_partition
 from schemas import DeadLetter
 from streams.decode import Inbound
-from streams.join import DONE, PREDICTION
-from streams.join_handler import JoinHandler
+from streams.outcomes.join import DONE, PREDICTION
+from streams.outcomes.join_handler import JoinHandler
 from tests.unit.test_join import actual, prediction
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ import json
 from click.testing import CliRunner
 
 from connectors.model_store import load_champion
-from streams.cli.main import cli
+from streams.operate.cli.main import cli
 
 
 def test_synthetic_history_then_train_writes_a_champion(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import connectors.nycflights
-import streams.cli.datasets_cmd
+import streams.operate.cli.datasets_cmd
 from connectors.datasets import read_history, read_weather
 from connectors.nycflights import (
     VEHICLE_BY_CARRIER,
@@ -25,7 +25,7 @@ from connectors.nycflights import (
 )
 from models.area import ServiceArea
 from schemas.booking import VehicleType
-from streams.cli.main import cli
+from streams.operate.cli.main import cli
 
 EWR = (40.6925, -74.168667)
 IAH = (29.984433, -95.341442)
@@ -271,7 +271,7 @@ def test_a_limit_below_one_is_refused_saying_what_is_expected(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "module", [connectors.nycflights, streams.cli.datasets_cmd], ids=lambda m: m.__name__
+    "module", [connectors.nycflights, streams.operate.cli.datasets_cmd], ids=lambda m: m.__name__
 )
 def test_docstring_examples(module):
     failed, attempted = doctest.testmod(module)

@@ -15,22 +15,22 @@ from connectors.kafka import OffsetRange, range_of_offsets, ranges_between_times
 from connectors.weather import WeatherAuthError, WeatherNotFound, WeatherRateLimited
 from connectors.weather.base import WeatherUnavailable
 from schemas import DeadLetter, DeadLetterKind
-from streams.cli.dead_letters_cmd import selection_of
-from streams.cli.main import cli
-from streams.cli.params import ISO_TIME, epoch_ms
-from streams.cli.produce_cmd import csv_records
-from streams.cli.progress import Progress
-from streams.cli.replay_cmd import replay_mode
-from streams.dead_letter_ops import (
+from streams.operate.cli.dead_letters_cmd import selection_of
+from streams.operate.cli.main import cli
+from streams.operate.cli.params import ISO_TIME, epoch_ms
+from streams.operate.cli.produce_cmd import csv_records
+from streams.operate.cli.progress import Progress
+from streams.operate.cli.replay_cmd import replay_mode
+from streams.operate.dead_letters import (
     LetterFilter,
     letter_line,
     parse_letter,
     requeue,
     requeueable_topics,
 )
+from streams.operate.weather_probe import ProbeStatus, classify
 from streams.redaction import scrub, secrets_of
 from streams.settings import get_settings, load_settings
-from streams.weather_probe import ProbeStatus, classify
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 HEADER = (
@@ -441,10 +441,10 @@ def test_progress_off_a_terminal_prints_a_line_every_interval():
     "module_name",
     [
         "connectors.kafka.ranges",
-        "streams.cli.params",
-        "streams.cli.dead_letters_cmd",
+        "streams.operate.cli.params",
+        "streams.operate.cli.dead_letters_cmd",
         "streams.redaction",
-        "streams.weather_probe",
+        "streams.operate.weather_probe",
     ],
 )
 def test_docstring_examples_of_the_operator_modules_hold(module_name):
@@ -455,6 +455,6 @@ def test_docstring_examples_of_the_operator_modules_hold(module_name):
 
 def test_the_dead_letter_commands_offer_every_kind_a_worker_writes():
     from schemas import DeadLetterKind
-    from streams.cli.dead_letters_cmd import KINDS
+    from streams.operate.cli.dead_letters_cmd import KINDS
 
     assert list(KINDS.choices) == [k.value for k in DeadLetterKind]

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-import streams.api.pipeline as pipeline
-from streams.api.pipeline import PipelineSampler, Sample, pipeline_points, signals
-from streams.api.prometheus import Lag, Scrape
-from streams.worker_metrics import parse_totals
+import streams.operate.api.pipeline as pipeline
+from streams.operate.api.pipeline import PipelineSampler, Sample, pipeline_points, signals
+from streams.operate.api.prometheus import Lag, Scrape
+from streams.worker.metrics import parse_totals
 
 T0 = datetime(2026, 12, 7, 9, tzinfo=UTC)
 GROUPS = {"predict": "g", "outcomes": "g-outcomes", "history": "g-history"}

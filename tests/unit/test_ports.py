@@ -3,7 +3,7 @@ down: below the range the system gives to outgoing connections and to binds on p
 
 import socket
 
-from streams.stack.ports import ephemeral_ports, is_free, pick_stable_port
+from streams.tools.stack.ports import ephemeral_ports, is_free, pick_stable_port
 
 
 def test_a_stable_port_is_free_and_below_the_ephemeral_range():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.stack.postgres_server import cluster_dir, others_may_enter
+from streams.tools.stack.postgres_server import cluster_dir, others_may_enter
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from connectors.flags import FlagState
 from models.routing import bucket
 from schemas import Arm, DeadLetterKind, FallbackReason, FlagSource, Weather
 from streams.decode import Inbound
-from streams.model_holder import ModelHolder, Served
-from streams.predict_batch import BatchPredictor, RiskThresholds
+from streams.predict.batch import BatchPredictor, RiskThresholds
+from streams.predict.model_holder import ModelHolder, Served
 
 NOW = datetime(2026, 11, 23, 7, 45, tzinfo=UTC)
 WEATHER = Weather(
@@ -254,7 +254,7 @@ class CapturingProducer:
 def test_a_batch_that_fails_is_retried_record_by_record_and_only_the_culprit_dead_lettered(
     executor, tmp_path
 ):
-    from streams.predict_engine import OutputTopics, predict_and_send
+    from streams.predict.engine import OutputTopics, predict_and_send
 
     predictor = make(executor, tmp_path, percentage=50, weather=PoisonedWeather())
     values = [booking_json(i) for i in range(30)]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from streams.predict_engine import EngineDied, ProcessEngine, _hand_over
+from streams.predict.engine import EngineDied, ProcessEngine, _hand_over
 
 
 def test_a_start_that_times_out_fails_the_start_and_the_next_waits_for_the_backoff():

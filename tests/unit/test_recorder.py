@@ -2,7 +2,7 @@
 
 from models.alert_rules import ThresholdRules
 from schemas import AlertKind, Arm
-from streams.recorder import DataRefused, Recorder, RecorderTopics
+from streams.outcomes.recorder import DataRefused, Recorder, RecorderTopics
 from tests import factories
 from tests.factories import T0, seconds_after_t0
 

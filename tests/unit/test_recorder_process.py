@@ -11,7 +11,7 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from streams.recorder_process import PipeWatch, RecorderProcess
+from streams.outcomes.recorder_process import PipeWatch, RecorderProcess
 
 
 def ends_at_once(conn: Connection, log_level: str) -> None:

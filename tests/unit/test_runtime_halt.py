@@ -6,14 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from streams.runtime import EXIT_HALTED
+from streams.worker.runtime import EXIT_HALTED
 
 
 def test_halting_exits_at_once_with_its_code_and_says_why():
     code = (
         "import logging, sys\n"
         "logging.basicConfig(level='INFO', stream=sys.stderr)\n"
-        "from streams.runtime import Runtime\n"
+        "from streams.worker.runtime import Runtime\n"
         "Runtime.halt('a join batch of 3 events failed', ValueError('boom'))\n"
         "print('still running')\n"
     )

@@ -16,10 +16,12 @@ from models.synthetic import IncidentConfig, SyntheticWorld, generate_history, i
 from models.synthetic.bookings import pickups_between
 from models.synthetic.incidents import MAX_RATE, IncidentExposure, exposure, incident_hits
 from models.synthetic.places import trip_coordinates
+from models.synthetic.world import DEFAULT_WORLD_SEED
 from schemas import ActualDelay
-from streams.cli.main import cli
-from streams.cli.params import MAX_INCIDENT_RATE
-from streams.cli.produce_plan import synthetic_plans
+from streams.operate.cli.main import cli
+from streams.operate.cli.params import DEFAULT_WORLD_SEED as CLI_WORLD_SEED
+from streams.operate.cli.params import MAX_INCIDENT_RATE
+from streams.operate.cli.produce_plan import synthetic_plans
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 DAYS, PER_DAY, SEED = 30, 600, 42
@@ -284,8 +286,9 @@ def test_an_incident_config_refuses_a_rate_out_of_range(rate):
         IncidentConfig(rate=rate)
 
 
-def test_the_command_line_knows_the_models_highest_rate():
+def test_the_command_line_knows_the_models_highest_rate_and_default_seed():
     assert MAX_INCIDENT_RATE == MAX_RATE
+    assert CLI_WORLD_SEED == DEFAULT_WORLD_SEED
 
 
 @pytest.mark.parametrize("value", ["0.7", "-0.1", "abc", "nan"])

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 import models.synthetic.world
-import streams.cli.produce_plan
+import streams.operate.cli.produce_plan
 from models.features import FEATURE_INDEX, LOCAL_TZ, feature_matrix
 from models.synthetic import SyntheticWorld
 from models.synthetic.bookings import pickups_between
 from schemas import ActualDelay, BookingRequested
-from streams.cli.produce_plan import Planned, Schedule, synthetic_plans
+from streams.operate.cli.produce_plan import Planned, Schedule, synthetic_plans
 
 CLOCKS = {
     "saturday morning": datetime(2026, 11, 28, 9, 0, tzinfo=UTC),
@@ -41,7 +41,7 @@ def assert_actual_bounds(actual: ActualDelay, kafka_at: datetime, wall: datetime
     assert actual.observed_at <= min(kafka_at, wall), actual
 
 
-@pytest.mark.parametrize("module", [models.synthetic.world, streams.cli.produce_plan])
+@pytest.mark.parametrize("module", [models.synthetic.world, streams.operate.cli.produce_plan])
 def test_docstring_examples(module):
     failed, attempted = doctest.testmod(module)
     assert attempted > 0

@@ -22,9 +22,9 @@ from models.heuristic import DEFAULT_PARAMS
 from models.history import HistoryRow
 from models.synthetic import generate_history
 from models.training import TrainingConfig, train
-from streams.cli.main import cli
-from streams.cli.train_cmd import EXIT_NOT_PROMOTED
-from streams.model_holder import ModelHolder
+from streams.operate.cli.main import cli
+from streams.operate.cli.train_cmd import EXIT_NOT_PROMOTED
+from streams.predict.model_holder import ModelHolder
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 SMALL = TrainingConfig(forest=ForestConfig(n_estimators=10, max_depth=8, n_jobs=1))

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from streams.api.prometheus import Lag, Scrape, render
-from streams.worker_metrics import (
+from streams.operate.api.prometheus import Lag, Scrape, render
+from streams.worker.metrics import (
     WorkerMetrics,
     WorkerTotals,
     bucket_field,
