@@ -167,6 +167,13 @@ class Settings(BaseSettings):
     join_horizon_days: float = Field(
         default=7.0, gt=0, le=90, description="Unmatched entries expire."
     )
+    join_done_retention_minutes: float = Field(
+        default=5.0,
+        gt=0,
+        le=7 * 24 * 60,
+        description="A joined booking is remembered this long (event time) to count its "
+        "duplicates once; pending entries wait JOIN_HORIZON_DAYS.",
+    )
     join_sweep_interval_s: float = Field(default=60.0, gt=0)
     mae_alert_minutes: float = Field(
         default=3.0, gt=0, description="Alert when an arm's MAE exceeds it."

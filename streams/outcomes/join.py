@@ -1,7 +1,9 @@
 """Joining predictions with actual delays by booking_id, whichever arrives first.
 
 The state is one mapping from booking_id (bytes) to an entry: a pending prediction, a pending
-actual, or ``done`` (already joined, so a second prediction or a second actual is counted once).
+actual (dicts), or ``done`` (already joined, so a second prediction or a second actual is counted
+once): a done marker is its event time alone, a float, the smallest value a changelog and a table
+hold (a ``{"side": "done", "t": ...}`` dict written by an earlier version reads the same).
 In the worker the mapping is a changelog-backed Faust table; here it is any MutableMapping, so the
 logic is tested without Kafka. :class:`JoinBatch` reads through to the table but stages its
 writes, so the caller can apply them only after the batch's outcomes are acknowledged by Kafka:
@@ -13,6 +15,12 @@ horizon relative to the stream's event time: the newest observed actual (a booki
 weeks ahead, so a prediction's pickup time never moves the stream's time). Stamping predictions with
 their prediction time instead would mix two clocks: an actual observed at a pickup days ahead
 would make every fresh prediction look days old.
+
+A ``done`` marker only has to outlive the duplicates it guards against (a prediction sent again
+after a worker's crash, an actual a producer retried), which come within minutes: it expires
+after its own, much shorter, retention (``JOIN_DONE_RETENTION_MINUTES``). Pending entries wait
+the whole horizon. So the table holds the bookings still in flight and the last minutes' joins,
+not a week of joins: at 500 outcomes/s a week of markers would take some 45 GB.
 """
 
 from __future__ import annotations
@@ -30,6 +38,24 @@ ACTUAL = "actual"
 DONE = "done"
 
 _DELETED = object()
+
+
+def side_of(entry: Any) -> str:
+    """``prediction``, ``actual`` or ``done`` (a float, or an earlier version's dict).
+
+    >>> side_of(1.7e9), side_of({"side": "done", "t": 1.7e9}), side_of({"side": "actual", "t": 0})
+    ('done', 'done', 'actual')
+    """
+    if isinstance(entry, int | float):
+        return DONE
+    return str(entry.get("side", "unknown"))
+
+
+def time_of(entry: Any, default: float) -> float:
+    """An entry's event time (epoch seconds)."""
+    if isinstance(entry, int | float):
+        return float(entry)
+    return float(entry.get("t", default))
 
 
 def prediction_entry(p: Prediction) -> dict[str, Any]:
@@ -123,13 +149,13 @@ class JoinBatch:
             self._set(key, entry)
             self.counters[f"pending_{side}s"] += 1
             return
-        if current["side"] == DONE or current["side"] == side:
+        if side_of(current) in (DONE, side):
             self.counters[f"duplicate_{side}s"] += 1
             return
-        # The other side is waiting: join, and remember the booking as done.
+        # The other side is waiting: join, and remember the booking as done (its time alone).
         p, a = (entry, current) if side == PREDICTION else (current, entry)
         self.outcomes.append(outcome_of(booking_id, p, a))
-        self._set(key, {"side": DONE, "t": max(entry["t"], current["t"])})
+        self._set(key, float(max(entry["t"], current["t"])))
         self.counters["outcomes"] += 1
 
     def apply(self, table: MutableMapping[bytes, Any]) -> None:
@@ -141,19 +167,39 @@ class JoinBatch:
                 table[key] = value
 
 
-def is_expired(entry: Any, *, stream_time: float, horizon_s: float) -> bool:
-    """True when ``entry`` is older than ``horizon_s`` before ``stream_time``."""
-    return bool(entry) and entry.get("t", stream_time) < stream_time - horizon_s
+def is_expired(
+    entry: Any, *, stream_time: float, horizon_s: float, done_retention_s: float | None = None
+) -> bool:
+    """True when ``entry`` is older than ``horizon_s`` before ``stream_time`` (a ``done`` marker:
+    older than ``done_retention_s``, when given).
+
+    >>> done, pending = 0.0, {"side": PREDICTION, "t": 0.0}
+    >>> [is_expired(e, stream_time=600.0, horizon_s=3600.0, done_retention_s=300.0)
+    ...  for e in (done, pending)]
+    [True, False]
+    """
+    if entry is None or entry == {}:
+        return False
+    keep = horizon_s
+    if done_retention_s is not None and side_of(entry) == DONE:
+        keep = min(horizon_s, done_retention_s)
+    return time_of(entry, stream_time) < stream_time - keep
 
 
 def expired_keys(
-    items: Iterable[tuple[bytes, Any]], *, stream_time: float, horizon_s: float
+    items: Iterable[tuple[bytes, Any]],
+    *,
+    stream_time: float,
+    horizon_s: float,
+    done_retention_s: float | None = None,
 ) -> tuple[list[bytes], Counter[str]]:
-    """Keys whose entries are older than ``horizon_s`` before ``stream_time``, by side."""
+    """Keys whose entries expired (:func:`is_expired`) at ``stream_time``, counted by side."""
     keys: list[bytes] = []
     counts: Counter[str] = Counter()
     for key, entry in items:
-        if is_expired(entry, stream_time=stream_time, horizon_s=horizon_s):
+        if is_expired(
+            entry, stream_time=stream_time, horizon_s=horizon_s, done_retention_s=done_retention_s
+        ):
             keys.append(key)
-            counts[f"expired_{entry.get('side', 'unknown')}s"] += 1
+            counts[f"expired_{side_of(entry)}s"] += 1
     return keys, counts

@@ -24,7 +24,7 @@ from typing import Any
 from connectors.kafka import BatchProducer, Record, home_partition
 from schemas import ActualDelay, DeadLetterKind, Prediction
 from streams.decode import DEFAULT_CONTRACT, Contract, Inbound, dead_letter, decode_batch
-from streams.outcomes.join import JoinBatch, expired_keys, is_expired
+from streams.outcomes.join import JoinBatch, expired_keys, is_expired, side_of
 
 log = logging.getLogger("delaycast.join")
 
@@ -43,6 +43,7 @@ class JoinHandler:
         routed_topic: str,
         partitions: int,
         horizon_s: float,
+        done_retention_s: float | None = None,
         clock: Callable[[], datetime],
         ebb: Callable[[], Awaitable[None]],
         contract: Contract = DEFAULT_CONTRACT,
@@ -56,6 +57,7 @@ class JoinHandler:
         self._routed_topic = routed_topic
         self._partitions = partitions
         self._horizon_s = horizon_s
+        self._done_retention_s = done_retention_s
         self._clock = clock
         self._ebb = ebb
         self._contract = contract
@@ -130,7 +132,8 @@ class JoinHandler:
         self.counters.update(f"dead_letters:{d.kind.value}" for d in bad)
 
     async def sweep(self) -> Counter[str]:
-        """Drop entries older than the horizon (by event time); returns what expired.
+        """Drop entries older than the horizon, and done markers older than their retention (by
+        event time); returns what expired.
 
         Each removal is a changelog message: they go out in chunks, with the changelog drained
         between chunks, so a sweep that expires thousands of entries never floods the producer
@@ -143,17 +146,25 @@ class JoinHandler:
         started = time.perf_counter()
         entries = list(self._table.items())
         stream_time = self.stream_time
-        keys, _ = expired_keys(entries, stream_time=stream_time, horizon_s=self._horizon_s)
+        keys, _ = expired_keys(
+            entries,
+            stream_time=stream_time,
+            horizon_s=self._horizon_s,
+            done_retention_s=self._done_retention_s,
+        )
         scan_ms = (time.perf_counter() - started) * 1000
         counts: Counter[str] = Counter()
         for first in range(0, len(keys), self._chunk):
             for key in keys[first : first + self._chunk]:
                 entry = self._table.get(key)
                 if entry is not None and is_expired(
-                    entry, stream_time=stream_time, horizon_s=self._horizon_s
+                    entry,
+                    stream_time=stream_time,
+                    horizon_s=self._horizon_s,
+                    done_retention_s=self._done_retention_s,
                 ):
                     del self._table[key]
-                    counts[f"expired_{entry.get('side', 'unknown')}s"] += 1
+                    counts[f"expired_{side_of(entry)}s"] += 1
                 else:
                     counts["expiry_skipped_rewritten"] += 1
             await self._ebb()

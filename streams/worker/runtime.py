@@ -177,6 +177,7 @@ class Runtime(Service):
             routed_topic=s.topic("actual-delays-routed"),
             partitions=s.topic_partitions,
             horizon_s=s.join_horizon_days * 86400.0,
+            done_retention_s=s.join_done_retention_minutes * 60.0,
             contract=s.contract,
             clock=utc_now,
             ebb=self.drain_changelog,

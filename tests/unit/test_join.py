@@ -4,7 +4,7 @@ import random
 from datetime import timedelta
 
 from schemas import ActualDelay, Arm, Prediction, RiskLevel
-from streams.outcomes.join import DONE, JoinBatch, expired_keys
+from streams.outcomes.join import DONE, JoinBatch, expired_keys, side_of, time_of
 from tests.factories import T0, WEATHER
 
 
@@ -54,7 +54,7 @@ def test_a_prediction_then_its_actual_make_one_outcome_with_the_error():
     assert outcome.underestimated is False
     assert outcome.observed_at == T0 + timedelta(hours=1, minutes=8)
     assert outcome.arm is Arm.ML and outcome.model_version == "rf-x"
-    assert table[b"B1"]["side"] == DONE
+    assert side_of(table[b"B1"]) == DONE
 
 
 def test_an_actual_arriving_first_waits_for_its_prediction():
@@ -195,3 +195,50 @@ def test_the_sweep_removes_expired_entries_in_chunks_draining_between_them():
     assert sizes_when_drained == [280, 80, 30]  # 200, 200, then 50 removed before each drain
     assert sorted(table) == sorted(f"new-{i}".encode() for i in range(30))
     assert handler.counters["expired_dones"] == 450
+
+
+def test_done_markers_expire_after_their_retention_while_pending_entries_wait_the_horizon():
+    table: dict[bytes, dict] = {}
+    run(table, [prediction("JOINED", at=T0), actual("JOINED", at=T0)])
+    run(table, [prediction("WAITING", at=T0)])
+    assert side_of(table[b"JOINED"]) == DONE
+    joined_at = time_of(table[b"JOINED"], 0.0)  # the pickup: the later of the two sides' times
+    later = joined_at + 20 * 60  # 20 minutes of event time on
+    keys, counts = expired_keys(
+        table.items(), stream_time=later, horizon_s=7 * 86400, done_retention_s=15 * 60
+    )
+    assert keys == [b"JOINED"] and counts == {"expired_dones": 1}
+    keys, _ = expired_keys(
+        table.items(),
+        stream_time=T0.timestamp() + 10 * 60,
+        horizon_s=7 * 86400,
+        done_retention_s=15 * 60,
+    )
+    assert keys == []  # neither is old enough yet
+    # Without a retention of their own, done markers wait the horizon like the rest.
+    keys, _ = expired_keys(table.items(), stream_time=later, horizon_s=7 * 86400)
+    assert keys == []
+
+
+def test_a_duplicate_after_the_done_marker_expired_waits_as_pending_and_makes_no_outcome():
+    table: dict[bytes, dict] = {}
+    run(table, [prediction("B1", at=T0), actual("B1", at=T0)])
+    keys, _ = expired_keys(
+        table.items(),
+        stream_time=time_of(table[b"B1"], 0.0) + 3600,
+        horizon_s=7 * 86400,
+        done_retention_s=15 * 60,
+    )
+    assert keys == [b"B1"]
+    for key in keys:
+        del table[key]
+    again = run(table, [actual("B1", at=T0)])
+    assert again.outcomes == [] and again.counters["pending_actuals"] == 1
+
+
+def test_a_done_marker_is_its_time_alone_and_an_earlier_versions_dict_marker_still_counts():
+    table: dict[bytes, object] = {b"OLD": {"side": DONE, "t": T0.timestamp()}}
+    batch = run(table, [prediction("NEW"), actual("NEW"), actual("OLD"), prediction("OLD")])
+    assert [o.booking_id for o in batch.outcomes] == ["NEW"]
+    assert isinstance(table[b"NEW"], float) and side_of(table[b"NEW"]) == DONE
+    assert batch.counters["duplicate_actuals"] == 1 and batch.counters["duplicate_predictions"] == 1

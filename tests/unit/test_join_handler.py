@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from connectors.kafka import Record, home_partition
 from schemas import DeadLetter
 from streams.decode import Inbound
-from streams.outcomes.join import DONE, PREDICTION
+from streams.outcomes.join import DONE, PREDICTION, side_of
 from streams.outcomes.join_handler import JoinHandler
 from tests.unit.test_join import actual, prediction
 
@@ -82,7 +82,7 @@ def test_an_actual_observed_in_2099_is_dead_lettered_and_expires_nothing():
     assert (h.counters["dead_letters"], h.counters["dead_letters:time_bounds"]) == (1, 1)
     assert h.stream_time <= (NOW + timedelta(minutes=5)).timestamp()
     assert asyncio.run(h.sweep()) == {}
-    assert sum(1 for e in table.values() if e["side"] == PREDICTION) == 19
+    assert sum(1 for e in table.values() if side_of(e) == PREDICTION) == 19
 
 
 def test_an_actual_on_a_foreign_partition_is_routed_home_and_joins_there():
@@ -97,9 +97,9 @@ def test_an_actual_on_a_foreign_partition_is_routed_home_and_joins_there():
 
     [routed] = sent_to(producer, "actual-delays-routed")
     assert routed.key == b"ROUTE-1" and json.loads(routed.value)["booking_id"] == "ROUTE-1"
-    assert sent_to(producer, "outcomes") == [] and table[b"ROUTE-1"]["side"] == PREDICTION
+    assert sent_to(producer, "outcomes") == [] and side_of(table[b"ROUTE-1"]) == PREDICTION
     asyncio.run(h.handle([record(a, "actual-delays-routed")]))
-    assert len(sent_to(producer, "outcomes")) == 1 and table[b"ROUTE-1"]["side"] == DONE
+    assert len(sent_to(producer, "outcomes")) == 1 and side_of(table[b"ROUTE-1"]) == DONE
     assert h.counters["routed_actuals"] == 1 and h.counters["outcomes"] == 1
 
 
