@@ -21,7 +21,7 @@ _MARKER = ".delaycast-complete"
 
 def project_kafka_dir() -> Path:
     """``stack/kafka`` of the delaycast checkout: the Maven project and the log4j config."""
-    return Path(__file__).resolve().parents[2] / "stack" / "kafka"
+    return Path(__file__).resolve().parents[3] / "stack" / "kafka"  # streams/tools/stack/
 
 
 def default_libs_dir() -> Path:
