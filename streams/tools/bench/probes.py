@@ -73,6 +73,27 @@ def peak_rss_mb(pid: int) -> float:
     return parse_vmhwm_mb(Path(f"/proc/{pid}/status").read_text())
 
 
+def parse_vmrss_mb(status: str) -> float:
+    """The resident set size now (VmRSS) in a /proc/<pid>/status, in MB (10^6 bytes).
+
+    >>> parse_vmrss_mb("Name:\\tpython\\nVmHWM:\\t  204800 kB\\nVmRSS:\\t 102400 kB\\n")
+    104.8576
+    """
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    raise ValueError("no VmRSS line")
+
+
+def rss_mb(pid: int) -> float:
+    return parse_vmrss_mb(Path(f"/proc/{pid}/status").read_text())
+
+
+def tree_rss_per_process_mb(pid: int) -> list[float]:
+    """The resident set size now of ``pid``, then of each living descendant."""
+    return _over_tree(pid, rss_mb)
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and its living descendants (a worker and its prediction engine, say)."""
     found, queue = [], [pid]
