@@ -1,27 +1,23 @@
-"""Faust agents: thin loops that hand each batch to the runtime."""
+"""Faust agents: thin loops that hand each batch to the runtime (:mod:`streams.worker.runtime`).
+
+:func:`register` adds those of the worker's role (WORKER_ROLE) to an app: the ``predict`` agent
+for the prediction path; the ``join`` agent, its table and the expiry timer for the outcome path.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
 from typing import Any
 
+import faust
 from faust.types import TableT
 
-from streams.worker.app import app, settings
+from streams.settings import Settings
 from streams.worker.faust_config import raw_topic
-from streams.worker.runtime import inbound, runtime
-
-bookings_topic = raw_topic(app, settings.topic("bookings"))
-# The join also reads the actual delays it routed home from another partition (join_handler).
-join_topic = raw_topic(
-    app,
-    settings.topic("predictions"),
-    settings.topic("actual-delays"),
-    settings.topic("actual-delays-routed"),
-)
+from streams.worker.runtime import Runtime, inbound
 
 
-def join_state() -> TableT[bytes, Any]:
+def join_state(app: faust.App, settings: Settings) -> TableT[bytes, Any]:
     """booking_id -> pending prediction, pending actual, or done.
 
     Written through the producer's partitioner (murmur2 of the booking_id bytes, like every
@@ -37,48 +33,69 @@ def join_state() -> TableT[bytes, Any]:
     )
 
 
-async def predict(stream: AsyncIterable[bytes]) -> None:
-    """Predict every booking; a batch's offsets are committed only after Kafka acked its output
-    (the runtime's pipeline releases them)."""
-    await runtime.wait_until_ready()
-    async for events in stream.take_events(  # type: ignore[attr-defined]
-        settings.batch_max, within=settings.batch_within_s
-    ):
-        await runtime.submit_bookings(events)
+def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    """Add the agents of ``settings.worker_role`` to ``app``, each handing its batches to
+    ``runtime``."""
+    if settings.runs_predict:
+        app.agent(raw_topic(app, settings.topic("bookings")), name="predict")(
+            predict_agent(settings, runtime)
+        )
+    if settings.runs_outcomes:
+        table = join_state(app, settings)
+        # The join also reads the actual delays it routed home from another partition
+        # (join_handler).
+        sources = raw_topic(
+            app,
+            settings.topic("predictions"),
+            settings.topic("actual-delays"),
+            settings.topic("actual-delays-routed"),
+        )
+        app.agent(sources, name="join")(join_agent(settings, runtime, table))
+        app.timer(settings.join_sweep_interval_s, name="expire_unmatched")(expiry_timer(runtime))
 
 
-async def join(stream: AsyncIterable[bytes]) -> None:
-    """Match predictions with actual delays; each match becomes an outcome. A batch's offsets
-    are committed only once its outcomes and its table changes are in Kafka."""
-    await runtime.wait_until_ready()
-    await runtime.wait_for_changelog(join_table)  # defined below, for the roles that join
-    handler = runtime.join_handler(join_table)
-    async for events in stream.take_events(  # type: ignore[attr-defined]
-        settings.batch_max, within=settings.batch_within_s
-    ):
-        for event in events:
-            event.message.incref()  # Faust's own ack after this batch leaves them pending
-        try:
-            await handler.handle([inbound(event) for event in events])
-        except Exception as exc:
-            # Outcomes out but state not written, or neither: either way the batch must be
-            # joined again, and no offset after it may be committed. The worker ends at once;
-            # the one that follows (docker compose restarts it) joins the batch again.
-            runtime.halt(f"a join batch of {len(events)} events failed", exc)
-        runtime.release(events)
+def predict_agent(settings: Settings, runtime: Runtime) -> Any:
+    async def predict(stream: AsyncIterable[bytes]) -> None:
+        """Predict every booking; a batch's offsets are committed only after Kafka acked its
+        output (the runtime's pipeline releases them)."""
+        await runtime.wait_until_ready()
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_max, within=settings.batch_within_s
+        ):
+            await runtime.submit_bookings(events)
+
+    return predict
 
 
-async def expire_unmatched() -> None:
-    """Forget predictions and actuals that found no match within the horizon."""
-    if runtime.joiner is not None:
-        await runtime.joiner.sweep()
-        await runtime.flush_join_counters()
+def join_agent(settings: Settings, runtime: Runtime, table: TableT[bytes, Any]) -> Any:
+    async def join(stream: AsyncIterable[bytes]) -> None:
+        """Match predictions with actual delays; each match becomes an outcome. A batch's
+        offsets are committed only once its outcomes and its table changes are in Kafka."""
+        await runtime.wait_until_ready()
+        await runtime.wait_for_changelog(table)
+        handler = runtime.join_handler(table)
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_max, within=settings.batch_within_s
+        ):
+            for event in events:
+                event.message.incref()  # Faust's own ack after this batch leaves them pending
+            try:
+                await handler.handle([inbound(event) for event in events])
+            except Exception as exc:
+                # Outcomes out but state not written, or neither: either way the batch must be
+                # joined again, and no offset after it may be committed. The worker ends at
+                # once; the one that follows (docker compose restarts it) joins the batch again.
+                runtime.halt(f"a join batch of {len(events)} events failed", exc)
+            runtime.release(events)
+
+    return join
 
 
-# A worker runs the agents of its role (WORKER_ROLE): both paths, or one of them.
-if settings.runs_predict:
-    app.agent(bookings_topic, name="predict")(predict)
-if settings.runs_outcomes:
-    join_table = join_state()
-    app.agent(join_topic, name="join")(join)
-    app.timer(settings.join_sweep_interval_s)(expire_unmatched)
+def expiry_timer(runtime: Runtime) -> Any:
+    async def expire_unmatched() -> None:
+        """Forget predictions and actuals that found no match within the horizon."""
+        if runtime.joiner is not None:
+            await runtime.joiner.sweep()
+            await runtime.flush_join_counters()
+
+    return expire_unmatched

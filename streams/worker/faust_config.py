@@ -368,8 +368,8 @@ def make_app(settings: Settings, app_id: str, datadir: Path) -> faust.App:
         web_enabled=False,
         datadir=str(datadir / "{conf.name}"),
         # No autodiscovery: it would import every module of the origin package (the API, the
-        # bench, scikit-learn and river with them) into every worker. `delaycast worker`
-        # imports streams.worker.agents, which registers the agents of the worker's role.
+        # bench, scikit-learn and river with them) into every worker. create_app registers
+        # the agents of the worker's role (streams.worker.agents).
         autodiscover=False,
         origin="streams",
     )

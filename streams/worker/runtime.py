@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import MutableMapping
 from typing import Any, NoReturn, cast
 
+import faust
 from aiokafka.errors import KafkaError
 from faust.types import EventT, TableT
 from mode import Service
@@ -46,10 +47,9 @@ from streams.predict.model_holder import reload_forever
 from streams.predict.path import build_prediction_path, initial_flags
 from streams.settings import PredictEngine, Settings
 from streams.worker import diagnostics
-from streams.worker.app import app, settings
 from streams.worker.metrics import FLUSH_INTERVAL_S, WorkerMetrics, flush, metrics_key
 
-__all__ = ["Runtime", "initial_flags", "runtime"]
+__all__ = ["Runtime", "inbound", "initial_flags"]
 
 log = logging.getLogger("delaycast.worker")
 
@@ -74,8 +74,12 @@ def inbound(event: EventT) -> Inbound:
 
 
 class Runtime(Service):
-    def __init__(self, settings: Settings, **kwargs: object) -> None:
+    """Started and stopped with ``app``, as its dependency
+    (:func:`streams.worker.app.create_app`)."""
+
+    def __init__(self, app: faust.App, settings: Settings, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.app = app
         self.settings = settings
         self._ready = asyncio.Event()
         self.totals: Counter[str] = Counter()
@@ -91,7 +95,7 @@ class Runtime(Service):
     async def on_start(self) -> None:
         # `kill -USR2 <pid>`: what each task waits on, in the log (from now on; mode's own
         # SIGUSR2 handler would open a debugger on a worker stuck in its start).
-        diagnostics.install(app)
+        diagnostics.install(self.app)
         s = self.settings
         engine_process = s.predict_engine is PredictEngine.PROCESS and s.runs_predict
         # The engine process holds the model; this one needs the forest only when it predicts.
@@ -105,7 +109,7 @@ class Runtime(Service):
         # ``max_messages`` (100) unsent messages. Only the join's table writes go through that
         # producer, and the join drains them itself after each batch and sweep chunk; a bound
         # above the largest batch keeps a join batch from pausing the predict agent's input.
-        app.producer.buffer.max_messages = max(2_000, 4 * s.batch_max)
+        self.app.producer.buffer.max_messages = max(2_000, 4 * s.batch_max)
         self.engine = make_engine(s.database_url.get_secret_value())
         if s.runs_outcomes:  # history, alerts and drift belong to the outcome path
             self.recorder = RecorderProcess(s.log_level)
@@ -157,7 +161,7 @@ class Runtime(Service):
         """
         topic = table.changelog_topic.get_topic_name()
         # aiokafka's producer, which Faust's table writes go through (no public accessor)
-        producer = cast(Any, app.producer)._ensure_producer()
+        producer = cast(Any, self.app.producer)._ensure_producer()
         while True:
             try:
                 await producer.partitions_for(topic)  # refreshes the metadata until it has them
@@ -193,10 +197,10 @@ class Runtime(Service):
         without progress, busy loop or not, so it is repeated until the buffer is empty; then the
         producer's flush waits for Kafka's acknowledgements.
         """
-        buffer = app.producer.buffer
+        buffer = self.app.producer.buffer
         while buffer.size:
             await buffer.flush()
-        await app.producer.flush()
+        await self.app.producer.flush()
 
     @Service.task
     async def _watch_flags(self) -> None:
@@ -311,10 +315,9 @@ class Runtime(Service):
                 handler.flush()
         os._exit(EXIT_HALTED)
 
-    @staticmethod
-    def release(events: list[EventT]) -> None:
+    def release(self, events: list[EventT]) -> None:
         """Ack events held with ``incref``: their offsets may be committed now."""
-        on_message_out = app.sensors.on_message_out
+        on_message_out = self.app.sensors.on_message_out
         for event in events:
             if event.ack():
                 message = event.message
@@ -379,7 +382,3 @@ class Runtime(Service):
         for name in ("executor", "model_executor"):
             if hasattr(self, name):
                 getattr(self, name).shutdown(wait=False, cancel_futures=True)
-
-
-runtime = Runtime(settings)
-app.add_dependency(runtime)

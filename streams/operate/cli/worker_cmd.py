@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -38,24 +37,24 @@ def worker(loglevel: str | None, role: str | None, faust_args: tuple[str, ...]) 
       delaycast worker --role outcomes
       delaycast worker -l debug
     """
-    if role is not None:
-        os.environ["WORKER_ROLE"] = role.lower()  # read by the settings, once, below
-    if loglevel is not None:
-        os.environ["LOG_LEVEL"] = loglevel.lower()  # the engine process reads it too
     from connectors.kafka_admin import ensure_topics
     from schemas import TOPICS
-    from streams.settings import delaycast_home, get_settings
+    from streams.settings import delaycast_home, load_settings
+    from streams.worker.app import create_app
 
-    settings = get_settings()
+    overrides: dict[str, str] = {}
+    if role is not None:
+        overrides["worker_role"] = role.lower()
+    if loglevel is not None:
+        overrides["log_level"] = loglevel.lower()
+    settings = load_settings(**overrides)
     (delaycast_home() / "faust").mkdir(parents=True, exist_ok=True)
     ensure_topics(
         settings.kafka_bootstrap_servers,
         [settings.topic(t.name) for t in TOPICS],
         partitions=settings.topic_partitions,
     )
-    import streams.worker.agents  # noqa: F401  (registers the agents of this worker's role)
-    from streams.worker.app import app
-
-    level = (loglevel or settings.log_level).lower()
+    app = create_app(settings)
+    level = settings.log_level.lower()
     sys.argv = ["delaycast", "worker", "--loglevel", level, "--without-web", *faust_args]
     app.main()
