@@ -171,8 +171,8 @@ class Settings(BaseSettings):
         default=5.0,
         gt=0,
         le=7 * 24 * 60,
-        description="A joined booking is remembered this long (event time) to count its "
-        "duplicates once; pending entries wait JOIN_HORIZON_DAYS.",
+        description="A joined booking is remembered this long (wall-clock time) to count its "
+        "duplicates once; pending entries wait JOIN_HORIZON_DAYS (event time).",
     )
     join_sweep_interval_s: float = Field(default=60.0, gt=0)
     mae_alert_minutes: float = Field(

@@ -2,8 +2,9 @@
 
 The state is one mapping from booking_id (bytes) to an entry: a pending prediction, a pending
 actual (dicts), or ``done`` (already joined, so a second prediction or a second actual is counted
-once): a done marker is its event time alone, a float, the smallest value a changelog and a table
-hold (a ``{"side": "done", "t": ...}`` dict written by an earlier version reads the same).
+once): a done marker is the wall-clock time of its join alone, a float, the smallest value a
+changelog and a table hold (a ``{"side": "done", "t": <event time>}`` dict written by an earlier
+version counts duplicates the same, and expires with the horizon).
 In the worker the mapping is a changelog-backed Faust table; here it is any MutableMapping, so the
 logic is tested without Kafka. :class:`JoinBatch` reads through to the table but stages its
 writes, so the caller can apply them only after the batch's outcomes are acknowledged by Kafka:
@@ -17,10 +18,12 @@ their prediction time instead would mix two clocks: an actual observed at a pick
 would make every fresh prediction look days old.
 
 A ``done`` marker only has to outlive the duplicates it guards against (a prediction sent again
-after a worker's crash, an actual a producer retried), which come within minutes: it expires
-after its own, much shorter, retention (``JOIN_DONE_RETENTION_MINUTES``). Pending entries wait
-the whole horizon. So the table holds the bookings still in flight and the last minutes' joins,
-not a week of joins: at 500 outcomes/s a week of markers would take some 45 GB.
+after a worker's crash, an actual a producer retried), which come within minutes of the
+original, on the wall clock, whatever their event time (a backfill sends a day of pickups in
+seconds): it expires ``JOIN_DONE_RETENTION_MINUTES`` of wall-clock time after its join. Pending
+entries wait the whole horizon, in event time. So the table holds the bookings still in flight
+and the last minutes' joins, not a week of joins: at 500 outcomes/s a week of markers would take
+some 45 GB.
 """
 
 from __future__ import annotations
@@ -109,9 +112,11 @@ def outcome_of(booking_id: str, p: Mapping[str, Any], a: Mapping[str, Any]) -> O
 
 @dataclass
 class JoinBatch:
-    """One batch of joins over ``table``, with the writes staged in :attr:`changes`."""
+    """One batch of joins over ``table``, with the writes staged in :attr:`changes`; ``now`` is
+    the wall-clock time (epoch seconds) its done markers carry."""
 
     table: Mapping[bytes, Any]
+    now: float
     changes: dict[bytes, Any] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
@@ -152,10 +157,10 @@ class JoinBatch:
         if side_of(current) in (DONE, side):
             self.counters[f"duplicate_{side}s"] += 1
             return
-        # The other side is waiting: join, and remember the booking as done (its time alone).
+        # The other side is waiting: join, and remember the booking as done (when, alone).
         p, a = (entry, current) if side == PREDICTION else (current, entry)
         self.outcomes.append(outcome_of(booking_id, p, a))
-        self._set(key, float(max(entry["t"], current["t"])))
+        self._set(key, float(self.now))
         self.counters["outcomes"] += 1
 
     def apply(self, table: MutableMapping[bytes, Any]) -> None:
@@ -168,22 +173,21 @@ class JoinBatch:
 
 
 def is_expired(
-    entry: Any, *, stream_time: float, horizon_s: float, done_retention_s: float | None = None
+    entry: Any, *, stream_time: float, horizon_s: float, now: float, done_retention_s: float
 ) -> bool:
-    """True when ``entry`` is older than ``horizon_s`` before ``stream_time`` (a ``done`` marker:
-    older than ``done_retention_s``, when given).
+    """True when ``entry`` is older than ``horizon_s`` of event time before ``stream_time``, or,
+    a done marker, older than ``done_retention_s`` of wall-clock time before ``now``.
 
-    >>> done, pending = 0.0, {"side": PREDICTION, "t": 0.0}
-    >>> [is_expired(e, stream_time=600.0, horizon_s=3600.0, done_retention_s=300.0)
-    ...  for e in (done, pending)]
+    >>> marker, pending = 1000.0, {"side": PREDICTION, "t": 0.0}
+    >>> [is_expired(e, stream_time=600.0, horizon_s=3600.0, now=1400.0, done_retention_s=300.0)
+    ...  for e in (marker, pending)]
     [True, False]
     """
     if entry is None or entry == {}:
         return False
-    keep = horizon_s
-    if done_retention_s is not None and side_of(entry) == DONE:
-        keep = min(horizon_s, done_retention_s)
-    return time_of(entry, stream_time) < stream_time - keep
+    if isinstance(entry, int | float):
+        return float(entry) < now - done_retention_s
+    return time_of(entry, stream_time) < stream_time - horizon_s
 
 
 def expired_keys(
@@ -191,14 +195,19 @@ def expired_keys(
     *,
     stream_time: float,
     horizon_s: float,
-    done_retention_s: float | None = None,
+    now: float,
+    done_retention_s: float,
 ) -> tuple[list[bytes], Counter[str]]:
-    """Keys whose entries expired (:func:`is_expired`) at ``stream_time``, counted by side."""
+    """Keys whose entries expired (:func:`is_expired`), counted by side."""
     keys: list[bytes] = []
     counts: Counter[str] = Counter()
     for key, entry in items:
         if is_expired(
-            entry, stream_time=stream_time, horizon_s=horizon_s, done_retention_s=done_retention_s
+            entry,
+            stream_time=stream_time,
+            horizon_s=horizon_s,
+            now=now,
+            done_retention_s=done_retention_s,
         ):
             keys.append(key)
             counts[f"expired_{side_of(entry)}s"] += 1

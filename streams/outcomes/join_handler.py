@@ -43,7 +43,7 @@ class JoinHandler:
         routed_topic: str,
         partitions: int,
         horizon_s: float,
-        done_retention_s: float | None = None,
+        done_retention_s: float = 300.0,
         clock: Callable[[], datetime],
         ebb: Callable[[], Awaitable[None]],
         contract: Contract = DEFAULT_CONTRACT,
@@ -75,7 +75,7 @@ class JoinHandler:
         bad += bad_a
         events: dict[int, Prediction | ActualDelay] = {id(d.record): d.event for d in good_p}
         events.update((id(d.record), d.event) for d in good_a)
-        batch = JoinBatch(self._table)
+        batch = JoinBatch(self._table, now=now.timestamp())
         routed: list[Record] = []
         # Join in arrival order: it decides which of two duplicates counts.
         for record in records:
@@ -132,8 +132,8 @@ class JoinHandler:
         self.counters.update(f"dead_letters:{d.kind.value}" for d in bad)
 
     async def sweep(self) -> Counter[str]:
-        """Drop entries older than the horizon, and done markers older than their retention (by
-        event time); returns what expired.
+        """Drop entries older than the horizon (event time), and done markers older than their
+        retention (wall-clock time); returns what expired.
 
         Each removal is a changelog message: they go out in chunks, with the changelog drained
         between chunks, so a sweep that expires thousands of entries never floods the producer
@@ -145,11 +145,12 @@ class JoinHandler:
             return Counter()
         started = time.perf_counter()
         entries = list(self._table.items())
-        stream_time = self.stream_time
+        stream_time, now = self.stream_time, self._clock().timestamp()
         keys, _ = expired_keys(
             entries,
             stream_time=stream_time,
             horizon_s=self._horizon_s,
+            now=now,
             done_retention_s=self._done_retention_s,
         )
         scan_ms = (time.perf_counter() - started) * 1000
@@ -161,6 +162,7 @@ class JoinHandler:
                     entry,
                     stream_time=stream_time,
                     horizon_s=self._horizon_s,
+                    now=now,
                     done_retention_s=self._done_retention_s,
                 ):
                     del self._table[key]

@@ -4,7 +4,7 @@ import random
 from datetime import timedelta
 
 from schemas import ActualDelay, Arm, Prediction, RiskLevel
-from streams.outcomes.join import DONE, JoinBatch, expired_keys, side_of, time_of
+from streams.outcomes.join import DONE, JoinBatch, expired_keys, side_of
 from tests.factories import T0, WEATHER
 
 
@@ -36,8 +36,11 @@ def actual(booking_id, delay=8.5, at=T0 + timedelta(hours=1, minutes=8)):
     return ActualDelay(booking_id=booking_id, actual_delay_minutes=delay, observed_at=at)
 
 
-def run(table, events):
-    batch = JoinBatch(table)
+WALL = T0.timestamp() + 86400.0  # the wall-clock time of the joins, a day after T0
+
+
+def run(table, events, now=WALL):
+    batch = JoinBatch(table, now=now)
     for e in events:
         (batch.add_prediction if isinstance(e, Prediction) else batch.add_actual)(e)
     batch.apply(table)
@@ -99,12 +102,12 @@ def test_duplicates_on_either_side_are_counted_once():
 
 def test_changes_are_staged_until_applied():
     table = {}
-    batch = JoinBatch(table)
+    batch = JoinBatch(table, now=WALL)
     batch.add_prediction(prediction("B4"))
     batch.add_actual(actual("B4"))
     assert table == {} and len(batch.outcomes) == 1
     # Recomputing the same batch after a crash gives the same outcome again.
-    again = JoinBatch(table)
+    again = JoinBatch(table, now=WALL)
     again.add_prediction(prediction("B4"))
     again.add_actual(actual("B4"))
     assert again.outcomes == batch.outcomes
@@ -139,7 +142,9 @@ def test_entries_older_than_the_horizon_expire_by_event_time():
         [prediction("NEW", at=T0 + timedelta(days=8)), actual("X", at=T0 + timedelta(days=8))],
     )
     now = batch.newest_event_time
-    keys, counts = expired_keys(table.items(), stream_time=now, horizon_s=7 * 86400)
+    keys, counts = expired_keys(
+        table.items(), stream_time=now, horizon_s=7 * 86400, now=WALL, done_retention_s=300
+    )
     assert sorted(keys) == [b"LONELY", b"OLD"]  # NEW and X are fresh
     assert counts == {"expired_predictions": 1, "expired_actuals": 1}
 
@@ -149,7 +154,13 @@ def test_a_fresh_prediction_does_not_expire_because_an_actual_is_far_ahead():
     # Predicted now for a pickup in 6 days; another booking's actual observed 7.5 days ahead.
     run(table, [prediction("SOON", at=T0 + timedelta(days=6) - timedelta(hours=1))])
     far = run(table, [actual("FAR", at=T0 + timedelta(days=7, hours=12))])
-    keys, _ = expired_keys(table.items(), stream_time=far.newest_event_time, horizon_s=7 * 86400)
+    keys, _ = expired_keys(
+        table.items(),
+        stream_time=far.newest_event_time,
+        horizon_s=7 * 86400,
+        now=WALL,
+        done_retention_s=300,
+    )
     assert keys == []
 
 
@@ -197,42 +208,54 @@ def test_the_sweep_removes_expired_entries_in_chunks_draining_between_them():
     assert handler.counters["expired_dones"] == 450
 
 
-def test_done_markers_expire_after_their_retention_while_pending_entries_wait_the_horizon():
-    table: dict[bytes, dict] = {}
-    run(table, [prediction("JOINED", at=T0), actual("JOINED", at=T0)])
-    run(table, [prediction("WAITING", at=T0)])
-    assert side_of(table[b"JOINED"]) == DONE
-    joined_at = time_of(table[b"JOINED"], 0.0)  # the pickup: the later of the two sides' times
-    later = joined_at + 20 * 60  # 20 minutes of event time on
+def test_done_markers_expire_by_wall_clock_while_pending_entries_wait_the_horizon():
+    table: dict[bytes, object] = {}
+    run(table, [prediction("JOINED", at=T0), actual("JOINED", at=T0)], now=WALL)
+    run(table, [prediction("WAITING", at=T0)], now=WALL)
+    assert table[b"JOINED"] == WALL and side_of(table[b"JOINED"]) == DONE
+    # However far the event time runs (a backfill), the marker lives its retention of wall time.
+    for stream_time in (T0.timestamp(), T0.timestamp() + 5 * 86400):
+        keys, _ = expired_keys(
+            table.items(),
+            stream_time=stream_time,
+            horizon_s=7 * 86400,
+            now=WALL + 299,
+            done_retention_s=300,
+        )
+        assert keys == []
     keys, counts = expired_keys(
-        table.items(), stream_time=later, horizon_s=7 * 86400, done_retention_s=15 * 60
+        table.items(),
+        stream_time=T0.timestamp(),
+        horizon_s=7 * 86400,
+        now=WALL + 301,
+        done_retention_s=300,
     )
     assert keys == [b"JOINED"] and counts == {"expired_dones": 1}
-    keys, _ = expired_keys(
+    # The pending prediction waits the horizon, in event time.
+    keys, counts = expired_keys(
         table.items(),
-        stream_time=T0.timestamp() + 10 * 60,
+        stream_time=T0.timestamp() + 8 * 86400,
         horizon_s=7 * 86400,
-        done_retention_s=15 * 60,
+        now=WALL,
+        done_retention_s=300,
     )
-    assert keys == []  # neither is old enough yet
-    # Without a retention of their own, done markers wait the horizon like the rest.
-    keys, _ = expired_keys(table.items(), stream_time=later, horizon_s=7 * 86400)
-    assert keys == []
+    assert keys == [b"WAITING"] and counts == {"expired_predictions": 1}
 
 
 def test_a_duplicate_after_the_done_marker_expired_waits_as_pending_and_makes_no_outcome():
-    table: dict[bytes, dict] = {}
+    table: dict[bytes, object] = {}
     run(table, [prediction("B1", at=T0), actual("B1", at=T0)])
     keys, _ = expired_keys(
         table.items(),
-        stream_time=time_of(table[b"B1"], 0.0) + 3600,
+        stream_time=T0.timestamp(),
         horizon_s=7 * 86400,
-        done_retention_s=15 * 60,
+        now=WALL + 3600,
+        done_retention_s=300,
     )
     assert keys == [b"B1"]
     for key in keys:
         del table[key]
-    again = run(table, [actual("B1", at=T0)])
+    again = run(table, [actual("B1", at=T0)], now=WALL + 3600)
     assert again.outcomes == [] and again.counters["pending_actuals"] == 1
 
 
@@ -240,5 +263,14 @@ def test_a_done_marker_is_its_time_alone_and_an_earlier_versions_dict_marker_sti
     table: dict[bytes, object] = {b"OLD": {"side": DONE, "t": T0.timestamp()}}
     batch = run(table, [prediction("NEW"), actual("NEW"), actual("OLD"), prediction("OLD")])
     assert [o.booking_id for o in batch.outcomes] == ["NEW"]
-    assert isinstance(table[b"NEW"], float) and side_of(table[b"NEW"]) == DONE
+    assert table[b"NEW"] == WALL and side_of(table[b"NEW"]) == DONE
     assert batch.counters["duplicate_actuals"] == 1 and batch.counters["duplicate_predictions"] == 1
+    # The earlier version's marker expires with the horizon, in event time, as it did then.
+    keys, _ = expired_keys(
+        table.items(),
+        stream_time=T0.timestamp() + 8 * 86400,
+        horizon_s=7 * 86400,
+        now=WALL,
+        done_retention_s=300,
+    )
+    assert keys == [b"OLD"]

@@ -184,3 +184,20 @@ def test_the_sweep_spares_an_entry_a_batch_rewrote_while_it_waited():
     counts = asyncio.run(h.sweep())
     assert counts["expired_dones"] == 4 and counts["expiry_skipped_rewritten"] == 1
     assert list(table) == [b"K-4"]
+
+
+def test_a_done_marker_carries_the_wall_clock_of_its_join_and_the_sweep_expires_it_by_that():
+    table: dict = {}
+    producer = CapturingProducer()
+    h = handler(table, producer)
+    p = prediction("DONE-1", at=NOW - timedelta(hours=2))
+    a = actual("DONE-1", at=NOW - timedelta(minutes=50))
+    asyncio.run(h.handle([record(p, "predictions"), record(a, "actual-delays")]))
+    assert table[b"DONE-1"] == NOW.timestamp()
+    h._clock = lambda: NOW + timedelta(minutes=4)  # within the 5 minutes: kept
+    assert asyncio.run(h.sweep()) == {}
+    h._clock = lambda: NOW + timedelta(minutes=6)
+    assert asyncio.run(h.sweep()) == {"expired_dones": 1} and table == {}
+    # A duplicate of it now waits as a pending entry, and makes no second outcome.
+    asyncio.run(h.handle([record(a, "actual-delays")]))
+    assert len(sent_to(producer, "outcomes")) == 1 and side_of(table[b"DONE-1"]) == "actual"
