@@ -130,9 +130,15 @@ def session_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
     _reap_abandoned_sessions()
     directory = TEST_ROOT / f"session-{os.getpid()}"
     shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
+    # Made under a name the reapers of other sessions do not match, and renamed once it names
+    # its owner: a session starting beside this one would otherwise find the directory without
+    # its owner file, take it as abandoned and remove it.
+    making = TEST_ROOT / f".making-{os.getpid()}"
+    shutil.rmtree(making, ignore_errors=True)
+    making.mkdir(parents=True)
     owner = {"pid": os.getpid(), "start_time": start_time(os.getpid())}
-    (directory / _OWNER).write_text(json.dumps(owner))
+    (making / _OWNER).write_text(json.dumps(owner))
+    making.rename(directory)
     yield directory
     if request.session.testsfailed == 0:
         _remove_stacks_under(directory)
