@@ -233,15 +233,6 @@ def test_p90_coverage_is_served_per_period_and_arm_and_merged_over_the_window():
     assert merged["ml"]["n"] == 7
 
 
-def test_the_module_examples_hold():
-    import doctest
-
-    import streams.outcomes.windows
-
-    failed, attempted = doctest.testmod(streams.outcomes.windows)
-    assert attempted >= 2 and failed == 0
-
-
 def test_since_start_with_hourly_periods_reads_the_hourly_buckets_from_the_first_hour():
     long = window("all", oldest=datetime(2026, 11, 20, 3, 15, tzinfo=UTC))
     assert long.hourly and long.read_start == datetime(2026, 11, 20, 3, tzinfo=UTC)

@@ -1,7 +1,6 @@
 """The benchmark's pure helpers: summaries, percentiles, rates, CPU per event, /proc parsing,
 the meter of its subprocesses, booking tags, and the JSON and text it writes."""
 
-import doctest
 import json
 import os
 import subprocess
@@ -11,11 +10,6 @@ from datetime import UTC, datetime
 import click
 import pytest
 
-import streams.tools.bench.dataset
-import streams.tools.bench.probes
-import streams.tools.bench.report
-import streams.tools.bench.runs
-import streams.tools.bench.stats
 from schemas import ActualDelay, BookingRequested
 from streams.tools.bench.__main__ import CHOICES, parse_only
 from streams.tools.bench.dataset import PLACEHOLDER, booking_id, generate, retag, retag_key
@@ -50,23 +44,6 @@ from streams.tools.bench.stats import (
 )
 
 TITLES = {"a": "client", "b": "framework", "d": "predict ML", "e": "outcomes", "f": "old"}
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        streams.tools.bench.stats,
-        streams.tools.bench.probes,
-        streams.tools.bench.dataset,
-        streams.tools.bench.report,
-        streams.tools.bench.runs,
-    ],
-    ids=lambda m: m.__name__,
-)
-def test_docstring_examples(module):
-    failed, attempted = doctest.testmod(module)
-    assert attempted > 0
-    assert failed == 0
 
 
 # --- stats -------------------------------------------------------------------------------

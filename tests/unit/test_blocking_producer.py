@@ -37,12 +37,3 @@ def test_flush_keeps_waiting_while_records_are_in_flight_and_resends_those_hande
     assert producer.resent >= 5  # every record came back at least once and was sent again
     assert producer.delivered == 0
     assert lines and "holding the records" in lines[0]
-
-
-def test_the_pace_holds_its_rate_and_starts_again_after_a_gap_without_a_burst():
-    import doctest
-
-    import connectors.kafka.blocking
-
-    failed, attempted = doctest.testmod(connectors.kafka.blocking)
-    assert attempted >= 5 and failed == 0

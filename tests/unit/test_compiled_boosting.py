@@ -1,5 +1,3 @@
-import doctest
-
 import numpy as np
 import pytest
 from sklearn.ensemble import (
@@ -8,7 +6,6 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 
-import models.compiled_boosting
 from models.compiled_boosting import compile_boosting
 from models.compiled_forest import BaselineSum, CompiledForest, boosted_sum
 from tests.unit.test_compiled_forest import edge_values
@@ -224,8 +221,3 @@ def test_baseline_sum_adds_the_trees_in_iteration_order():
     values = per_tree.ravel()
     np.testing.assert_array_equal(BaselineSum(baseline).of_leaves(values, leaves, 300), total)
     assert not np.array_equal(per_tree.sum(axis=0) + baseline, total)  # order does matter
-
-
-def test_docstring_examples_run():
-    failed, attempted = doctest.testmod(models.compiled_boosting)
-    assert attempted > 0 and failed == 0

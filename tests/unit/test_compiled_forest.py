@@ -1,11 +1,9 @@
-import doctest
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-import models.compiled_forest
 from models.compiled_forest import CompiledForest, compile_forest, forest_mean
 from models.confidence import confidence_from_spread
 from models.features import FEATURE_NAMES, feature_matrix
@@ -239,8 +237,3 @@ def test_forest_mean_sums_in_tree_order_as_scikit_learn_does():
 def test_tree_spread_is_numpys_std_to_the_last_bit(shape):
     per_tree = np.random.default_rng(4).normal(10, 5, shape)
     np.testing.assert_array_equal(tree_spread(per_tree), per_tree.std(axis=0))
-
-
-def test_docstring_examples_run():
-    failed, attempted = doctest.testmod(models.compiled_forest)
-    assert attempted > 0 and failed == 0

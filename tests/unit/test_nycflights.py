@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -12,8 +11,6 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import connectors.nycflights
-import streams.operate.cli.datasets_cmd
 from connectors.datasets import read_history, read_weather
 from connectors.nycflights import (
     VEHICLE_BY_CARRIER,
@@ -268,11 +265,3 @@ def test_a_limit_below_one_is_refused_saying_what_is_expected(tmp_path):
         result.output
     )
     assert not (tmp_path / "history.csv").exists()
-
-
-@pytest.mark.parametrize(
-    "module", [connectors.nycflights, streams.operate.cli.datasets_cmd], ids=lambda m: m.__name__
-)
-def test_docstring_examples(module):
-    failed, attempted = doctest.testmod(module)
-    assert attempted > 0 and failed == 0

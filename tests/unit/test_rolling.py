@@ -1,4 +1,3 @@
-import doctest
 import json
 import random
 from datetime import UTC, date, datetime, timedelta
@@ -8,7 +7,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-import models.rolling
 from models.rolling import (
     BucketKey,
     MetricSums,
@@ -78,11 +76,6 @@ def random_outcomes(n: int, seed: int, start: datetime = NOW - timedelta(days=3)
             )
         )
     ]
-
-
-def test_docstring_examples_run():
-    failed, attempted = doctest.testmod(models.rolling)
-    assert attempted > 0 and failed == 0
 
 
 def test_window_metrics_equal_an_offline_computation_within_1e_9():

@@ -2,7 +2,6 @@
 the clocks change in Geneva) its events respect the input's event-time bounds with no allowed
 skew, and the producer publishes nothing before it happened."""
 
-import doctest
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -10,8 +9,6 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-import models.synthetic.world
-import streams.operate.cli.produce_plan
 from models.features import FEATURE_INDEX, LOCAL_TZ, feature_matrix
 from models.synthetic import SyntheticWorld
 from models.synthetic.bookings import pickups_between
@@ -39,13 +36,6 @@ def assert_booking_bounds(booking: BookingRequested, kafka_at: datetime) -> None
 
 def assert_actual_bounds(actual: ActualDelay, kafka_at: datetime, wall: datetime) -> None:
     assert actual.observed_at <= min(kafka_at, wall), actual
-
-
-@pytest.mark.parametrize("module", [models.synthetic.world, streams.operate.cli.produce_plan])
-def test_docstring_examples(module):
-    failed, attempted = doctest.testmod(module)
-    assert attempted > 0
-    assert failed == 0
 
 
 @pytest.mark.parametrize("now", CLOCKS.values(), ids=CLOCKS.keys())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import doctest
 import logging
 import random
 import threading
@@ -28,9 +27,6 @@ from connectors.weather import (
     WeatherService,
     WeatherStats,
     WeatherUnavailable,
-    breaker,
-    keys,
-    memory,
     weather_key,
 )
 from schemas.weather import Weather, WeatherSource
@@ -784,9 +780,3 @@ def test_the_default_provider_takes_batches_and_openweather_does_not():
         MILD_WEATHER.model_copy(update={"observed_at": HOUR})
     ]
     assert not isinstance(OpenWeatherClient("not-a-key"), BatchWeatherProvider)
-
-
-@pytest.mark.parametrize("module", [keys, memory, breaker], ids=lambda m: m.__name__)
-def test_the_docstring_examples_of_the_cache_parts_hold(module):
-    failed, attempted = doctest.testmod(module)
-    assert attempted > 0 and failed == 0
