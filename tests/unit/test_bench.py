@@ -206,6 +206,7 @@ def test_retagging_replaces_only_the_booking_id_tag():
 
 def test_only_keeps_the_canonical_order_and_rejects_unknown_parts():
     assert parse_only(None) == tuple(c for c in CHOICES if c != "s")  # the soak only on demand
+    assert "h" in parse_only(None)
     assert parse_only("s,b") == ("b", "s")
     assert parse_only("g, d,a") == ("a", "d", "g")
     assert parse_only("model,b") == ("b", "model")

@@ -37,19 +37,20 @@ from streams.tools.bench.model_figures import model_figures
 from streams.tools.bench.probes import machine_cpu_seconds
 from streams.tools.bench.report import document, render, result_filename
 from streams.tools.bench.runs import SCENARIOS, Bench, RunResult, loadavg, rotated, run
+from streams.tools.bench.scaleout import PARTITIONS, render_scaleout, run_pauses, run_throughput
 from streams.tools.bench.soak import render_soak, run_soak
 from streams.tools.demo import delaycast, ensure_model
 
 SERVER_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "DATABASE_URL")
-CHOICES = (*SCENARIOS, "g", "model", "s")
+CHOICES = (*SCENARIOS, "g", "h", "model", "s")
 DEFAULT_PARTS = tuple(c for c in CHOICES if c != "s")  # the soak runs only when asked for
 
 
 def parse_only(value: str | None) -> tuple[str, ...]:
     """The parts to run, in their order; all but the soak (s) without ``--only``.
 
-    >>> parse_only(None)[-2:], parse_only("s,b")
-    (('g', 'model'), ('b', 's'))
+    >>> parse_only(None)[-3:], parse_only("s,b")
+    (('g', 'h', 'model'), ('b', 's'))
     """
     if value is None:
         return DEFAULT_PARTS
@@ -240,6 +241,9 @@ def main(
     )
     for line in render(doc):
         click.echo(line)
+    if doc.get("scaleout") is not None:
+        for line in render_scaleout(doc["scaleout"]):
+            click.echo(line)
     if doc.get("soak") is not None:
         for line in render_soak(doc["soak"]):
             click.echo(line)
@@ -288,6 +292,7 @@ def measure(
     )
     runs: list[RunResult] = []
     latency = None
+    scaleout: dict[str, Any] | None = None
     soak = None
     try:
         scenarios = [s for s in SCENARIOS if s in parts]
@@ -300,7 +305,7 @@ def measure(
         reference: list[float] = [
             r.throughput_per_s for r in runs if r.scenario == "b" and r.throughput_per_s
         ]
-        if ("g" in parts or "s" in parts) and not reference:
+        if ("g" in parts or "h" in parts or "s" in parts) and not reference:
             clock.say("(b) once more, as the reference of the offered rates")
             result = run(bench, "b", 0)
             clock.say(f"  {describe(result)}")
@@ -314,6 +319,14 @@ def measure(
                     clock.say(f"  FAILED: {latency['error']}")
             else:
                 clock.say("(g) skipped: no throughput of (b) to take the rates from")
+        if "h" in parts:
+            clock.say(f"(h) scale-out: 1 then 2 predict workers on {PARTITIONS} partitions")
+            scaleout = {"throughput": [run_throughput(bench, workers) for workers in (1, 2)]}
+            if base is not None:
+                clock.say("(h) rebalance pauses: a second worker joins, then leaves")
+                scaleout["pauses"] = run_pauses(bench, base)
+            for line in render_scaleout(scaleout):
+                clock.say(line)
         if "s" in parts:
             if base is not None:
                 clock.say(f"(s) soak: {soak_minutes:g} min at {soak_share:.0%} of {base:,.0f}/s")
@@ -345,6 +358,8 @@ def measure(
         }
     }
     doc = document(meta, [r.to_dict() for r in runs], SCENARIOS, latency, model)
+    if scaleout is not None:
+        doc["scaleout"] = scaleout
     if soak is not None:
         doc["soak"] = soak
     return doc

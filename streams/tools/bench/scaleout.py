@@ -1,0 +1,264 @@
+"""Part (h): scale-out of the prediction path on 4 partitions.
+
+- **Throughput**: the run's bookings, prefilled into 4 partitions, predicted by one worker, then
+  (on fresh topics) by two workers of the same group started together: throughput between the
+  first and the last prediction, and CPU per booking summed over the workers and their engines.
+  On one machine two workers share its cores with the broker: the figure says what a second
+  worker costs and gains here; on a second machine each would have cores of its own.
+- **Rebalance pauses**: bookings sent at a share of (b) to one worker; a second worker joins
+  (its group rebalances: aiokafka has no cooperative protocol, so every member stops), then
+  leaves (SIGTERM: it leaves the group, which rebalances again). For the steady period before,
+  the period after the join and the one after the leave: the latency p50, p99 and maximum of the
+  bookings sent in it, and the longest time no prediction arrived at all (the pause).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from connectors.kafka import BlockingProducer
+from connectors.kafka_admin import ensure_topics
+from streams.tools.bench import kafka_io
+from streams.tools.bench.children import Child
+from streams.tools.bench.latency import bookings, send_paced
+from streams.tools.bench.probes import CpuSampler
+from streams.tools.bench.runs import (
+    NO_PROGRESS_S,
+    Bench,
+    child_env,
+    clean_up,
+    loadavg,
+    run_names,
+    set_flags,
+)
+from streams.tools.bench.stats import cpu_at, latency_summary, rate_from_timestamps
+
+PARTITIONS = 4
+READY_LIMIT_S = 120.0
+PAUSE_SHARE = 0.2  # of (b): a load one worker carries with room to spare
+STEADY_S = 15.0  # each period of the pause run
+
+
+def create_topics(bench: Bench, prefix: str) -> None:
+    ensure_topics(
+        bench.bootstrap, [f"{prefix}{name}" for name in kafka_io.RUN_TOPICS], partitions=PARTITIONS
+    )
+
+
+class Arrivals:
+    """When each key first reached a consumer of every partition of ``topic``, in a thread."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.received: dict[bytes, float] = {}
+        self.times: list[float] = []
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "delaycast-bench-scaleout",
+                "enable.auto.commit": False,
+            }
+        )
+        self._consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)]
+        )
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scaleout-arrivals", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            message = self._consumer.poll(0.1)
+            if message is None or message.error() is not None:
+                continue
+            now = time.perf_counter()
+            if self.received.setdefault(message.key() or b"", now) == now:
+                self.times.append(now)
+
+    def count(self) -> int:
+        return len(self.received)
+
+    def close(self) -> None:
+        self._halt.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+
+
+def longest_gap_ms(times: list[float], start: float, end: float) -> float:
+    """The longest stretch of ``[start, end]`` without an arrival, in ms.
+
+    >>> longest_gap_ms([1.0, 1.1, 2.0, 2.05], 1.0, 2.5)
+    900.0
+    """
+    inside = sorted(t for t in times if start <= t <= end)
+    edges = [start, *inside, end]
+    return round(max(b - a for a, b in itertools.pairwise(edges)) * 1000, 1)
+
+
+def run_throughput(bench: Bench, workers: int) -> dict[str, Any]:
+    prefix, tag = run_names(bench, f"h{workers}", 0)
+    out: dict[str, Any] = {"workers": workers, "partitions": PARTITIONS, "loadavg": loadavg()}
+    children: list[Child] = []
+    samplers: list[CpuSampler] = []
+    try:
+        create_topics(bench, prefix)
+        kafka_io.produce_all(
+            bench.bootstrap, f"{prefix}bookings", bench.data.tagged(bench.data.bookings, tag)
+        )
+        env = child_env(
+            bench, prefix, TOPIC_PARTITIONS=str(PARTITIONS), **set_flags(bench, prefix, 100.0)
+        )
+        arrivals = Arrivals(bench.bootstrap, f"{prefix}predictions")
+        try:
+            for i in range(workers):
+                child = Child.worker("predict", env, bench.logs / f"{prefix}{i}.log")
+                children.append(child)
+                samplers.append(CpuSampler(child.pid).start())
+            last_count, last_change = 0, time.monotonic()
+            while arrivals.count() < bench.count:
+                for child in children:
+                    problem = child.problem()
+                    if problem is not None:
+                        raise RuntimeError(problem)
+                if arrivals.count() != last_count:
+                    last_count, last_change = arrivals.count(), time.monotonic()
+                elif time.monotonic() - last_change > NO_PROGRESS_S:
+                    raise TimeoutError(f"stuck at {last_count} of {bench.count} predictions")
+                time.sleep(0.1)
+        finally:
+            arrivals.close()
+        for sampler in samplers:
+            sampler.stop()
+        output = kafka_io.read_output(bench.bootstrap, f"{prefix}predictions", bench.count)
+        stamps = output.timestamps_ms
+        first_s, last_s = min(stamps) / 1000, max(stamps) / 1000
+        cpu = sum(cpu_at(s.samples, last_s) - cpu_at(s.samples, first_s) for s in samplers)
+        out["events"] = len(set(output.keys))
+        out["throughput_per_s"] = round(rate_from_timestamps(stamps), 1)
+        out["cpu_us_per_event"] = round(cpu / max(1, len(stamps)) * 1e6, 1)
+        out["peak_rss_mb"] = [c.peak_rss_mb() for c in children]
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        for sampler in samplers:
+            sampler.stop()
+        for child in children:
+            child.stop()
+        try:
+            clean_up(bench, prefix)
+        except Exception as exc:
+            out["cleanup_error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+class PacedBookings(threading.Thread):
+    def __init__(self, bench: Bench, topic: str, tag: str, rate: float) -> None:
+        super().__init__(name="scaleout-load", daemon=True)
+        self.sent: dict[bytes, float] = {}
+        self._producer = BlockingProducer(bench.bootstrap)
+        self._topic, self._rate = topic, rate
+        self._source = bookings(bench.data, tag)
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            send_paced(self._producer, self._topic, self._source, self._rate, 0.5, self.sent)
+        self._producer.flush()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=30)
+
+
+def run_pauses(bench: Bench, reference_per_s: float) -> dict[str, Any]:
+    prefix, tag = run_names(bench, "hp", 0)
+    rate = PAUSE_SHARE * reference_per_s
+    out: dict[str, Any] = {"offered_per_s": round(rate, 1), "loadavg": loadavg()}
+    first = second = None
+    load = arrivals = None
+    try:
+        create_topics(bench, prefix)
+        env = child_env(
+            bench, prefix, TOPIC_PARTITIONS=str(PARTITIONS), **set_flags(bench, prefix, 100.0)
+        )
+        first = Child.worker("predict", env, bench.logs / f"{prefix}first.log")
+        first.wait_for_log("Worker ready", READY_LIMIT_S)
+        arrivals = Arrivals(bench.bootstrap, f"{prefix}predictions")
+        load = PacedBookings(bench, f"{prefix}bookings", tag, rate)
+        load.start()
+        time.sleep(STEADY_S)
+        joined_at = time.perf_counter()
+        second = Child.worker("predict", env, bench.logs / f"{prefix}second.log")
+        second.wait_for_log("Worker ready", READY_LIMIT_S)
+        out["second_ready_after_s"] = round(time.perf_counter() - joined_at, 1)
+        time.sleep(STEADY_S)
+        left_at = time.perf_counter()
+        second.stop()
+        out["second_stopped_after_s"] = round(time.perf_counter() - left_at, 1)
+        time.sleep(STEADY_S)
+        ended_at = time.perf_counter()
+        load.stop()
+        time.sleep(5.0)  # the last bookings' predictions
+        periods = {
+            "steady": (joined_at - STEADY_S + 3.0, joined_at),
+            "a worker joins": (joined_at, left_at),
+            "a worker leaves": (left_at, ended_at),
+        }
+        for name, (start, end) in periods.items():
+            sent = {k: t for k, t in load.sent.items() if start <= t < end}
+            latencies = [
+                (arrivals.received[k] - t) * 1000 for k, t in sent.items() if k in arrivals.received
+            ]
+            entry: dict[str, Any] = {
+                "sent": len(sent),
+                "received": len(latencies),
+                "longest_gap_ms": longest_gap_ms(arrivals.times, start, end),
+            }
+            if latencies:
+                entry.update(latency_summary(latencies))
+            out[name] = entry
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if load is not None and load.is_alive():
+            load.stop()
+        if arrivals is not None:
+            arrivals.close()
+        for child in (second, first):
+            if child is not None:
+                child.stop()
+        try:
+            clean_up(bench, prefix)
+        except Exception as exc:
+            out["cleanup_error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def render_scaleout(scaleout: dict[str, Any]) -> list[str]:
+    lines = [f"(h) scale-out of the prediction path, {PARTITIONS} partitions:"]
+    for run in scaleout.get("throughput", []):
+        if run.get("error"):
+            lines.append(f"    {run['workers']} worker(s): FAILED: {run['error']}")
+            continue
+        lines.append(
+            f"    {run['workers']} worker(s): {run['throughput_per_s']:,.0f} bookings/s, "
+            f"CPU {run['cpu_us_per_event']:.0f} us/booking (load {run['loadavg']})"
+        )
+    pauses = scaleout.get("pauses") or {}
+    if pauses.get("error"):
+        lines.append(f"    rebalance pauses: FAILED: {pauses['error']}")
+    elif pauses:
+        lines.append(f"    rebalance pauses at {pauses['offered_per_s']:,.0f} bookings/s:")
+        for name in ("steady", "a worker joins", "a worker leaves"):
+            p = pauses[name]
+            lines.append(
+                f"      {name}: {p['received']}/{p['sent']} predicted, p50 "
+                f"{p.get('p50_ms', float('nan')):.0f} ms, p99 {p.get('p99_ms', float('nan')):.0f}"
+                f" ms, max {p.get('max_ms', float('nan')):.0f} ms, longest with no prediction "
+                f"{p['longest_gap_ms']:.0f} ms"
+            )
+    return lines
