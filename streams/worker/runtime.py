@@ -182,6 +182,10 @@ class Runtime(Service):
             partitions=s.topic_partitions,
             horizon_s=s.join_horizon_days * 86400.0,
             done_retention_s=s.join_done_retention_minutes * 60.0,
+            # Expiry in chunks of half the producer's bound: each chunk goes out without pausing
+            # the streams, and few drains (one round trip to Kafka each) keep expiry ahead of
+            # the joins (chunks of 200 expired about 1,200 markers/s, no more than they came).
+            chunk=self.app.producer.buffer.max_messages // 2,
             contract=s.contract,
             clock=utc_now,
             ebb=self.drain_changelog,

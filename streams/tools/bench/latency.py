@@ -44,10 +44,12 @@ class Timing:
 
 
 class Receiver:
-    """Notes when each prediction (by key) reaches a consumer, in a thread of its own."""
+    """Notes when each message (by key) first reaches a consumer of ``partitions`` partitions of
+    ``topic``, in a thread of its own; :attr:`times` holds the arrivals in order."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int = 1) -> None:
         self.received: dict[bytes, float] = {}
+        self.times: list[float] = []
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -55,7 +57,9 @@ class Receiver:
                 "enable.auto.commit": False,
             }
         )
-        self._consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        self._consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)]
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="latency-receiver", daemon=True)
         self._thread.start()
@@ -66,7 +70,12 @@ class Receiver:
             message = self._consumer.poll(0.1)
             if message is None or message.error() is not None:
                 continue
-            self.received.setdefault(message.key() or b"", time.perf_counter())
+            now = time.perf_counter()
+            if self.received.setdefault(message.key() or b"", now) == now:
+                self.times.append(now)
+
+    def count(self) -> int:
+        return len(self.received)
 
     def close(self) -> None:
         self._stop.set()

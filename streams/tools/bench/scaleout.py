@@ -19,13 +19,11 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
 from connectors.kafka import BlockingProducer
 from connectors.kafka_admin import ensure_topics
 from streams.tools.bench import kafka_io
 from streams.tools.bench.children import Child
-from streams.tools.bench.latency import bookings, send_paced
+from streams.tools.bench.latency import Receiver, bookings, send_paced
 from streams.tools.bench.probes import CpuSampler
 from streams.tools.bench.runs import (
     NO_PROGRESS_S,
@@ -48,44 +46,6 @@ def create_topics(bench: Bench, prefix: str) -> None:
     ensure_topics(
         bench.bootstrap, [f"{prefix}{name}" for name in kafka_io.RUN_TOPICS], partitions=PARTITIONS
     )
-
-
-class Arrivals:
-    """When each key first reached a consumer of every partition of ``topic``, in a thread."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.received: dict[bytes, float] = {}
-        self.times: list[float] = []
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": "delaycast-bench-scaleout",
-                "enable.auto.commit": False,
-            }
-        )
-        self._consumer.assign(
-            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)]
-        )
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scaleout-arrivals", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._halt.is_set():
-            message = self._consumer.poll(0.1)
-            if message is None or message.error() is not None:
-                continue
-            now = time.perf_counter()
-            if self.received.setdefault(message.key() or b"", now) == now:
-                self.times.append(now)
-
-    def count(self) -> int:
-        return len(self.received)
-
-    def close(self) -> None:
-        self._halt.set()
-        self._thread.join(timeout=5)
-        self._consumer.close()
 
 
 def longest_gap_ms(times: list[float], start: float, end: float) -> float:
@@ -112,7 +72,7 @@ def run_throughput(bench: Bench, workers: int) -> dict[str, Any]:
         env = child_env(
             bench, prefix, TOPIC_PARTITIONS=str(PARTITIONS), **set_flags(bench, prefix, 100.0)
         )
-        arrivals = Arrivals(bench.bootstrap, f"{prefix}predictions")
+        arrivals = Receiver(bench.bootstrap, f"{prefix}predictions", PARTITIONS)
         try:
             for i in range(workers):
                 child = Child.worker("predict", env, bench.logs / f"{prefix}{i}.log")
@@ -187,7 +147,7 @@ def run_pauses(bench: Bench, reference_per_s: float) -> dict[str, Any]:
         )
         first = Child.worker("predict", env, bench.logs / f"{prefix}first.log")
         first.wait_for_log("Worker ready", READY_LIMIT_S)
-        arrivals = Arrivals(bench.bootstrap, f"{prefix}predictions")
+        arrivals = Receiver(bench.bootstrap, f"{prefix}predictions", PARTITIONS)
         load = PacedBookings(bench, f"{prefix}bookings", tag, rate)
         load.start()
         time.sleep(STEADY_S)

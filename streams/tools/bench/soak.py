@@ -4,12 +4,13 @@ A predict worker and an outcome worker (with its recorder), as ``make demo`` sta
 topics of their own, fed at half of the framework's ceiling (b) for ``--soak-minutes``: each
 actual follows its booking ten seconds later, and event times move with the clock, as in
 production (the bookings are generated in cycles of ``CYCLE``, each cycle's pickups in the
-world's 5-minute slot three hours before the moment it was made: event time moves in 5-minute
-steps, so a done marker may live up to 5 minutes longer than in production). The load
-generator is a paced producer in this process: the synthetic CLI producer draws each booking
-one by one and manages a few hundred per second. After a warm-up, the resident memory of every
-process (each worker and its engine or recorder) is read at the start, every ``SAMPLE_S`` and at
-the end; the report gives each one's start and end, and its growth per thousand outcomes.
+world's 5-minute slot three hours before the moment it was made). The load generator is a paced
+producer in this process: the synthetic CLI producer draws each booking one by one and manages
+a few hundred per second. After a warm-up (the join's done-marker retention and two sweeps,
+seven minutes by default, so that the table has reached its working size), the resident memory
+of every process (each worker and its engine or recorder) is read at the start, every
+``SAMPLE_S`` and at the end; the report gives each one's start and end, and its growth per
+thousand outcomes.
 
 A process that grows steadily with the outcomes holds state it never lets go (the join's done
 markers did, at about 150 bytes per outcome). The rate the producer achieved, the outcomes the
@@ -97,14 +98,15 @@ class PacedLoad(threading.Thread):
         self.join(timeout=30)
 
 
-def warmup_s(minutes: float) -> float:
-    """A tenth of the soak, at most two minutes: the processes reach their working size (caches,
-    the join's first done markers expiring) before the start is read.
+def warmup_s(done_retention_s: float, sweep_interval_s: float) -> float:
+    """Long enough for the join's table to reach its working size: its done markers are kept
+    ``done_retention_s`` and expired at the sweeps after that, so the start is read once the
+    first markers have gone (two sweeps later), never before a minute.
 
-    >>> warmup_s(30), warmup_s(2)
-    (120.0, 12.0)
+    >>> warmup_s(300.0, 60.0), warmup_s(10.0, 5.0)
+    (420.0, 60.0)
     """
-    return min(120.0, minutes * 6.0)
+    return max(60.0, done_retention_s + 2 * sweep_interval_s)
 
 
 def growth_per_thousand(start_mb: float, end_mb: float, outcomes: int) -> float | None:
@@ -182,7 +184,13 @@ def run_soak(
             child.wait_for_log("Worker ready", READY_LIMIT_S)
         load = PacedLoad(bench.bootstrap, prefix, tag, rate)
         load.start()
-        time.sleep(warmup_s(minutes))
+        warmup = warmup_s(
+            bench.settings.join_done_retention_minutes * 60.0,
+            bench.settings.join_sweep_interval_s,
+        )
+        out["warmup_s"] = warmup
+        say(f"    warming up for {warmup:.0f} s: the join's done markers reach their working size")
+        time.sleep(warmup)
         topics = {t: f"{prefix}{t}" for t in ("bookings", "predictions", "outcomes")}
         counts_start = {t: bench.watermarks.count(name) for t, name in topics.items()}
         started = time.monotonic()
