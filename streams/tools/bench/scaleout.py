@@ -184,13 +184,15 @@ def run_pauses(bench: Bench, reference_per_s: float) -> dict[str, Any]:
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
     finally:
-        if load is not None and load.is_alive():
-            load.stop()
-        if arrivals is not None:
-            arrivals.close()
-        for child in (second, first):
-            if child is not None:
-                child.stop()
+        try:
+            if load is not None and load.is_alive():
+                load.stop()
+            if arrivals is not None:
+                arrivals.close()
+        finally:  # the workers end whatever happened to the load and the receiver
+            for child in (second, first):
+                if child is not None:
+                    child.stop()
         try:
             clean_up(bench, prefix)
         except Exception as exc:

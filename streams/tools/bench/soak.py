@@ -229,10 +229,12 @@ def run_soak(
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
     finally:
-        if load is not None:
-            load.stop()
-        for child in children.values():
-            child.stop()
+        try:
+            if load is not None:
+                load.stop()
+        finally:  # the workers end whatever happened to the load generator
+            for child in children.values():
+                child.stop()
         out["loadavg_end"] = loadavg()
         try:
             clean_up(bench, prefix)
