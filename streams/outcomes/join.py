@@ -55,7 +55,8 @@ def side_of(entry: Any) -> str:
 
 
 def time_of(entry: Any, default: float) -> float:
-    """An entry's event time (epoch seconds)."""
+    """An entry's time (epoch seconds): a pending entry's event time, a done marker's wall-clock
+    time of its join (an earlier version's dict marker: its event time)."""
     if isinstance(entry, int | float):
         return float(entry)
     return float(entry.get("t", default))

@@ -141,8 +141,6 @@ class JoinHandler:
         A batch may rewrite an entry while the sweep waits between chunks: each one is checked
         again at the moment it is removed.
         """
-        if self.stream_time == float("-inf"):
-            return Counter()
         started = time.perf_counter()
         entries = list(self._table.items())
         stream_time, now = self.stream_time, self._clock().timestamp()
@@ -172,7 +170,7 @@ class JoinHandler:
             await self._ebb()
         if keys:
             log.info(
-                "[ML] join: %d unmatched entries expired (%s) in %.0f ms",
+                "[ML] join: %d entries expired (%s) in %.0f ms",
                 sum(v for k, v in counts.items() if k.startswith("expired_")),
                 dict(counts),
                 (time.perf_counter() - started) * 1000,

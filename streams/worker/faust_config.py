@@ -372,6 +372,12 @@ def make_app(settings: Settings, app_id: str, datadir: Path) -> faust.App:
         # the agents of the worker's role (streams.worker.agents).
         autodiscover=False,
         origin="streams",
+        # No standby copies of the join's table. With the memory store a partition taken over
+        # is read from the start of its changelog anyway (a standby saves nothing), a standby
+        # doubles the table's memory, and the join's sweep, which walks the whole table, would
+        # expire the standby's entries too, writing tombstones into partitions another worker
+        # owns: a stale standby copy could delete an entry its owner had just rewritten.
+        table_standby_replicas=0,
     )
     # The transport builds the app's consumer: one whose fetches wait FETCH_MAX_WAIT_MS at most.
     cast(Any, app.transport).Consumer = _Consumer
