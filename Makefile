@@ -43,7 +43,7 @@ test: static
 	$(BIN)/pytest --numprocesses 3 --dist loadfile --no-loadscope-reorder
 
 unit: venv
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit models connectors streams schemas
 
 integration: venv
 	$(BIN)/delaycast stack install --for-tests

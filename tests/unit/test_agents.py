@@ -24,11 +24,13 @@ class RecordingHandler:
     def __init__(self, fail_on: bytes | None = None) -> None:
         self.batches: list[list[Inbound]] = []
         self.fail_on = fail_on
+        self.log: list[tuple[str, list[bytes]]] = []  # shared with the runtime: the order
 
     async def handle(self, records: list[Inbound]) -> None:
         if self.fail_on is not None and any(r.value == self.fail_on for r in records):
             raise RuntimeError("the producer refused the batch")
         self.batches.append(records)
+        self.log.append(("handled", [r.value for r in records]))
 
 
 class RecordingRuntime:
@@ -55,6 +57,7 @@ class RecordingRuntime:
 
     def release(self, events: list[Any]) -> None:
         self.released.append([e.value for e in events])
+        self.handler.log.append(("released", [e.value for e in events]))
 
     def halt(self, what: str, exc: BaseException) -> None:
         self.halted.append(f"{what}: {exc}")
@@ -104,7 +107,6 @@ def test_the_predict_agent_hands_over_every_booking_once_in_order_in_batches_of_
     asyncio.run(send(app.agents["predict"], values))
     assert [v for batch in runtime.bookings for v in batch] == values
     assert max(len(batch) for batch in runtime.bookings) <= 3
-    assert runtime.released == []  # the runtime's pipeline releases them once Kafka acked
 
 
 def test_the_join_agent_acknowledges_a_batch_only_after_it_was_handled(tmp_path):
@@ -113,7 +115,11 @@ def test_the_join_agent_acknowledges_a_batch_only_after_it_was_handled(tmp_path)
     values = [f"P{i}".encode() for i in range(10)]
     asyncio.run(send(app.agents["join"], values))
     handled = [[r.value for r in batch] for batch in runtime.handler.batches]
-    assert handled == runtime.released  # each batch released whole, after its handling
+    assert handled == runtime.released  # each batch released whole
+    # ... and only after its handling: handled, released, handled, released, ...
+    assert runtime.handler.log == [
+        (step, batch) for batch in handled for step in ("handled", "released")
+    ]
     assert [v for batch in handled for v in batch] == values
     assert len(runtime.tables) == 1  # the changelog waited for before the first batch
     records = runtime.handler.batches[0]

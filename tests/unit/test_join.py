@@ -214,7 +214,7 @@ def test_done_markers_expire_by_wall_clock_while_pending_entries_wait_the_horizo
     run(table, [prediction("WAITING", at=T0)], now=WALL)
     assert table[b"JOINED"] == WALL and side_of(table[b"JOINED"]) == DONE
     # However far the event time runs (a backfill), the marker lives its retention of wall time.
-    for stream_time in (T0.timestamp(), T0.timestamp() + 5 * 86400):
+    for stream_time in (T0.timestamp(), WALL + 30 * 86400):
         keys, _ = expired_keys(
             table.items(),
             stream_time=stream_time,
@@ -222,7 +222,7 @@ def test_done_markers_expire_by_wall_clock_while_pending_entries_wait_the_horizo
             now=WALL + 299,
             done_retention_s=300,
         )
-        assert keys == []
+        assert b"JOINED" not in keys
     keys, counts = expired_keys(
         table.items(),
         stream_time=T0.timestamp(),
@@ -265,7 +265,16 @@ def test_a_done_marker_is_its_time_alone_and_an_earlier_versions_dict_marker_sti
     assert [o.booking_id for o in batch.outcomes] == ["NEW"]
     assert table[b"NEW"] == WALL and side_of(table[b"NEW"]) == DONE
     assert batch.counters["duplicate_actuals"] == 1 and batch.counters["duplicate_predictions"] == 1
-    # The earlier version's marker expires with the horizon, in event time, as it did then.
+    # The earlier version's marker expires with the horizon, in event time, as it did then:
+    # kept an hour after its retention would have passed, gone once the horizon has.
+    keys, _ = expired_keys(
+        table.items(),
+        stream_time=T0.timestamp() + 6 * 86400,
+        horizon_s=7 * 86400,
+        now=WALL + 3600,
+        done_retention_s=300,
+    )
+    assert keys == [b"NEW"]  # the new marker went with its retention; OLD stays
     keys, _ = expired_keys(
         table.items(),
         stream_time=T0.timestamp() + 8 * 86400,

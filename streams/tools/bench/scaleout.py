@@ -123,11 +123,15 @@ class PacedBookings(threading.Thread):
         self._topic, self._rate = topic, rate
         self._source = bookings(bench.data, tag)
         self._halt = threading.Event()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
-        while not self._halt.is_set():
-            send_paced(self._producer, self._topic, self._source, self._rate, 0.5, self.sent)
-        self._producer.flush()
+        try:
+            while not self._halt.is_set():
+                send_paced(self._producer, self._topic, self._source, self._rate, 0.5, self.sent)
+            self._producer.flush()
+        except BaseException as exc:  # reported by the run, which then fails
+            self.error = exc
 
     def stop(self) -> None:
         self._halt.set()
@@ -162,6 +166,8 @@ def run_pauses(bench: Bench, reference_per_s: float) -> dict[str, Any]:
         time.sleep(STEADY_S)
         ended_at = time.perf_counter()
         load.stop()
+        if load.error is not None:
+            raise RuntimeError(f"the load generator failed: {load.error!r}")
         time.sleep(5.0)  # the last bookings' predictions
         periods = {
             "steady": (joined_at - STEADY_S + 3.0, joined_at),
