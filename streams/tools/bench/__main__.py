@@ -348,7 +348,8 @@ def measure(
             "latency_measure_s": timing.measure_s,
             "soak_minutes": soak_minutes if "s" in parts else None,
             "soak_share_of_b": soak_share if "s" in parts else None,
-            "partitions": 1,
+            "partitions": 1,  # of (a) to (g); (h) runs on scaleout.PARTITIONS
+            "scaleout_partitions": PARTITIONS if "h" in parts else None,
             "batch_max": settings.batch_max,
             "batch_within_s": settings.batch_within_s,
             "weather_provider": child_env["WEATHER_PROVIDER"],

@@ -122,6 +122,22 @@ def growth_per_thousand(start_mb: float, end_mb: float, outcomes: int) -> float 
     return round((end_mb - start_mb) / outcomes * 1000, 4)
 
 
+def _watch(children: dict[str, Child], load: PacedLoad, seconds: float) -> None:
+    """Wait ``seconds``, raising as soon as a worker exits or the load generator fails."""
+    end = time.monotonic() + seconds
+    while True:
+        for child in children.values():
+            problem = child.problem()
+            if problem is not None:
+                raise RuntimeError(problem)
+        if load.error is not None:
+            raise RuntimeError(f"the load generator failed: {load.error!r}")
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(1.0, left))
+
+
 def _rss(children: dict[str, Child]) -> dict[str, list[float]]:
     """Each child's tree: the process, then its descendants (engine, recorder), in MB."""
     out: dict[str, list[float]] = {}
@@ -190,7 +206,7 @@ def run_soak(
         )
         out["warmup_s"] = warmup
         say(f"    warming up for {warmup:.0f} s: the join's done markers reach their working size")
-        time.sleep(warmup)
+        _watch(children, load, warmup)
         topics = {t: f"{prefix}{t}" for t in ("bookings", "predictions", "outcomes")}
         counts_start = {t: bench.watermarks.count(name) for t, name in topics.items()}
         started = time.monotonic()
@@ -198,13 +214,7 @@ def run_soak(
         samples: list[dict[str, Any]] = []
         end = started + minutes * 60.0
         while time.monotonic() < end:
-            time.sleep(min(SAMPLE_S, max(0.0, end - time.monotonic())))
-            for child in children.values():
-                problem = child.problem()
-                if problem is not None:
-                    raise RuntimeError(problem)
-            if load.error is not None:
-                raise RuntimeError(f"the load generator failed: {load.error!r}")
+            _watch(children, load, min(SAMPLE_S, max(0.0, end - time.monotonic())))
             at_s, rss = round(time.monotonic() - started), _rss(children)
             samples.append({"at_s": at_s, "rss_mb": rss})
             say(f"    {at_s:>5} s: " + _rss_line(rss))
