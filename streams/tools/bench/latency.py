@@ -28,7 +28,14 @@ from streams.tools.bench import kafka_io
 from streams.tools.bench.children import Child
 from streams.tools.bench.dataset import Dataset
 from streams.tools.bench.probes import CpuSampler, machine_cpu_seconds
-from streams.tools.bench.runs import Bench, child_env, clean_up, loadavg, run_names, set_flags
+from streams.tools.bench.runs import (
+    Bench,
+    child_env,
+    clean_up_noting,
+    loadavg,
+    run_names,
+    set_flags,
+)
 from streams.tools.bench.stats import cpu_at, latency_summary
 
 SHARES = (0.2, 0.5, 0.7)
@@ -177,10 +184,7 @@ def run_latency(bench: Bench, reference_per_s: float, timing: Timing) -> dict[st
                 each.close()
         if child is not None:
             child.stop()
-        try:
-            clean_up(bench, prefix)
-        except Exception as exc:
-            out["cleanup_error"] = f"{type(exc).__name__}: {exc}"
+        clean_up_noting(bench, prefix, out)
     return out
 
 

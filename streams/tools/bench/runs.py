@@ -141,6 +141,15 @@ def clean_up(bench: Bench, prefix: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def clean_up_noting(bench: Bench, prefix: str, out: dict[str, Any]) -> None:
+    """:func:`clean_up`, noting a failure in ``out["cleanup_error"]``: a run's figures are kept
+    whatever its clean-up meets."""
+    try:
+        clean_up(bench, prefix)
+    except Exception as exc:
+        out["cleanup_error"] = f"{type(exc).__name__}: {exc}"
+
+
 def rotated(scenarios: list[str], rep: int) -> list[str]:
     """The order of the scenarios in repetition ``rep`` (from 1): shifted by one each time, so
     that no scenario always follows the same one.
@@ -162,10 +171,7 @@ def run(bench: Bench, scenario: str, rep: int) -> RunResult:
     except Exception as exc:  # one failed run must not lose the others' figures
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
-        try:
-            clean_up(bench, prefix)
-        except Exception as exc:
-            result.extra["cleanup_error"] = f"{type(exc).__name__}: {exc}"
+        clean_up_noting(bench, prefix, result.extra)
     return result
 
 

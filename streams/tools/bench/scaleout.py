@@ -29,7 +29,7 @@ from streams.tools.bench.runs import (
     NO_PROGRESS_S,
     Bench,
     child_env,
-    clean_up,
+    clean_up_noting,
     loadavg,
     run_names,
     set_flags,
@@ -108,10 +108,7 @@ def run_throughput(bench: Bench, workers: int) -> dict[str, Any]:
             sampler.stop()
         for child in children:
             child.stop()
-        try:
-            clean_up(bench, prefix)
-        except Exception as exc:
-            out["cleanup_error"] = f"{type(exc).__name__}: {exc}"
+        clean_up_noting(bench, prefix, out)
     return out
 
 
@@ -199,10 +196,7 @@ def run_pauses(bench: Bench, reference_per_s: float) -> dict[str, Any]:
             for child in (second, first):
                 if child is not None:
                     child.stop()
-        try:
-            clean_up(bench, prefix)
-        except Exception as exc:
-            out["cleanup_error"] = f"{type(exc).__name__}: {exc}"
+        clean_up_noting(bench, prefix, out)
     return out
 
 

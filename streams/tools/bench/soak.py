@@ -36,7 +36,14 @@ from streams.tools.bench import kafka_io
 from streams.tools.bench.children import Child
 from streams.tools.bench.dataset import generate
 from streams.tools.bench.probes import rss_mb, tree_rss_per_process_mb
-from streams.tools.bench.runs import Bench, child_env, clean_up, loadavg, run_names, set_flags
+from streams.tools.bench.runs import (
+    Bench,
+    child_env,
+    clean_up_noting,
+    loadavg,
+    run_names,
+    set_flags,
+)
 
 SHARE = 0.5
 ACTUAL_AFTER_S = 10
@@ -246,10 +253,7 @@ def run_soak(
             for child in children.values():
                 child.stop()
         out["loadavg_end"] = loadavg()
-        try:
-            clean_up(bench, prefix)
-        except Exception as exc:
-            out["cleanup_error"] = f"{type(exc).__name__}: {exc}"
+        clean_up_noting(bench, prefix, out)
     return out
 
 
