@@ -2,44 +2,46 @@
 
 Decoding, weather, routing, the model and the JSON of a batch cost about as much CPU as Faust's
 own consumption of it, and one Python process runs on one core. With ``PREDICT_ENGINE=process``
-(the default) a predict worker hands each batch's raw records to an engine process next to it,
-which holds the whole prediction path (:mod:`streams.predict.path`: flags, champion,
-weather) and a Kafka producer of its own. It predicts the batch, produces the predictions and
-dead letters, and answers with a small :class:`BatchSummary` once Kafka acknowledged them; only
-then does the worker release the batch's offsets. The Faust consumer and the engine use a core
-each, and several batches are in flight at once (see :mod:`streams.worker.runtime`).
+(the default) a predict worker hands each batch's raw records to an engine process: a
+:class:`~concurrent.futures.ProcessPoolExecutor` of one process, whose initializer builds the whole
+prediction path (:mod:`streams.predict.path`: flags, champion, weather) and a Kafka producer of
+its own. Its task predicts a batch, produces the predictions and dead letters, and returns a
+small :class:`BatchSummary` once Kafka acknowledged them; only then does the worker release the
+batch's offsets. The Faust consumer and the engine use a core each, and the worker keeps several
+batches queued for the engine (see :mod:`streams.worker.runtime`).
 ``PREDICT_ENGINE=inline`` runs :func:`predict_and_send` in the worker's own loop.
 
-The engine ends when its pipe closes, so it never outlives its worker, even one killed with
-SIGKILL. When the engine dies, the batches it held fail with :class:`EngineDied`; the next batch
-starts a new engine.
+The engine watches its worker and ends when it is gone, even one killed with SIGKILL. When the
+engine dies, the batches it held fail with :class:`EngineDied`; the next batch starts a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
 import multiprocessing
+import multiprocessing.util
+import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.connection import Connection
-from typing import Any, cast
+from multiprocessing.process import BaseProcess
+from typing import cast
 
 from connectors.kafka import BatchProducer, Record, Undeliverable
 from connectors.weather import WeatherStats
 from schemas import Arm, DeadLetter, DeadLetterKind
 from streams.clock import utc_now
 from streams.decode import Inbound, dead_letter
-from streams.helper_process import end_helper, prepare_helper_process, spawn_helper
+from streams.helper_process import prepare_helper_process
 from streams.predict.batch import BatchPredictor, BatchResult
 from streams.predict.model_holder import reload_forever
-from streams.predict.path import build_prediction_path
+from streams.predict.path import PredictionPath, build_prediction_path
 from streams.settings import load_settings
 
 log = logging.getLogger("delaycast.engine")
@@ -211,32 +213,17 @@ def raw(record: Inbound) -> RawRecord:
 
 
 class EngineDied(RuntimeError):
-    """The engine process ended before it answered."""
-
-
-class _Channel:
-    """One engine process, its pipe, and the answers it owes."""
-
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
-        self.process = process
-        self.conn = conn
-        self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.closed = False
-
-    def fail(self, reason: str) -> None:
-        """Fail every answer still owed: the batches go back to the worker."""
-        self.closed = True
-        pending, self.pending = self.pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(EngineDied(reason))
+    """The engine process ended, or never got ready."""
 
 
 class ProcessEngine:
-    """The worker's side of an engine process: send a batch, await its summary.
+    """The worker's side of the engine: a process pool of one process, whose initializer builds
+    the prediction path and whose task predicts and sends one batch.
 
-    After a failed start, no new start is tried for ``restart_backoff_s``: :meth:`run` raises
-    :class:`EngineDied` at once, and the worker predicts in its own process meanwhile.
+    A batch's exception in the engine is raised here as it was raised there. A dead engine fails
+    its batches with :class:`EngineDied` and the next :meth:`run` starts a new one; after a failed
+    start, no start is tried for ``restart_backoff_s``: :meth:`run` raises :class:`EngineDied` at
+    once, and the worker predicts in its own process meanwhile.
     """
 
     def __init__(
@@ -248,218 +235,202 @@ class ProcessEngine:
         self._log_level = log_level
         self._start_timeout_s = start_timeout_s
         self._restart_backoff_s = restart_backoff_s
-        self._ids = itertools.count()
-        self._channel: _Channel | None = None  # set only once the engine said it is ready
-        self._sender = ThreadPoolExecutor(1, thread_name_prefix="engine-send")
+        self._pool: ProcessPoolExecutor | None = None  # set only once the engine is ready
+        self._processes: list[BaseProcess] = []  # the pool's, to end them whatever happens
         self._starting = asyncio.Lock()
         self._no_start_before = 0.0
         self.description = "not started"
+        self.pid: int | None = None
         self.starts = 0
         self.weather: WeatherStats | None = None  # the engine's latest weather counters
 
     @property
     def alive(self) -> bool:
-        return self._channel is not None and not self._channel.closed
-
-    @property
-    def pid(self) -> int | None:
-        return self._channel.process.pid if self._channel is not None else None
+        return self._pool is not None
 
     async def start(self) -> str:
         """Start the engine and wait until it is ready; returns its description (flags,
         model). Raises :class:`EngineDied` when it ends or does not get ready in time."""
         async with self._starting:
-            if self.alive:
+            if self._pool is not None:
                 return self.description
             loop = asyncio.get_running_loop()
             if loop.time() < self._no_start_before:
                 raise EngineDied("the prediction engine failed to start a moment ago")
-            process, ours = await loop.run_in_executor(
-                self._sender, spawn_helper, engine_main, self._log_level, "delaycast-engine"
+            pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded process
+                initializer=engine_init,
+                initargs=(self._log_level, os.getpid()),
             )
-            channel = _Channel(process, ours)
-            ready: asyncio.Future[Any] = loop.create_future()
-            channel.pending[-1] = ready
-            threading.Thread(
-                target=self._receive, args=(channel, loop), name="engine-receive", daemon=True
-            ).start()
             try:
-                description = await asyncio.wait_for(ready, self._start_timeout_s)
+                # The first task starts the process (blocking): out of the loop.
+                ready = await loop.run_in_executor(None, pool.submit, engine_describe)
+                self._processes = _processes_of(pool)
+                description, pid = await asyncio.wait_for(
+                    asyncio.wrap_future(ready), self._start_timeout_s
+                )
             except Exception as exc:  # timed out, ended, or failed while starting
-                channel.fail("start failed")
-                await loop.run_in_executor(None, _end, channel, 0.0)  # killed at once
+                self._processes = _processes_of(pool) or self._processes
+                await loop.run_in_executor(None, self._end, pool, 0.0)  # killed at once
                 self._no_start_before = loop.time() + self._restart_backoff_s
-                raise EngineDied(f"the prediction engine did not start: {exc}") from None
-            self._channel, self.description = channel, description
+                reason = str(exc) or type(exc).__name__
+                raise EngineDied(f"the prediction engine did not start: {reason}") from None
+            self._pool, self.description, self.pid = pool, description, pid
             self.starts += 1
-            log.info("[ML] prediction engine ready in process %s", process.pid)
+            log.info("[ML] prediction engine ready in process %s", pid)
             return description
 
     async def run(self, records: list[Inbound]) -> BatchSummary:
         """Predict and send ``records``; returns once Kafka acknowledged their output. Starts
         the engine when it is not running."""
-        if not self.alive:
+        if self._pool is None:
             await self.start()
-        channel = self._channel
-        assert channel is not None
-        loop = asyncio.get_running_loop()
-        batch_id = next(self._ids)
-        answer: asyncio.Future[Any] = loop.create_future()
-        channel.pending[batch_id] = answer
+        pool = self._pool
+        assert pool is not None
         try:
-            await loop.run_in_executor(
-                self._sender, channel.conn.send, (batch_id, [raw(r) for r in records])
-            )
-        except Exception as exc:  # the pipe broke, or the batch cannot be pickled
-            self._lost(channel, f"cannot send to the prediction engine: {exc}")
-        return cast(BatchSummary, await answer)
+            task = pool.submit(engine_run, [raw(r) for r in records])
+        except RuntimeError:  # "cannot schedule new futures after shutdown": closed meanwhile
+            raise EngineDied("the prediction engine was stopped") from None
+        try:
+            summary = await asyncio.wrap_future(task)
+        except BrokenProcessPool as exc:  # the process died: every batch it held fails
+            self._lost(pool)
+            raise EngineDied(f"the prediction engine ended: {exc}") from None
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this task was cancelled, not the engine's task
+            raise EngineDied("the prediction engine was stopped") from None
+        if summary.weather is not None:
+            self.weather = summary.weather
+        return cast(BatchSummary, summary)
 
-    def _receive(self, channel: _Channel, loop: asyncio.AbstractEventLoop) -> None:
-        """Runs in a thread: hands every answer to the loop; at the end, fails what is owed."""
-        reason = "the prediction engine ended"
-        while True:
-            try:
-                batch_id, status, payload = channel.conn.recv()
-            except (EOFError, OSError):
-                break
-            except Exception as exc:  # an answer that cannot be read: the channel is unusable
-                reason = f"unreadable answer from the prediction engine: {exc}"
-                break
-            if not _hand_over(loop, self._answer, channel, batch_id, status, payload):
-                return
-        _hand_over(loop, self._lost, channel, reason)
-
-    def _answer(self, channel: _Channel, batch_id: int, status: str, payload: Any) -> None:
-        future = channel.pending.pop(batch_id, None)
-        if future is None or future.done():
-            if status != "ok":
-                log.error("[ML] prediction engine: %s", payload)
-            return
-        if status == "ok":
-            if isinstance(payload, BatchSummary) and payload.weather is not None:
-                self.weather = payload.weather
-            future.set_result(payload)
-        else:
-            future.set_exception(RuntimeError(payload))
-
-    def _lost(self, channel: _Channel, reason: str) -> None:
-        if channel.closed:
-            return
-        code = channel.process.exitcode
-        channel.fail(f"{reason} (exit code {code})")
-        if channel is self._channel:
-            self._channel = None
-            log.error("[ML] %s (exit code %s); the next batch starts a new one", reason, code)
+    def _lost(self, pool: ProcessPoolExecutor) -> None:
+        if self._pool is not pool:
+            return  # already noted by another of its batches
+        self._pool = None
+        codes = [process.exitcode for process in self._processes]
+        log.error(
+            "[ML] the prediction engine ended (exit code %s); the next batch starts a new one",
+            codes[0] if codes else None,
+        )
+        asyncio.get_running_loop().run_in_executor(None, self._end, pool, 0.0)
 
     def close(self) -> None:
-        """Stop the engine (blocking): asks it to stop, kills it if it has not in 10 s."""
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.fail("the worker is stopping")
-            with contextlib.suppress(Exception):
-                channel.conn.send(None)  # the engine's signal to stop
-            _end(channel)
-        self._sender.shutdown(wait=False, cancel_futures=True)
+        """Stop the engine (blocking): it ends after its current batch, or is killed in 10 s."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            self._end(pool, 10.0)
+
+    def _end(self, pool: ProcessPoolExecutor, timeout_s: float) -> None:
+        pool.shutdown(wait=False, cancel_futures=True)
+        processes, self._processes = self._processes, []
+        for process in processes:
+            process.join(timeout_s)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
 
 
-def _end(channel: _Channel, timeout_s: float = 10.0) -> None:
-    """Wait for the engine process to end, kill it if it does not, and close the pipe."""
-    end_helper(channel.process, channel.conn, timeout_s)
+def _processes_of(pool: ProcessPoolExecutor) -> list[BaseProcess]:
+    """The pool's processes. Python 3.11's pool has no public way to end a process that hangs
+    (3.14 adds ``kill_workers``), so the engine keeps them to end them itself."""
+    return list((pool._processes or {}).values())
 
 
 # ---- the engine process ----
 
 
-def engine_main(conn: Connection, log_level: str) -> None:
-    """The engine process: serve batches from ``conn`` until it closes."""
+@dataclass
+class _Engine:
+    """What the engine process holds: the prediction path and its producer, driven by an event
+    loop in a thread of their own, beside the pool's task thread."""
+
+    loop: asyncio.AbstractEventLoop
+    path: PredictionPath
+    producer: BatchProducer
+    topics: OutputTopics
+    background: list[asyncio.Task[None]]
+
+
+_engine: _Engine | None = None
+PARENT_POLL_S = 0.5
+
+
+def engine_init(log_level: str, parent_pid: int) -> None:
+    """The pool's initializer: build the prediction path and start its refresh tasks."""
+    global _engine
     prepare_helper_process(log_level)
-    try:
-        asyncio.run(_serve(conn))
-        log.info("[ML] prediction engine stopped")
-    except Exception as exc:  # reported to the worker, which logs it and fails the batch
-        log.exception("[ML] prediction engine failed")
-        with contextlib.suppress(OSError, ValueError):
-            conn.send((-1, "error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid,), name="engine-parent", daemon=True
+    ).start()
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="engine-loop", daemon=True).start()
+    _engine = asyncio.run_coroutine_threadsafe(_open(loop), loop).result()
+    multiprocessing.util.Finalize(None, _close, exitpriority=10)  # when the pool ends it
 
 
-async def _serve(conn: Connection) -> None:
+def _watch_parent(parent_pid: int) -> None:
+    """End the engine when its worker is gone, even one killed with SIGKILL: the pool itself
+    would wait for its next task forever."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    os._exit(0)
+
+
+async def _open(loop: asyncio.AbstractEventLoop) -> _Engine:
     settings = load_settings()
-    loop = asyncio.get_running_loop()
     path = await build_prediction_path(settings)
     producer = BatchProducer(settings.kafka_bootstrap_servers)
     topics = OutputTopics(settings.topic("predictions"), settings.topic("dead-letters"))
-    sender = ThreadPoolExecutor(1, thread_name_prefix="engine-send")
-    inbox: asyncio.Queue[tuple[int, list[RawRecord]] | None] = asyncio.Queue()
-
-    def send(message: tuple[int, str, Any]) -> asyncio.Future[None]:
-        return loop.run_in_executor(sender, conn.send, message)
-
-    def receive() -> None:
-        while True:
-            try:
-                message = conn.recv()
-            except Exception:  # the end of the pipe (EOFError, OSError), or garbage
-                message = None
-            if not _hand_over(loop, inbox.put_nowait, message):
-                return
-            if message is None:  # the worker asked to stop, or is gone
-                return
-
-    async def handle(batch_id: int, records: list[Inbound]) -> None:
-        # Batches overlap: one waits for Kafka's acknowledgement while the next is predicted.
-        try:
-            summary = await predict_and_send(
-                path.predictor, producer, topics, records, path.weather.stats
-            )
-            answer: tuple[int, str, Any] = (batch_id, "ok", summary)
-        except Exception as exc:  # the worker dead-letters the batch itself
-            log.exception("[ML] batch of %d bookings failed in the engine", len(records))
-            answer = (batch_id, "error", f"{type(exc).__name__}: {exc}")
-        try:
-            await send(answer)
-        except (OSError, ValueError):
-            pass  # the worker is gone
-        except Exception as exc:  # the answer cannot be pickled: say so instead
-            with contextlib.suppress(Exception):
-                await send((batch_id, "error", f"unsendable answer: {type(exc).__name__}: {exc}"))
-
-    background = {
+    background = [
         asyncio.create_task(path.flags.run()),
         asyncio.create_task(path.tracking.run()),
         asyncio.create_task(reload_forever(path.models, path.executor)),
-    }
-    threading.Thread(target=receive, name="engine-receive", daemon=True).start()
+    ]
+    return _Engine(loop, path, producer, topics, background)
+
+
+def engine_describe() -> tuple[str, int]:
+    """The engine's flags and model, in a sentence, and its process id."""
+    assert _engine is not None
+    path = _engine.path
     model = path.models.model
-    await send(
-        (
-            -1,
-            "ok",
-            f"{path.flags.state.describe()} (flags from {path.flags.source}), model "
-            + (model.version if model is not None else f"none ({path.models.detail})"),
-        )
+    return (
+        f"{path.flags.state.describe()} (flags from {path.flags.source}), model "
+        + (model.version if model is not None else f"none ({path.models.detail})"),
+        os.getpid(),
     )
-    handling: set[asyncio.Task[None]] = set()
-    try:
-        while (message := await inbox.get()) is not None:
-            batch_id, records = message
-            task = asyncio.create_task(handle(batch_id, [Inbound(*r) for r in records]))
-            handling.add(task)
-            task.add_done_callback(handling.discard)
-    finally:
-        for task in background | handling:
+
+
+def engine_run(records: list[RawRecord]) -> BatchSummary:
+    """Predict and send one batch (the pool's task); returns once Kafka acknowledged it."""
+    engine = _engine
+    assert engine is not None
+    work = predict_and_send(
+        engine.path.predictor,
+        engine.producer,
+        engine.topics,
+        [Inbound(*r) for r in records],
+        engine.path.weather.stats,
+    )
+    return asyncio.run_coroutine_threadsafe(work, engine.loop).result()
+
+
+def _close() -> None:
+    engine = _engine
+    if engine is None:
+        return
+
+    async def close() -> None:
+        for task in engine.background:
             task.cancel()
-        await path.aclose()
-        await loop.run_in_executor(None, producer.close)
-        sender.shutdown(wait=False)
+        await engine.path.aclose()
+        await asyncio.get_running_loop().run_in_executor(None, engine.producer.close)
 
-
-def _hand_over(loop: asyncio.AbstractEventLoop, callback: Callable[..., Any], *args: Any) -> bool:
-    """Schedule ``callback`` on ``loop`` from a reader thread; False once the loop has closed
-    (the process is stopping, and nobody is left to take the message)."""
     try:
-        loop.call_soon_threadsafe(callback, *args)
-    except RuntimeError:  # "Event loop is closed"
-        return False
-    return True
+        asyncio.run_coroutine_threadsafe(close(), engine.loop).result(10)
+        log.info("[ML] prediction engine stopped")
+    except Exception:
+        log.exception("[ML] prediction engine did not stop in order")
