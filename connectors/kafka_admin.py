@@ -7,13 +7,14 @@ and raises ``KafkaAdminError`` when the cluster does not answer within ``timeout
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from connectors.failures import TOPIC_METADATA_WAIT, retrying, within
 
 # librdkafka's own log lines go to Python logging instead of straight to stderr.
 _log = logging.getLogger(__name__)
@@ -145,14 +146,25 @@ def _wait_for(
     what: str,
     listing: Callable[[str, float], dict[str, int]] = _served_topics,
 ) -> dict[str, int]:
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def served() -> dict[str, int]:
         topics = listing(bootstrap, timeout_s)
-        if done(topics):
-            return topics
-        if time.monotonic() >= deadline:
-            raise KafkaAdminError(f"Kafka at {bootstrap}: waited {timeout_s} s for {what}")
-        time.sleep(0.05)
+        if not done(topics):
+            raise _NotYet
+        return topics
+
+    try:
+        return retrying(
+            retry_on=lambda exc: isinstance(exc, _NotYet),
+            wait=TOPIC_METADATA_WAIT,
+            stop=within(timeout_s),
+        )(served)
+    except _NotYet:
+        raise KafkaAdminError(f"Kafka at {bootstrap}: waited {timeout_s} s for {what}") from None
+
+
+class _NotYet(Exception):
+    """The topics waited for are not served yet."""
 
 
 def delete_topics(bootstrap: str, names: Iterable[str], *, timeout_s: float = 30.0) -> list[str]:

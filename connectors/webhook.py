@@ -1,4 +1,5 @@
-"""Posting alerts to an operator's webhook (requests, with a timeout and retries).
+"""Posting alerts to an operator's webhook (requests, with a timeout and the retries of
+:mod:`connectors.failures`).
 
 The URL may carry a token, so it never appears in logs or errors: only its host does.
 """
@@ -12,7 +13,9 @@ from urllib.parse import urlsplit
 
 import requests
 from pydantic import SecretStr
+from tenacity import wait_exponential
 
+from connectors.failures import attempts, retrying
 from schemas import Alert
 
 log = logging.getLogger("delaycast.alerts")
@@ -40,7 +43,8 @@ class WebhookNotifier:
     def send(self, alert: Alert) -> bool:
         """POST the alert as JSON; True once the webhook answered 2xx. Never raises."""
         body = alert.model_dump_json()
-        for attempt in range(self._retries + 1):
+
+        def post() -> None:
             try:
                 response = self._session.post(
                     self._url.get_secret_value(),
@@ -48,16 +52,34 @@ class WebhookNotifier:
                     headers={"Content-Type": "application/json"},
                     timeout=self._timeout_s,
                 )
-                if 200 <= response.status_code < 300:
-                    return True
-                problem = f"HTTP {response.status_code}"
-                if 400 <= response.status_code < 500 and response.status_code != 429:
-                    break  # the request itself is refused: retrying will not help
             except requests.RequestException as exc:
-                problem = type(exc).__name__  # the message would contain the URL
-            if attempt < self._retries:
-                self._sleep(self._backoff_s * 2**attempt)
-        log.warning(
-            "[ML] alert %s not delivered to webhook at %s: %s", alert.alert_id, self.host, problem
-        )
-        return False
+                raise _Failed(type(exc).__name__, passes=True) from None  # its text: the URL
+            status = response.status_code
+            if not 200 <= status < 300:
+                # A 4xx other than 429 refuses the request itself: sending again will not help.
+                raise _Failed(f"HTTP {status}", passes=status >= 500 or status == 429)
+
+        try:
+            retrying(
+                retry_on=lambda exc: isinstance(exc, _Failed) and exc.passes,
+                wait=wait_exponential(multiplier=self._backoff_s),
+                stop=attempts(self._retries + 1),
+                sleep=self._sleep,
+            )(post)
+        except _Failed as failed:
+            log.warning(
+                "[ML] alert %s not delivered to webhook at %s: %s",
+                alert.alert_id,
+                self.host,
+                failed,
+            )
+            return False
+        return True
+
+
+class _Failed(Exception):
+    """A delivery that failed; ``passes`` when sending again may succeed."""
+
+    def __init__(self, problem: str, *, passes: bool) -> None:
+        super().__init__(problem)
+        self.passes = passes

@@ -21,6 +21,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from connectors.failures import KAFKA_SEND_WAIT, delay
+
 log = logging.getLogger("delaycast.kafka")
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -114,7 +116,7 @@ class BatchProducer:
         while self._running:
             self._producer.poll(0.05)
 
-    async def send_batch(self, records: Sequence[Record], retry_backoff_s: float = 0.5) -> None:
+    async def send_batch(self, records: Sequence[Record]) -> None:
         """Send ``records`` and wait until Kafka has acknowledged all of them; raises
         :class:`Undeliverable` for those it refused for good, after the others are acknowledged."""
         pending = list(records)
@@ -140,7 +142,7 @@ class BatchProducer:
                     batch.failed[0][1],
                     attempt,
                 )
-                await asyncio.sleep(min(retry_backoff_s * attempt, 5.0))
+                await asyncio.sleep(delay(KAFKA_SEND_WAIT, attempt))
             pending = [pending[i] for i in retry]
         if refused:
             raise Undeliverable(refused)

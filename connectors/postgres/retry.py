@@ -16,11 +16,14 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import sqlalchemy as sa
+from tenacity import RetryCallState
+
+from connectors.failures import postgres_wait, retrying
 
 T = TypeVar("T")
 
 _LOG = logging.getLogger(__name__)
-FIRST_BACKOFF_S = 0.2
+MAX_BACKOFF_S = 5.0
 #: While waiting, a reminder at most this often (the first failure is always logged).
 REMIND_EVERY_S = 30.0
 
@@ -60,59 +63,68 @@ def write_until_done(
     *,
     what: str,
     sleep: Callable[[float], object] = time.sleep,
-    max_backoff_s: float = 5.0,
+    max_backoff_s: float = MAX_BACKOFF_S,
     log: logging.Logger = _LOG,
     clock: Callable[[], datetime] = _utcnow,
     cancel: threading.Event | None = None,
 ) -> T:
     """Call ``fn`` until it returns, waiting out connection errors with a backoff doubling up to
-    ``max_backoff_s``; return its result. Any other error is raised at once.
+    ``max_backoff_s`` (:func:`connectors.failures.postgres_wait`); return its result. Any other
+    error is raised at once.
 
     ``what`` names the write in the logs ("outcomes batch of 500"). Once ``cancel`` is set (the
     worker stops), the next failed attempt raises its connection error instead of waiting: the
     batch was not acknowledged, so Kafka delivers it again after the restart.
     """
-    backoff = min(FIRST_BACKOFF_S, max_backoff_s)
     failures = 0
-    since = reminded = None
-    while True:
-        try:
-            result = fn()
-        except Exception as error:
-            if not is_connection_error(error):
-                raise
-            now = clock()
-            failures += 1
-            if since is None or reminded is None:
-                since = reminded = now
-                log.warning(
-                    "%s waits for PostgreSQL since %s and retries: %s",
-                    what,
-                    since.isoformat(timespec="seconds"),
-                    describe(error),
-                )
-            elif (now - reminded).total_seconds() >= REMIND_EVERY_S:
-                reminded = now
-                log.warning(
-                    "%s still waiting for PostgreSQL since %s (%.0f s, %d attempts; %s)",
-                    what,
-                    since.isoformat(timespec="seconds"),
-                    (now - since).total_seconds(),
-                    failures,
-                    describe(error),
-                )
-            if cancel is not None and cancel.is_set():
-                log.warning("%s given up after %d attempts: the worker stops", what, failures)
-                raise
-            sleep(backoff)
-            backoff = min(backoff * 2, max_backoff_s)
-            continue
-        if since is not None:
-            log.info(
-                "%s written after waiting for PostgreSQL since %s (%.1f s, %d failed attempts)",
+    since: datetime | None = None
+    reminded: datetime | None = None
+
+    def note(state: RetryCallState) -> None:  # before each wait: the first, then a reminder
+        nonlocal failures, since, reminded
+        error = state.outcome.exception() if state.outcome is not None else None
+        now = clock()
+        failures = state.attempt_number
+        if since is None or reminded is None:
+            since = reminded = now
+            log.warning(
+                "%s waits for PostgreSQL since %s and retries: %s",
                 what,
                 since.isoformat(timespec="seconds"),
-                (clock() - since).total_seconds(),
-                failures,
+                describe(error) if error is not None else "",
             )
-        return result
+        elif (now - reminded).total_seconds() >= REMIND_EVERY_S:
+            reminded = now
+            log.warning(
+                "%s still waiting for PostgreSQL since %s (%.0f s, %d attempts; %s)",
+                what,
+                since.isoformat(timespec="seconds"),
+                (now - since).total_seconds(),
+                failures,
+                describe(error) if error is not None else "",
+            )
+
+    def stopping(state: RetryCallState) -> bool:
+        if cancel is not None and cancel.is_set():
+            log.warning(
+                "%s given up after %d attempts: the worker stops", what, state.attempt_number
+            )
+            return True
+        return False
+
+    result = retrying(
+        retry_on=is_connection_error,
+        wait=postgres_wait(max_backoff_s),
+        stop=stopping,
+        sleep=sleep,
+        before_sleep=note,
+    )(fn)
+    if since is not None:
+        log.info(
+            "%s written after waiting for PostgreSQL since %s (%.1f s, %d failed attempts)",
+            what,
+            since.isoformat(timespec="seconds"),
+            (clock() - since).total_seconds(),
+            failures,
+        )
+    return result

@@ -12,11 +12,13 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import requests
 from pydantic import SecretStr, ValidationError
+from tenacity import RetryCallState
 
+from connectors.failures import retrying
 from connectors.weather.base import (
     WeatherAuthError,
     WeatherError,
@@ -107,6 +109,12 @@ class _Transient(Exception):
         self.retry_after_s = retry_after_s
 
 
+def _transient(state: RetryCallState) -> _Transient:
+    """The failure of the attempt just made (only transient ones are retried)."""
+    assert state.outcome is not None
+    return cast(_Transient, state.outcome.exception())
+
+
 class OpenWeatherClient:
     """Blocking client of the current-weather API; run it off the event loop.
 
@@ -174,27 +182,47 @@ class OpenWeatherClient:
     def fetch(self, lat: float, lon: float, at: datetime) -> Weather:
         """The weather at (lat, lon) now; ``at`` is ignored (the API only knows the present)."""
         attempts = self._retries + 1
-        attempt = 0
-        while True:
-            try:
-                return self._get_once(lat, lon)
-            except _Transient as transient:
-                error, hint = transient.error, transient.retry_after_s
-            attempt += 1
-            delay = self._delay(attempt - 1, hint)
-            if attempt == attempts or delay is None:
-                # Raised here, outside the except block, so nothing is chained to it.
-                log.warning("[Weather] OpenWeather gave up after %d attempt(s): %s", attempt, error)
-                raise error
+
+        def wait(state: RetryCallState) -> float:
+            return self._delay(state.attempt_number - 1, _transient(state).retry_after_s) or 0.0
+
+        def give_up(state: RetryCallState) -> bool:
+            hint = _transient(state).retry_after_s
+            return state.attempt_number >= attempts or (
+                hint is not None and hint > self._max_retry_after_s
+            )
+
+        def note(state: RetryCallState) -> None:
+            error = _transient(state).error
             log.info(
                 "[Weather] OpenWeather attempt %d/%d failed (%s: %s); retrying in %.2f s",
-                attempt,
+                state.attempt_number,
                 attempts,
                 error.kind,
                 error,
-                delay,
+                state.upcoming_sleep,
             )
-            self._sleep(delay)
+
+        tried = 0
+
+        def once() -> Weather:
+            nonlocal tried
+            tried += 1
+            return self._get_once(lat, lon)
+
+        try:
+            return retrying(
+                retry_on=lambda exc: isinstance(exc, _Transient),
+                wait=wait,
+                stop=give_up,
+                sleep=self._sleep,
+                before_sleep=note,
+            )(once)
+        except _Transient as transient:
+            failure = transient.error
+        # Raised here, outside the except block, so nothing is chained to it.
+        log.warning("[Weather] OpenWeather gave up after %d attempt(s): %s", tried, failure)
+        raise failure
 
     def _get_once(self, lat: float, lon: float) -> Weather:
         params: dict[str, str | float] = {

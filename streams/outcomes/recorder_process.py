@@ -24,11 +24,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Protocol
 
+from connectors.failures import RECORDER_RESTART_S
 from streams.helper_process import end_helper, prepare_helper_process, spawn_helper
 
 log = logging.getLogger("delaycast.recorder")
 
-RESTART_PAUSES_S = (1.0, 5.0, 30.0)  # after the first, second and every later unplanned end
+RESTART_PAUSES_S = RECORDER_RESTART_S  # after the first, second and every later unplanned end
 HEALTHY_AFTER_S = 600.0  # a recorder that ran this long restarts after the first pause again
 STOP_TIMEOUT_S = 20.0  # a batch being written, then the drift checkpoints
 

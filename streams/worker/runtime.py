@@ -27,7 +27,9 @@ from aiokafka.errors import KafkaError
 from faust.types import EventT, TableT
 from mode import Service
 from sqlalchemy.exc import SQLAlchemyError
+from tenacity import AsyncRetrying, retry_if_exception_type
 
+from connectors.failures import CHANGELOG_WAIT, note_wait
 from connectors.kafka import BatchProducer
 from connectors.postgres import history, make_engine
 from streams.clock import utc_now
@@ -162,13 +164,14 @@ class Runtime(Service):
         topic = table.changelog_topic.get_topic_name()
         # aiokafka's producer, which Faust's table writes go through (no public accessor)
         producer = cast(Any, self.app.producer)._ensure_producer()
-        while True:
-            try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(KafkaError),
+            wait=CHANGELOG_WAIT,
+            sleep=self.sleep,
+            before_sleep=note_wait(log, f"[Kafka] waiting for the changelog {topic}"),
+        ):
+            with attempt:
                 await producer.partitions_for(topic)  # refreshes the metadata until it has them
-                return
-            except KafkaError as exc:
-                log.warning("[Kafka] waiting for the changelog %s: %r", topic, exc)
-                await self.sleep(1.0)
 
     def join_handler(self, table: MutableMapping[bytes, Any]) -> JoinHandler:
         s = self.settings
