@@ -225,7 +225,7 @@ POLICY: tuple[Rule, ...] = (
         Decision.FALL_BACK,
         "its batches once more on a new engine, then predicted in the worker's own process "
         "until an engine starts",
-        "streams/worker/runtime.py, streams/predict/engine.py",
+        "streams/predict/pipeline.py, streams/predict/engine.py",
     ),
     Rule(
         "The shared weather cache (Redis) unreachable",

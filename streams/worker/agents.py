@@ -1,4 +1,5 @@
-"""Faust agents: thin loops that hand each batch to the runtime (:mod:`streams.worker.runtime`).
+"""Faust agents: thin loops that hand each batch to a pipeline of the runtime
+(:mod:`streams.predict.pipeline`, :mod:`streams.outcomes.pipeline`).
 
 :func:`register` adds those of the worker's role (WORKER_ROLE) to an app: the ``predict`` agent
 for the prediction path; the ``join`` agent, its table and the expiry timer for the outcome path.
@@ -59,10 +60,14 @@ def predict_agent(settings: Settings, runtime: Runtime) -> Any:
         """Predict every booking; a batch's offsets are committed only after Kafka acked its
         output (the runtime's pipeline releases them)."""
         await runtime.wait_until_ready()
+        pipeline = runtime.predictions
+        assert pipeline is not None  # the runtime makes it for a role that predicts
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_max, within=settings.batch_within_s
         ):
-            await runtime.submit_bookings(events)
+            for event in events:
+                event.message.incref()  # released once Kafka acknowledged the batch's output
+            await pipeline.submit(events, [inbound(event) for event in events])
 
     return predict
 
@@ -73,7 +78,8 @@ def join_agent(settings: Settings, runtime: Runtime, table: TableT[bytes, Any]) 
         offsets are committed only once its outcomes and its table changes are in Kafka."""
         await runtime.wait_until_ready()
         await runtime.wait_for_changelog(table)
-        handler = runtime.join_handler(table)
+        assert runtime.outcomes is not None  # the runtime makes it for a role that joins
+        handler = runtime.outcomes.handler(table)
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_max, within=settings.batch_within_s
         ):
@@ -94,8 +100,7 @@ def join_agent(settings: Settings, runtime: Runtime, table: TableT[bytes, Any]) 
 def expiry_timer(runtime: Runtime) -> Any:
     async def expire_unmatched() -> None:
         """Forget predictions and actuals that found no match within the horizon."""
-        if runtime.joiner is not None:
-            await runtime.joiner.sweep()
-            await runtime.flush_join_counters()
+        if runtime.outcomes is not None:
+            await runtime.outcomes.sweep()
 
     return expire_unmatched

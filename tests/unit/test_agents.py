@@ -33,27 +33,45 @@ class RecordingHandler:
         self.log.append(("handled", [r.value for r in records]))
 
 
+class RecordingPredictions:
+    def __init__(self) -> None:
+        self.bookings: list[list[bytes]] = []
+
+    async def submit(self, batch: list[Any], records: list[Inbound]) -> None:
+        assert [r.value for r in records] == [e.value for e in batch]
+        self.bookings.append([r.value for r in records])
+
+
+class RecordingOutcomes:
+    def __init__(self, handler: RecordingHandler) -> None:
+        self.recording = handler
+        self.swept = 0
+
+    def handler(self, table: Any) -> RecordingHandler:
+        return self.recording
+
+    async def sweep(self) -> None:
+        self.swept += 1
+
+
 class RecordingRuntime:
     def __init__(self, handler: RecordingHandler | None = None) -> None:
-        self.bookings: list[list[bytes]] = []
         self.released: list[list[bytes]] = []
         self.halted: list[str] = []
         self.handler = handler or RecordingHandler()
         self.tables: list[Any] = []
-        self.joiner: Any = None
-        self.flushed = 0
+        self.predictions: Any = RecordingPredictions()
+        self.outcomes: Any = RecordingOutcomes(self.handler)
+
+    @property
+    def bookings(self) -> list[list[bytes]]:
+        return self.predictions.bookings
 
     async def wait_until_ready(self) -> None:
         return None
 
-    async def submit_bookings(self, events: list[Any]) -> None:
-        self.bookings.append([e.value for e in events])
-
     async def wait_for_changelog(self, table: Any) -> None:
         self.tables.append(table)
-
-    def join_handler(self, table: Any) -> RecordingHandler:
-        return self.handler
 
     def release(self, events: list[Any]) -> None:
         self.released.append([e.value for e in events])
@@ -62,9 +80,6 @@ class RecordingRuntime:
     def halt(self, what: str, exc: BaseException) -> None:
         self.halted.append(f"{what}: {exc}")
         raise Halted(what)
-
-    async def flush_join_counters(self) -> None:
-        self.flushed += 1
 
 
 def worker(tmp_path: Path, role: str, runtime: RecordingRuntime, batch_max: int = 3) -> Any:
@@ -137,17 +152,12 @@ def test_a_failed_join_batch_halts_the_worker_and_is_never_acknowledged(tmp_path
     assert released == values[:4]  # the first batch only: nothing from the failed one on
 
 
-def test_the_expiry_timer_sweeps_and_records_the_counters_only_when_the_worker_joins():
+def test_the_expiry_timer_sweeps_only_when_the_worker_joins():
     runtime = RecordingRuntime()
+    outcomes = runtime.outcomes
+    runtime.outcomes = None
     asyncio.run(expiry_timer(runtime)())  # type: ignore[arg-type]
-    assert runtime.flushed == 0
-
-    class Joiner:
-        swept = 0
-
-        async def sweep(self) -> None:
-            Joiner.swept += 1
-
-    runtime.joiner = Joiner()
+    assert outcomes.swept == 0
+    runtime.outcomes = outcomes
     asyncio.run(expiry_timer(runtime)())  # type: ignore[arg-type]
-    assert Joiner.swept == 1 and runtime.flushed == 1
+    assert outcomes.swept == 1
