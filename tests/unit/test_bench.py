@@ -399,3 +399,34 @@ def test_a_process_tree_counts_a_child_and_its_memory():
         child.kill()
         child.wait()
     assert child.pid not in process_tree(os.getpid())
+
+
+def test_the_scale_out_report_names_each_path_and_its_unit():
+    from streams.tools.bench.scaleout import render_scaleout
+
+    lines = render_scaleout(
+        {
+            "throughput": [
+                {
+                    "workers": 1,
+                    "throughput_per_s": 8105.2,
+                    "cpu_us_per_event": 194.4,
+                    "loadavg": "1 1 1",
+                },  # a document written before (h) measured the outcome path
+                {
+                    "path": "outcomes",
+                    "workers": 2,
+                    "throughput_per_s": 1508.0,
+                    "cpu_us_per_event": 915.0,
+                    "loadavg": "2 2 2",
+                },
+                {"path": "outcomes", "workers": 1, "error": "TimeoutError: stuck"},
+            ]
+        }
+    )
+    assert lines == [
+        "(h) scale-out, 4 partitions:",
+        "    1 predict worker(s): 8,105 bookings/s, CPU 194 us/booking (load 1 1 1)",
+        "    2 outcomes worker(s): 1,508 outcomes/s, CPU 915 us/outcome (load 2 2 2)",
+        "    1 outcomes worker(s): FAILED: TimeoutError: stuck",
+    ]

@@ -321,7 +321,13 @@ def measure(
                 clock.say("(g) skipped: no throughput of (b) to take the rates from")
         if "h" in parts:
             clock.say(f"(h) scale-out: 1 then 2 predict workers on {PARTITIONS} partitions")
-            scaleout = {"throughput": [run_throughput(bench, workers) for workers in (1, 2)]}
+            scaleout = {
+                "throughput": [
+                    run_throughput(bench, workers, path)
+                    for path in ("predict", "outcomes")
+                    for workers in (1, 2)
+                ]
+            }
             if base is not None:
                 clock.say("(h) rebalance pauses: a second worker joins, then leaves")
                 scaleout["pauses"] = run_pauses(bench, base)

@@ -326,7 +326,9 @@ def prepare_predictions(bench: Bench) -> None:
         clean_up(bench, prefix)
 
 
-def outcome_path(bench: Bench, prefix: str, tag: str, result: RunResult) -> None:
+def prefill_outcome_inputs(bench: Bench, prefix: str, tag: str) -> None:
+    """The run's predictions (made once, by a (d) run or for this) and actual delays, retagged
+    with ``tag``, into the run's topics."""
     if bench.predictions is None:
         prepare_predictions(bench)
     assert bench.predictions is not None
@@ -339,6 +341,10 @@ def outcome_path(bench: Bench, prefix: str, tag: str, result: RunResult) -> None
     kafka_io.produce_all(
         bench.bootstrap, f"{prefix}actual-delays", bench.data.tagged(bench.data.actuals, tag)
     )
+
+
+def outcome_path(bench: Bench, prefix: str, tag: str, result: RunResult) -> None:
+    prefill_outcome_inputs(bench, prefix, tag)
     env = child_env(bench, prefix, DATABASE_URL=bench.database.url, JOIN_HORIZON_DAYS="60")
     engine = make_engine(bench.database.url, pool_size=1)
 

@@ -1,8 +1,10 @@
-"""Part (h): scale-out of the prediction path on 4 partitions.
+"""Part (h): scale-out of the prediction and outcome paths on 4 partitions.
 
 - **Throughput**: the run's bookings, prefilled into 4 partitions, predicted by one worker, then
   (on fresh topics) by two workers of the same group started together: throughput between the
   first and the last prediction, and CPU per booking summed over the workers and their engines.
+  The same for the outcome path: the run's predictions and actuals joined by one, then two
+  outcome workers (each with its recorder), per outcome.
   On one machine two workers share its cores with the broker: the figure says what a second
   worker costs and gains here; on a second machine each would have cores of its own.
 - **Rebalance pauses**: bookings sent at a share of (b) to one worker; a second worker joins
@@ -31,6 +33,7 @@ from streams.tools.bench.runs import (
     child_env,
     clean_up_noting,
     loadavg,
+    prefill_outcome_inputs,
     run_names,
     set_flags,
 )
@@ -59,23 +62,37 @@ def longest_gap_ms(times: list[float], start: float, end: float) -> float:
     return round(max(b - a for a, b in itertools.pairwise(edges)) * 1000, 1)
 
 
-def run_throughput(bench: Bench, workers: int) -> dict[str, Any]:
-    prefix, tag = run_names(bench, f"h{workers}", 0)
-    out: dict[str, Any] = {"workers": workers, "partitions": PARTITIONS, "loadavg": loadavg()}
+def run_throughput(bench: Bench, workers: int, path: str = "predict") -> dict[str, Any]:
+    """``workers`` workers of ``path`` (predict: bookings to predictions; outcomes: predictions
+    and actuals to outcomes, each outcome worker with its recorder) on topics prefilled with the
+    run's events."""
+    short = "h" if path == "predict" else "ho"
+    prefix, tag = run_names(bench, f"{short}{workers}", 0)
+    out: dict[str, Any] = {
+        "path": path,
+        "workers": workers,
+        "partitions": PARTITIONS,
+        "loadavg": loadavg(),
+    }
     children: list[Child] = []
     samplers: list[CpuSampler] = []
     try:
         create_topics(bench, prefix)
-        kafka_io.produce_all(
-            bench.bootstrap, f"{prefix}bookings", bench.data.tagged(bench.data.bookings, tag)
-        )
-        env = child_env(
-            bench, prefix, TOPIC_PARTITIONS=str(PARTITIONS), **set_flags(bench, prefix, 100.0)
-        )
-        arrivals = Receiver(bench.bootstrap, f"{prefix}predictions", PARTITIONS)
+        env = child_env(bench, prefix, TOPIC_PARTITIONS=str(PARTITIONS))
+        if path == "predict":
+            kafka_io.produce_all(
+                bench.bootstrap, f"{prefix}bookings", bench.data.tagged(bench.data.bookings, tag)
+            )
+            env.update(set_flags(bench, prefix, 100.0))
+            output_topic = f"{prefix}predictions"
+        else:
+            prefill_outcome_inputs(bench, prefix, tag)
+            env.update(DATABASE_URL=bench.database.url, JOIN_HORIZON_DAYS="60")
+            output_topic = f"{prefix}outcomes"
+        arrivals = Receiver(bench.bootstrap, output_topic, PARTITIONS)
         try:
             for i in range(workers):
-                child = Child.worker("predict", env, bench.logs / f"{prefix}{i}.log")
+                child = Child.worker(path, env, bench.logs / f"{prefix}{i}.log")
                 children.append(child)
                 samplers.append(CpuSampler(child.pid).start())
             last_count, last_change = 0, time.monotonic()
@@ -87,13 +104,13 @@ def run_throughput(bench: Bench, workers: int) -> dict[str, Any]:
                 if arrivals.count() != last_count:
                     last_count, last_change = arrivals.count(), time.monotonic()
                 elif time.monotonic() - last_change > NO_PROGRESS_S:
-                    raise TimeoutError(f"stuck at {last_count} of {bench.count} predictions")
+                    raise TimeoutError(f"stuck at {last_count} of {bench.count} in {output_topic}")
                 time.sleep(0.1)
         finally:
             arrivals.close()
         for sampler in samplers:
             sampler.stop()
-        output = kafka_io.read_output(bench.bootstrap, f"{prefix}predictions", bench.count)
+        output = kafka_io.read_output(bench.bootstrap, output_topic, bench.count)
         stamps = output.timestamps_ms
         first_s, last_s = min(stamps) / 1000, max(stamps) / 1000
         cpu = sum(cpu_at(s.samples, last_s) - cpu_at(s.samples, first_s) for s in samplers)
@@ -201,14 +218,17 @@ def run_pauses(bench: Bench, reference_per_s: float) -> dict[str, Any]:
 
 
 def render_scaleout(scaleout: dict[str, Any]) -> list[str]:
-    lines = [f"(h) scale-out of the prediction path, {PARTITIONS} partitions:"]
+    lines = [f"(h) scale-out, {PARTITIONS} partitions:"]
     for run in scaleout.get("throughput", []):
+        path = run.get("path", "predict")
+        unit = "booking" if path == "predict" else "outcome"
+        who = f"    {run['workers']} {path} worker(s)"
         if run.get("error"):
-            lines.append(f"    {run['workers']} worker(s): FAILED: {run['error']}")
+            lines.append(f"{who}: FAILED: {run['error']}")
             continue
         lines.append(
-            f"    {run['workers']} worker(s): {run['throughput_per_s']:,.0f} bookings/s, "
-            f"CPU {run['cpu_us_per_event']:.0f} us/booking (load {run['loadavg']})"
+            f"{who}: {run['throughput_per_s']:,.0f} {unit}s/s, "
+            f"CPU {run['cpu_us_per_event']:.0f} us/{unit} (load {run['loadavg']})"
         )
     pauses = scaleout.get("pauses") or {}
     if pauses.get("error"):
