@@ -462,3 +462,49 @@ def arrived_counts(bind: Bind, *, since: datetime, until: datetime | None = None
     with _transaction(bind) as connection:
         rows = connection.execute(query).all()
     return {arm.value: 0 for arm in Arm} | {arm: int(n) for arm, n in rows}
+
+
+@dataclass(frozen=True)
+class ServedRow:
+    """A live booking with its actual delay: the features it was served with (weather
+    included, as they were at prediction time) and what was served."""
+
+    booking_id: str
+    features: dict[str, float]
+    actual_delay_minutes: float
+    served_delay_minutes: float
+    served_by: str
+    model_version: str
+
+
+def served_rows(bind: Bind, *, since: datetime, until: datetime) -> list[ServedRow]:
+    """The live bookings whose pickup was scheduled in ``since <= t < until`` and whose actual
+    delay is known, by booking_id; each with its first live prediction (the one served)."""
+    p, o = tables.predictions.c, tables.outcomes.c
+    query = (
+        sa.select(
+            p.booking_id,
+            p.features,
+            o.actual_delay_minutes,
+            p.predicted_delay_minutes,
+            p.served_by,
+            p.model_version,
+        )
+        .join_from(
+            tables.predictions,
+            tables.outcomes,
+            sa.and_(o.booking_id == p.booking_id, sa.not_(o.replay)),
+        )
+        .where(
+            sa.not_(p.replay),
+            o.scheduled_pickup_at >= since,
+            o.scheduled_pickup_at < until,
+        )
+        .order_by(p.booking_id)
+    )
+    with _transaction(bind) as connection:
+        rows = connection.execute(query).all()
+    return [
+        ServedRow(b, dict(f), float(actual), float(served), str(by), str(version))
+        for b, f, actual, served, by, version in rows
+    ]

@@ -257,3 +257,24 @@ def migrated_database(stack: Endpoints) -> str:
     finally:
         engine.dispose()
     return stack.database_url
+
+
+@pytest.fixture
+def own_database(stack) -> str:
+    """A fresh, migrated database of this test's own, so no other test's outcomes count."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from connectors.postgres import make_engine, upgrade
+
+    name = f"ab_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(stack.database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = stack.database_url.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url

@@ -5,13 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from connectors.postgres import make_engine, upgrade
 from models.heuristic import DEFAULT_PARAMS
 from tests.integration.test_cli import cli
 from tests.integration.test_outcome_path import wait_for_stored, world_events
@@ -19,21 +16,6 @@ from tests.integration.test_prediction_path import set_flags, start_worker
 from tests.integration.workers import produce
 
 MODEL_WORLD_SEED = 5  # the seed of the trained_model_dir fixture's synthetic history
-
-
-@pytest.fixture
-def own_database(stack) -> str:
-    """A fresh, migrated database of this test's own, so no other test's outcomes count."""
-    name = f"ab_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(stack.database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = stack.database_url.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 class _Servers:

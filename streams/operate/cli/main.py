@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "replay": "streams.operate.cli.replay_cmd:replay",
     "dead-letters": "streams.operate.cli.dead_letters_cmd:dead_letters",
     "model": "streams.operate.cli.model_cmd:model",
+    "evaluate": "streams.operate.cli.evaluate_cmd:evaluate",
 }
 
 HELP = {
@@ -52,6 +53,7 @@ HELP = {
     "replay": "Re-predict past bookings, or reset a consumer group to a time.",
     "dead-letters": "List dead letters, or requeue them to their source topic.",
     "model": "List model versions, promote one, roll back.",
+    "evaluate": "Score models on the stored bookings, paired, from history.",
 }
 
 
