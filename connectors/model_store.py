@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from models.training import TrainingResult
 
 CHAMPION = "CHAMPION"
+CHALLENGER = "CHALLENGER"  # a model judged against the champion, never served by it alone
 MODEL_FILE = "model.joblib"
 HEURISTIC_FILE = "heuristic.json"
 AUDIT_FILE = "AUDIT.jsonl"
@@ -170,23 +171,42 @@ def save_artifact(
 
 def set_champion(model_dir: Path, version: str) -> None:
     """Point CHAMPION at an existing version (promotion or rollback), atomically."""
-    model_dir = Path(model_dir)
-    if not _VERSION_PATTERN.match(version) or not (model_dir / version).is_dir():
-        raise ValueError(f"no artifact {version!r} in {model_dir}")
-    tmp = model_dir / f".{CHAMPION}.{os.getpid()}.tmp"
-    tmp.write_text(version + "\n")
-    _fsync(tmp)
-    os.replace(tmp, model_dir / CHAMPION)
+    _point(model_dir, CHAMPION, version)
 
 
 def champion_version(model_dir: Path) -> str | None:
     """The version CHAMPION names, or None when there is no model directory or no CHAMPION."""
+    return _pointed(model_dir, CHAMPION)
+
+
+def set_challenger(model_dir: Path, version: str) -> None:
+    """Point CHALLENGER at an existing version: a model to be judged against the champion,
+    never served by this pointer alone."""
+    _point(model_dir, CHALLENGER, version)
+
+
+def challenger_version(model_dir: Path) -> str | None:
+    """The version CHALLENGER names, or None."""
+    return _pointed(model_dir, CHALLENGER)
+
+
+def _point(model_dir: Path, pointer: str, version: str) -> None:
+    model_dir = Path(model_dir)
+    if not _VERSION_PATTERN.match(version) or not (model_dir / version).is_dir():
+        raise ValueError(f"no artifact {version!r} in {model_dir}")
+    tmp = model_dir / f".{pointer}.{os.getpid()}.tmp"
+    tmp.write_text(version + "\n")
+    _fsync(tmp)
+    os.replace(tmp, model_dir / pointer)
+
+
+def _pointed(model_dir: Path, pointer: str) -> str | None:
     try:
-        text = (Path(model_dir) / CHAMPION).read_text(encoding="utf-8").strip()
+        text = (Path(model_dir) / pointer).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ArtifactCorrupt(f"cannot read {CHAMPION}: {exc}") from None
+        raise ArtifactCorrupt(f"cannot read {pointer}: {exc}") from None
     return text or None
 
 

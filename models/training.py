@@ -237,9 +237,22 @@ def train(
         raise ValueError(f"{len(history)} history rows but {len(weathers)} weathers")
     if len(history) < config.min_rows:
         raise ValueError(f"need at least {config.min_rows} history rows, got {len(history)}")
-
     progress("features", f"{len(history)} rows, local time in {area.timezone}")
     data = split_by_time(history, weathers, config.holdout_fraction, area)
+    return train_split(data, config, progress, area)
+
+
+def train_split(
+    data: Split,
+    config: TrainingConfig | None = None,
+    progress: Progress = _ignore,
+    area: ServiceArea = GENEVA,
+) -> TrainingResult:
+    """:func:`train` on features already computed (the served features of a retraining), in
+    order of scheduled pickup, the last rows the holdout."""
+    config = config or TrainingConfig()
+    if len(data.y) < config.min_rows:
+        raise ValueError(f"need at least {config.min_rows} history rows, got {len(data.y)}")
     X_train, y_train, X_hold, y_hold = data.X_train, data.y_train, data.X_hold, data.y_hold
     if len(y_hold) < MIN_HOLDOUT_ROWS:
         raise ValueError(
@@ -392,8 +405,16 @@ def split_by_time(
     order = np.argsort(pickup_s, kind="stable")
     X = feature_matrix([history[i].booking for i in order], [weathers[i] for i in order], area)
     y = np.array([history[i].actual_delay_minutes for i in order], dtype=np.float64)
-    split = len(y) - max(1, round(len(y) * holdout_fraction))
-    return Split(X=X, y=y, pickup_s=pickup_s[order], split=split)
+    return Split(X=X, y=y, pickup_s=pickup_s[order], split=holdout_start(len(y), holdout_fraction))
+
+
+def holdout_start(rows: int, holdout_fraction: float) -> int:
+    """The first holdout row of ``rows`` in time order: the latest ``holdout_fraction``.
+
+    >>> holdout_start(1000, 0.2), holdout_start(3, 0.01)
+    (800, 2)
+    """
+    return rows - max(1, round(rows * holdout_fraction))
 
 
 def promotion_gate(kind: str, candidates: dict[str, Scores], leads: dict[str, Lead]) -> Gate:

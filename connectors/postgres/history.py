@@ -475,6 +475,7 @@ class ServedRow:
     served_delay_minutes: float
     served_by: str
     model_version: str
+    scheduled_pickup_at: datetime
 
 
 def served_rows(bind: Bind, *, since: datetime, until: datetime) -> list[ServedRow]:
@@ -489,6 +490,7 @@ def served_rows(bind: Bind, *, since: datetime, until: datetime) -> list[ServedR
             p.predicted_delay_minutes,
             p.served_by,
             p.model_version,
+            o.scheduled_pickup_at,
         )
         .join_from(
             tables.predictions,
@@ -505,6 +507,6 @@ def served_rows(bind: Bind, *, since: datetime, until: datetime) -> list[ServedR
     with _transaction(bind) as connection:
         rows = connection.execute(query).all()
     return [
-        ServedRow(b, dict(f), float(actual), float(served), str(by), str(version))
-        for b, f, actual, served, by, version in rows
+        ServedRow(b, dict(f), float(actual), float(served), str(by), str(version), pickup)
+        for b, f, actual, served, by, version, pickup in rows
     ]

@@ -4,36 +4,17 @@ offline from the seeded rows themselves (not read back from the database)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from connectors.model_store import champion_version, load_heuristic, load_version
-from connectors.postgres import make_engine, write_outcomes, write_predictions
 from models import heuristic
-from models.features import FEATURE_NAMES, feature_dict, feature_matrix
-from models.synthetic import generate_history
-from schemas import Arm, Outcome
-from tests.factories import prediction
+from models.features import FEATURE_NAMES
+from tests.integration.served_history import END, LEFT_OUT, SINCE, store
+from tests.integration.served_history import seeded as served_history
 from tests.integration.test_cli import cli
-
-END = datetime(2025, 3, 8, tzinfo=UTC)
-SINCE = END - timedelta(days=2)
-LEFT_OUT = 5  # the latest bookings, stored without one of their features
-
-
-@pytest.fixture(scope="module")
-def seeded() -> dict:
-    """Three days of the synthetic world: two inside the window, one before it."""
-    history = generate_history(END - timedelta(days=3), END, seed=11, bookings_per_day=120)
-    bookings = [row.booking for row in history.rows]
-    x = feature_matrix(bookings, history.row_weather)
-    actual = np.array([row.actual_delay_minutes for row in history.rows])
-    rng = np.random.default_rng(7)
-    served = actual + rng.normal(0, 3, size=len(actual))  # what the live path had said
-    return {"bookings": bookings, "x": x, "actual": actual, "served": served}
 
 
 def evaluate(stack, home, database_url: str, model_dir, *args: str, check: bool = True):
@@ -50,54 +31,10 @@ def evaluate(stack, home, database_url: str, model_dir, *args: str, check: bool 
     )
 
 
-def store(database_url: str, seeded: dict) -> None:
-    predictions, outcomes = [], []
-    n = len(seeded["bookings"])
-    for i, booking in enumerate(seeded["bookings"]):
-        features = feature_dict(seeded["x"][i])
-        if i >= n - LEFT_OUT:  # the latest bookings: inside the window
-            del features["distance_km"]
-        arm = Arm.ML if i % 2 else Arm.HEURISTIC
-        pickup, served = booking.scheduled_pickup_at, float(seeded["served"][i])
-        actual = float(seeded["actual"][i])
-        predictions.append(
-            prediction(
-                booking.booking_id,
-                at=booking.created_at,
-                arm=arm,
-                features=features,
-                predicted_delay_minutes=served,
-                scheduled_pickup_at=pickup,
-            )
-        )
-        outcomes.append(
-            Outcome(
-                booking_id=booking.booking_id,
-                arm=arm,
-                served_by=arm,
-                model_version="seeded",
-                bucket=1,
-                ml_traffic_percentage=50,
-                predicted_delay_minutes=served,
-                actual_delay_minutes=actual,
-                error=served - actual,
-                abs_error=abs(served - actual),
-                scheduled_pickup_at=pickup,
-                predicted_at=booking.created_at,
-                observed_at=pickup,
-            )
-        )
-    engine = make_engine(database_url)
-    try:
-        write_predictions(engine, predictions=predictions)
-        write_outcomes(engine, outcomes=outcomes)
-    finally:
-        engine.dispose()
-
-
 def test_evaluate_equals_the_offline_computation_on_identical_rows(
-    stack, own_database, trained_model_dir, seeded, tmp_path
+    stack, own_database, trained_model_dir, tmp_path
 ):
+    seeded = served_history()
     store(own_database, seeded)
     out = evaluate(
         stack,

@@ -10,6 +10,7 @@ from connectors.postgres.history import ServedRow
 from models.features import FEATURE_NAMES
 from models.paired import paired_difference
 from streams.outcomes.counterfactual import EvaluationError, feature_rows, parse_models
+from tests.factories import T0
 
 
 def test_the_paired_difference_is_scipys_paired_t_test():
@@ -39,7 +40,7 @@ def test_a_comparison_that_cannot_be_made_says_why(a, b, message):
 
 
 def row(features: dict[str, object]) -> ServedRow:
-    return ServedRow("B1", features, 5.0, 4.0, "ml", "gb-1")  # type: ignore[arg-type]
+    return ServedRow("B1", features, 5.0, 4.0, "ml", "gb-1", T0)  # type: ignore[arg-type]
 
 
 def test_stored_features_become_the_models_matrix_and_incomplete_rows_are_marked():

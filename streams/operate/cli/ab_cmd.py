@@ -80,11 +80,10 @@ def report(
     """
     from pathlib import Path
 
-    from sqlalchemy.exc import SQLAlchemyError
-
     from connectors.postgres import make_engine
     from connectors.postgres import monitoring as queries
     from streams.clock import utc_now
+    from streams.operate.cli.progress import history_errors
     from streams.outcomes.ab_eval import evaluate, latest_window
     from streams.outcomes.windows import DEFAULT_WINDOW, MINUTE, Window, arm_metrics
     from streams.settings import delaycast_home, get_settings
@@ -102,21 +101,18 @@ def report(
     now = utc_now()
     engine = make_engine(settings.database_url.get_secret_value())
     try:
-        if start is None:
-            chosen = latest_window(engine, window or DEFAULT_WINDOW, now=now)
-        else:
-            closed = end is not None
-            if end is None:
-                newest, _ = queries.live_minute_range(engine)
-                end = max(minute_start(newest or now) + MINUTE, start + MINUTE)
-            chosen = Window(start, end, closed=closed)
-        evaluation = evaluate(
-            engine, chosen, min_samples=min_samples or settings.ab_min_samples, now=now
-        )
-    except SQLAlchemyError as exc:
-        raise click.ClickException(
-            f"cannot read the history from PostgreSQL: {type(exc).__name__}"
-        ) from None
+        with history_errors():
+            if start is None:
+                chosen = latest_window(engine, window or DEFAULT_WINDOW, now=now)
+            else:
+                closed = end is not None
+                if end is None:
+                    newest, _ = queries.live_minute_range(engine)
+                    end = max(minute_start(newest or now) + MINUTE, start + MINUTE)
+                chosen = Window(start, end, closed=closed)
+            evaluation = evaluate(
+                engine, chosen, min_samples=min_samples or settings.ab_min_samples, now=now
+            )
     finally:
         engine.dispose()
     result = evaluation.result

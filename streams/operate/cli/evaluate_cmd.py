@@ -33,9 +33,8 @@ def evaluate(since: str, until: str, models: str, as_json: bool) -> None:
       delaycast evaluate --since 2026-11-22T00:00Z --until 2026-11-29T00:00Z \\
           --models served,heuristic,champion,gb-20261122T080000Z-1a2b3c4d --json
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
     from connectors.postgres import make_engine
+    from streams.operate.cli.progress import history_errors
     from streams.outcomes.counterfactual import EvaluationError, parse_models
     from streams.outcomes.counterfactual import evaluate as run
     from streams.settings import get_settings
@@ -48,20 +47,17 @@ def evaluate(since: str, until: str, models: str, as_json: bool) -> None:
     settings = get_settings()
     engine = make_engine(settings.database_url.get_secret_value())
     try:
-        result = run(
-            engine,
-            model_dir=settings.model_dir,
-            area=settings.service_area,
-            models=names,
-            since=start,
-            until=end,
-        )
+        with history_errors():
+            result = run(
+                engine,
+                model_dir=settings.model_dir,
+                area=settings.service_area,
+                models=names,
+                since=start,
+                until=end,
+            )
     except EvaluationError as exc:
         raise click.ClickException(str(exc)) from None
-    except SQLAlchemyError as exc:
-        raise click.ClickException(
-            f"cannot read the history from PostgreSQL: {type(exc).__name__}"
-        ) from None
     finally:
         engine.dispose()
     doc = result.as_dict()

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "dead-letters": "streams.operate.cli.dead_letters_cmd:dead_letters",
     "model": "streams.operate.cli.model_cmd:model",
     "evaluate": "streams.operate.cli.evaluate_cmd:evaluate",
+    "retrain": "streams.operate.cli.retrain_cmd:retrain",
 }
 
 HELP = {
@@ -54,6 +55,7 @@ HELP = {
     "dead-letters": "List dead letters, or requeue them to their source topic.",
     "model": "List model versions, promote one, roll back.",
     "evaluate": "Score models on the stored bookings, paired, from history.",
+    "retrain": "Train on the served history; register the best as challenger.",
 }
 
 

@@ -58,17 +58,25 @@ def model() -> None:
 @model_dir_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per version.")
 def list_cmd(model_dir: Path | None, as_json: bool) -> None:
-    """List the versions, oldest first; the champion is marked with '*'.
+    """List the versions, oldest first; the champion is marked with '*', the challenger (from
+    ``delaycast retrain``) with 'c'.
 
     \b
     Examples:
       delaycast model list
       delaycast model list --json
     """
-    from connectors.model_store import ArtifactError, champion_version, list_versions, read_metadata
+    from connectors.model_store import (
+        ArtifactError,
+        challenger_version,
+        champion_version,
+        list_versions,
+        read_metadata,
+    )
 
     directory = _model_dir(model_dir)
     champion = champion_version(directory)
+    challenger = challenger_version(directory)
     versions = list_versions(directory)
     if not versions:
         raise click.ClickException(f"no model versions in {directory}; train one first")
@@ -81,13 +89,14 @@ def list_cmd(model_dir: Path | None, as_json: bool) -> None:
             row = {
                 "version": version,
                 "champion": version == champion,
+                "challenger": version == challenger,
                 "created_at": metadata.get("created_at"),
                 "metrics": metadata.get("metrics"),
                 "error": metadata.get("error"),
             }
             click.echo(json.dumps(row))
             continue
-        mark = "*" if version == champion else " "
+        mark = "*" if version == champion else "c" if version == challenger else " "
         detail = metadata.get("error") or _holdout(metadata)
         click.echo(f"{mark} {version}  {detail}")
 

@@ -103,3 +103,38 @@ def heartbeat(
     finally:
         stop.set()
         thread.join(timeout=1.0)
+
+
+class Stages:
+    """A long command's stages on stderr, each line with the seconds since the start: call it
+    with (stage, detail) as a training's progress; :meth:`still` is a :func:`heartbeat`'s line
+    while one stage works on."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+        self._stage = "start"
+
+    def __call__(self, stage: str, detail: str) -> None:
+        self._stage = stage
+        click.echo(f"[{time.perf_counter() - self._started:7.1f}s] {stage}: {detail}", err=True)
+
+    def still(self, _elapsed: float) -> str:
+        return f"[{time.perf_counter() - self._started:7.1f}s] {self._stage}: still working"
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self._started
+
+
+@contextlib.contextmanager
+def history_errors() -> Iterator[None]:
+    """A PostgreSQL that cannot be read becomes one line for the operator (its class only: the
+    driver's message may hold the connection URL)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise click.ClickException(
+            f"cannot read the history from PostgreSQL: {type(exc).__name__}"
+        ) from None

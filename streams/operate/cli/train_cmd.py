@@ -9,15 +9,77 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
-    from models.training import TrainingResult
+    from models.training import TrainingConfig, TrainingResult
 
 EXIT_NOT_PROMOTED = 3
+
+
+def training_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a training: holdout, candidates, zone cells, trees and seed."""
+    for option in reversed(_TRAINING_OPTIONS):
+        command = option(command)
+    return command
+
+
+def training_config(
+    holdout_fraction: float, candidates: str, zone_cell_km: float, trees: int, seed: int
+) -> TrainingConfig:
+    """The training options as a config; a bad --candidates is refused with what is expected."""
+    from models.boosting import BoostingConfig
+    from models.forest import ForestConfig
+    from models.training import ML_CANDIDATES, TrainingConfig
+
+    chosen = tuple(c.strip() for c in candidates.split(",") if c.strip())
+    if not chosen or any(c not in ML_CANDIDATES for c in chosen):
+        raise click.BadParameter(
+            f"expected a comma-separated list among {', '.join(ML_CANDIDATES)}, got {candidates!r}",
+            param_hint="--candidates",
+        )
+    return TrainingConfig(
+        holdout_fraction=holdout_fraction,
+        forest=ForestConfig(n_estimators=trees, random_state=seed),
+        boosting=BoostingConfig(random_state=seed),
+        candidates=chosen,
+        seed=seed,
+        zone_cell_km=zone_cell_km,
+    )
+
+
+_TRAINING_OPTIONS = [
+    click.option(
+        "--holdout-fraction",
+        type=click.FloatRange(0.01, 0.9),
+        default=0.2,
+        show_default=True,
+        help="The most recent share of rows (by pickup time) kept out of training for evaluation.",
+    ),
+    click.option(
+        "--candidates",
+        default="forest,boosting,boosting_zones",
+        show_default=True,
+        help="The ML candidates to train, comma-separated, among: forest, boosting, boosting_zones "
+        "(boosting that also reads the zone encodings learned from the history).",
+    ),
+    click.option(
+        "--zone-cell-km",
+        type=click.FloatRange(0.1, 100.0),
+        default=1.0,
+        show_default=True,
+        help="Side of the square cells whose delays boosting_zones encodes (pickup, dropoff, "
+        "pickup × hour).",
+    ),
+    click.option("--trees", type=click.IntRange(1, 1000), default=100, show_default=True),
+    click.option(
+        "--seed", type=int, default=0, show_default=True, help="Random state of the fits."
+    ),
+]
 
 
 @click.command()
@@ -39,30 +101,7 @@ EXIT_NOT_PROMOTED = 3
     type=click.Path(file_okay=False, path_type=Path),
     help="Model directory [default: MODEL_DIR from the settings].",
 )
-@click.option(
-    "--holdout-fraction",
-    type=click.FloatRange(0.01, 0.9),
-    default=0.2,
-    show_default=True,
-    help="The most recent share of rows (by pickup time) kept out of training for evaluation.",
-)
-@click.option(
-    "--candidates",
-    default="forest,boosting,boosting_zones",
-    show_default=True,
-    help="The ML candidates to train, comma-separated, among: forest, boosting, boosting_zones "
-    "(boosting that also reads the zone encodings learned from the history).",
-)
-@click.option(
-    "--zone-cell-km",
-    type=click.FloatRange(0.1, 100.0),
-    default=1.0,
-    show_default=True,
-    help="Side of the square cells whose delays boosting_zones encodes (pickup, dropoff, "
-    "pickup × hour).",
-)
-@click.option("--trees", type=click.IntRange(1, 1000), default=100, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Random state of the fits.")
+@training_options
 @click.option(
     "--champion/--no-champion",
     default=True,
@@ -113,20 +152,12 @@ def train(
     from connectors.datasets import DatasetError, read_history
     from connectors.model_store import record_audit, save_artifact, set_champion
     from connectors.weather.recorded import WeatherHistoryError, history_weather
-    from models.boosting import BoostingConfig
-    from models.forest import ForestConfig
-    from models.training import ML_CANDIDATES, TrainingConfig
     from models.training import train as train_model
     from streams.clock import utc_now
-    from streams.operate.cli.progress import heartbeat
+    from streams.operate.cli.progress import Stages, heartbeat
     from streams.settings import get_settings
 
-    chosen = tuple(c.strip() for c in candidates.split(",") if c.strip())
-    if not chosen or any(c not in ML_CANDIDATES for c in chosen):
-        raise click.BadParameter(
-            f"expected a comma-separated list among {', '.join(ML_CANDIDATES)}, got {candidates!r}",
-            param_hint="--candidates",
-        )
+    config = training_config(holdout_fraction, candidates, zone_cell_km, trees, seed)
     if force_reason is not None and not force_reason.strip():
         raise click.BadParameter("expected a reason for the audit log", param_hint="--force")
     if force_reason is not None and not champion:
@@ -135,15 +166,7 @@ def train(
     area = settings.service_area
     out = out if out is not None else settings.model_dir
 
-    started = time.perf_counter()
-    stage_now = ["start"]
-
-    def step(stage: str, detail: str) -> None:
-        stage_now[0] = stage
-        click.echo(f"[{time.perf_counter() - started:7.1f}s] {stage}: {detail}", err=True)
-
-    def still(_elapsed: float) -> str:
-        return f"[{time.perf_counter() - started:7.1f}s] {stage_now[0]}: still working"
+    step = Stages()
 
     try:
         step("history", f"reading {history_csv}")
@@ -156,17 +179,9 @@ def train(
     if weather_csv is not None and defaulted:
         step("weather", f"{defaulted} bookings had no observation nearby: default weather")
 
-    config = TrainingConfig(
-        holdout_fraction=holdout_fraction,
-        forest=ForestConfig(n_estimators=trees, random_state=seed),
-        boosting=BoostingConfig(random_state=seed),
-        candidates=chosen,
-        seed=seed,
-        zone_cell_km=zone_cell_km,
-    )
     fit_started = time.perf_counter()
     try:
-        with heartbeat(still, every_s=10.0):
+        with heartbeat(step.still, every_s=10.0):
             result = train_model(rows, weathers, config, progress=step, area=area)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -197,7 +212,7 @@ def train(
         "default_weather_rows": defaulted,
         "model_bytes": info.model_bytes,
         "train_seconds": round(fit_seconds, 2),
-        "total_seconds": round(time.perf_counter() - started, 2),
+        "total_seconds": round(step.seconds, 2),
     }
     click.echo(json.dumps(summary, indent=2))
     for line in report_lines(result):
