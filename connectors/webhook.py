@@ -57,7 +57,8 @@ class WebhookNotifier:
             status = response.status_code
             if not 200 <= status < 300:
                 # A 4xx other than 429 refuses the request itself: sending again will not help.
-                raise _Failed(f"HTTP {status}", passes=status >= 500 or status == 429)
+                refused = 400 <= status < 500 and status != 429
+                raise _Failed(f"HTTP {status}", passes=not refused)
 
         try:
             retrying(

@@ -1,5 +1,5 @@
-"""Processes a worker spawns beside itself (prediction engine, history recorder): how they are
-started and ended from the worker, and what each does first.
+"""Processes a worker spawns beside itself: how the history recorder is started and ended from
+the worker, and what a helper (the recorder, the prediction engine) does first.
 
 A helper gets one end of a pipe as its first argument; the worker keeps the other. The worker's
 end closing (an orderly stop, or the worker's death, SIGKILL included) is the helper's signal to

@@ -480,7 +480,7 @@ class ServedRow:
 
 def served_rows(bind: Bind, *, since: datetime, until: datetime) -> list[ServedRow]:
     """The live bookings whose pickup was scheduled in ``since <= t < until`` and whose actual
-    delay is known, by booking_id; each with its first live prediction (the one served)."""
+    delay is known, by booking_id; each with the live prediction its outcome measured."""
     p, o = tables.predictions.c, tables.outcomes.c
     query = (
         sa.select(
@@ -495,7 +495,12 @@ def served_rows(bind: Bind, *, since: datetime, until: datetime) -> list[ServedR
         .join_from(
             tables.predictions,
             tables.outcomes,
-            sa.and_(o.booking_id == p.booking_id, sa.not_(o.replay)),
+            # The prediction the outcome measured (the A/B counts it), not a later one.
+            sa.and_(
+                o.booking_id == p.booking_id,
+                o.predicted_at == p.predicted_at,
+                sa.not_(o.replay),
+            ),
         )
         .where(
             sa.not_(p.replay),

@@ -106,6 +106,8 @@ def write_until_done(
 
     def stopping(state: RetryCallState) -> bool:
         if cancel is not None and cancel.is_set():
+            if since is None:  # given up at the first failure: say what it was
+                note(state)
             log.warning(
                 "%s given up after %d attempts: the worker stops", what, state.attempt_number
             )

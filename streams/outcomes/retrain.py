@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,4 +130,21 @@ def _against_champion(
     ours = np.abs(np.asarray(challenger.predict(split.X_hold)[0], dtype=np.float64) - y)
     theirs = np.abs(np.asarray(champion.predictor.predict(split.X_hold)[0], dtype=np.float64) - y)
     comparison = paired_difference("challenger", ours, "champion", theirs)
-    return {"champion": version, **comparison.as_dict()}
+    # A champion trained on these very bookings looks better on them than it is.
+    window = champion.metadata.get("training_window") or {}
+    trained_from, trained_until = window.get("start"), window.get("end")
+    holdout_from = datetime.fromtimestamp(float(split.pickup_s[split.split]), UTC)
+    holdout_until = datetime.fromtimestamp(float(split.pickup_s[-1]), UTC)
+    overlaps = (
+        trained_from is not None
+        and trained_until is not None
+        and datetime.fromisoformat(trained_from) <= holdout_until
+        and datetime.fromisoformat(trained_until) >= holdout_from
+    )
+    return {
+        "champion": version,
+        "champion_trained_from": trained_from,
+        "champion_trained_until": trained_until,
+        "champion_saw_the_holdout": overlaps,
+        **comparison.as_dict(),
+    }

@@ -26,8 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.process import BaseProcess
@@ -213,7 +212,12 @@ def raw(record: Inbound) -> RawRecord:
 
 
 class EngineDied(RuntimeError):
-    """The engine process ended, or never got ready."""
+    """The engine process ended, or never got ready: a new one may be started."""
+
+
+class EngineClosed(RuntimeError):
+    """The engine was closed (the worker stops): its batches are neither retried nor predicted
+    elsewhere, and stay unacknowledged."""
 
 
 class ProcessEngine:
@@ -237,6 +241,7 @@ class ProcessEngine:
         self._restart_backoff_s = restart_backoff_s
         self._pool: ProcessPoolExecutor | None = None  # set only once the engine is ready
         self._processes: list[BaseProcess] = []  # the pool's, to end them whatever happens
+        self._closed = False
         self._starting = asyncio.Lock()
         self._no_start_before = 0.0
         self.description = "not started"
@@ -252,6 +257,8 @@ class ProcessEngine:
         """Start the engine and wait until it is ready; returns its description (flags,
         model). Raises :class:`EngineDied` when it ends or does not get ready in time."""
         async with self._starting:
+            if self._closed:
+                raise EngineClosed("the prediction engine was closed: the worker stops")
             if self._pool is not None:
                 return self.description
             loop = asyncio.get_running_loop()
@@ -271,8 +278,9 @@ class ProcessEngine:
                     asyncio.wrap_future(ready), self._start_timeout_s
                 )
             except Exception as exc:  # timed out, ended, or failed while starting
-                self._processes = _processes_of(pool) or self._processes
-                await loop.run_in_executor(None, self._end, pool, 0.0)  # killed at once
+                processes = _processes_of(pool) or self._processes
+                self._processes = []
+                await loop.run_in_executor(None, _end, pool, processes, 0.0)  # killed at once
                 self._no_start_before = loop.time() + self._restart_backoff_s
                 reason = str(exc) or type(exc).__name__
                 raise EngineDied(f"the prediction engine did not start: {reason}") from None
@@ -290,18 +298,21 @@ class ProcessEngine:
         assert pool is not None
         try:
             task = pool.submit(engine_run, [raw(r) for r in records])
+        except BrokenExecutor as exc:  # it died while idle: no batch of it noticed yet
+            self._lost(pool)
+            raise EngineDied(f"the prediction engine ended: {exc}") from None
         except RuntimeError:  # "cannot schedule new futures after shutdown": closed meanwhile
-            raise EngineDied("the prediction engine was stopped") from None
+            raise EngineClosed("the prediction engine was closed: the worker stops") from None
         try:
             summary = await asyncio.wrap_future(task)
-        except BrokenProcessPool as exc:  # the process died: every batch it held fails
+        except BrokenExecutor as exc:  # the process died: every batch it held fails
             self._lost(pool)
             raise EngineDied(f"the prediction engine ended: {exc}") from None
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # this task was cancelled, not the engine's task
-            raise EngineDied("the prediction engine was stopped") from None
+            raise EngineClosed("the prediction engine was closed: the worker stops") from None
         if summary.weather is not None:
             self.weather = summary.weather
         return cast(BatchSummary, summary)
@@ -310,27 +321,32 @@ class ProcessEngine:
         if self._pool is not pool:
             return  # already noted by another of its batches
         self._pool = None
-        codes = [process.exitcode for process in self._processes]
+        processes, self._processes = self._processes, []  # this pool's, not the next one's
+        codes = [process.exitcode for process in processes]
         log.error(
             "[ML] the prediction engine ended (exit code %s); the next batch starts a new one",
             codes[0] if codes else None,
         )
-        asyncio.get_running_loop().run_in_executor(None, self._end, pool, 0.0)
+        asyncio.get_running_loop().run_in_executor(None, _end, pool, processes, 0.0)
 
     def close(self) -> None:
-        """Stop the engine (blocking): it ends after its current batch, or is killed in 10 s."""
+        """Stop the engine for good (blocking): it ends after its current batch, or is killed in
+        10 s; batches still queued fail with :class:`EngineClosed`."""
+        self._closed = True
         pool, self._pool = self._pool, None
-        if pool is not None:
-            self._end(pool, 10.0)
-
-    def _end(self, pool: ProcessPoolExecutor, timeout_s: float) -> None:
-        pool.shutdown(wait=False, cancel_futures=True)
         processes, self._processes = self._processes, []
-        for process in processes:
-            process.join(timeout_s)
-            if process.is_alive():
-                process.kill()
-                process.join(5)
+        if pool is not None:
+            _end(pool, processes, 10.0)
+
+
+def _end(pool: ProcessPoolExecutor, processes: list[BaseProcess], timeout_s: float) -> None:
+    """Shut ``pool`` down and end its ``processes``: wait up to ``timeout_s``, then kill."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout_s)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
 
 
 def _processes_of(pool: ProcessPoolExecutor) -> list[BaseProcess]:

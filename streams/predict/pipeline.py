@@ -29,6 +29,7 @@ from streams.clock import utc_now
 from streams.decode import Inbound
 from streams.predict.engine import (
     BatchSummary,
+    EngineClosed,
     EngineDied,
     OutputTopics,
     ProcessEngine,
@@ -122,12 +123,19 @@ class PredictionPipeline(Service):
                     summary = await engine.run(records)
                 except EngineDied:  # killed (out of memory, a signal): once more on a new one
                     summary = await engine.run(records)
+            except EngineClosed:
+                raise  # the worker stops: the batch stays unacknowledged, read again later
             except EngineDied as exc:
                 if not self.inline_fallback:
                     log.error("[ML] %s; predicting in this process until it is back", exc)
                 self.inline_fallback = True
             except Exception as exc:  # the engine's own error for this batch
-                log.error("[ML] batch of %d bookings failed in the engine: %s", len(records), exc)
+                log.error(
+                    "[ML] batch of %d bookings failed in the engine: %s",
+                    len(records),
+                    exc,
+                    exc_info=exc,  # with the engine's traceback
+                )
                 failed = failed_batch(records, exc, utc_now())
                 return await send_result(self.producer, self.topics, records, failed)
             else:
@@ -146,7 +154,11 @@ class PredictionPipeline(Service):
         await self._started_event.wait()
         while not self.should_stop:
             batch, prediction = await self._in_flight.get()
-            self.on_done(batch, await prediction)
+            try:
+                summary = await prediction
+            except EngineClosed:
+                return  # stopping: this batch and those after it stay unacknowledged
+            self.on_done(batch, summary)
 
     @Service.task
     async def _reload_models(self) -> None:

@@ -135,7 +135,7 @@ def test_too_few_bookings_and_bad_models_are_refused_with_what_was_expected(
         "heuristic,gb-nosuchversion",
         check=False,
     )
-    # The empty window is refused before any model loads; this one reaches the model.
+    # Models load before the history is read: an unknown version is refused at once.
     assert unknown.returncode == 1
     assert "gb-nosuchversion" in unknown.stderr
     backwards = evaluate(

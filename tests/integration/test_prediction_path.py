@@ -313,6 +313,28 @@ def test_an_engine_killed_mid_stream_is_replaced_and_no_booking_is_lost(stack, t
     assert letters == []
 
 
+def test_an_engine_killed_while_idle_is_replaced_at_the_next_batch(stack, topic_prefix, home):
+    """The out-of-memory killer picks the engine (it holds the model), often between batches:
+    the next batch finds the pool broken, starts a new engine, and is predicted there."""
+    set_flags(stack, topic_prefix, enabled=True, percentage=100)
+    payloads = booking_payloads(200, "I-")
+    with start_worker(stack, topic_prefix, home) as worker:
+        [first] = engine_pids(worker)
+        seen = len(worker.log())
+        os.kill(first, signal.SIGKILL)
+        assert left_running({first}) == []
+        produce(stack, f"{topic_prefix}bookings", payloads)
+        predictions = collect(stack, f"{topic_prefix}predictions", 200, timeout_s=90)
+        worker.wait_for_log("prediction engine ready in process", 60, start_at=seen)
+        log = worker.log()[seen:]
+        pids = engine_pids(worker)
+    assert len(pids) == 2 and pids[1] != first
+    assert {p["booking_id"] for p in predictions} == {key.decode() for key, _ in payloads}
+    # Predicted by the new engine (ML at 100 %), not by the worker's fallback.
+    assert {p["served_by"] for p in predictions} == {"ml"}
+    assert "predicting in this process until it is back" not in log
+
+
 def test_a_worker_killed_with_sigkill_leaves_no_engine_behind(stack, topic_prefix, home):
     worker = start_worker(stack, topic_prefix, home)
     try:

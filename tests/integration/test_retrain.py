@@ -41,10 +41,7 @@ def test_retrain_registers_a_challenger_trained_on_the_served_features_and_keeps
     models = tmp_path / "models"
     shutil.copytree(trained_model_dir, models)
     champion = champion_version(models)
-    out = retrain(
-        stack,
-        tmp_path,
-        own_database,
+    args = (
         "--since",
         SINCE.isoformat(),
         "--until",
@@ -58,6 +55,7 @@ def test_retrain_registers_a_challenger_trained_on_the_served_features_and_keeps
         "--trees",
         "20",
     )
+    out = retrain(stack, tmp_path, own_database, *args)
     summary = json.loads(out.stdout)
     assert "history: reading the served bookings" in out.stderr  # progress on stderr
 
@@ -90,6 +88,16 @@ def test_retrain_registers_a_challenger_trained_on_the_served_features_and_keeps
     assert against["mae_b"] == pytest.approx(float(theirs.mean()), abs=1e-9)
     assert summary["model"]["mae"] == pytest.approx(float(ours.mean()), abs=1e-9)
     assert set(summary["candidates"]) == {"constant", "heuristic", "boosting"}
+    # The champion was trained on the present; this window is in 2025: no overlap.
+    assert against["champion_saw_the_holdout"] is False
+
+    # A second challenger promoted, then rolled back: back to the champion, not to the first
+    # challenger, which was never served.
+    second = json.loads(retrain(stack, tmp_path, own_database, *args, "--seed", "1").stdout)
+    cli(stack, "rt.", tmp_path, "model", "promote", second["challenger"], MODEL_DIR=str(models))
+    assert champion_version(models) == second["challenger"]
+    cli(stack, "rt.", tmp_path, "model", "rollback", MODEL_DIR=str(models))
+    assert champion_version(models) == champion
 
 
 def test_too_few_outcomes_are_refused_with_the_count_and_what_to_do(stack, own_database, tmp_path):

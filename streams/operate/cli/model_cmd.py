@@ -148,20 +148,27 @@ def promote(model_dir: Path | None, version: str) -> None:
 @model.command()
 @model_dir_option
 def rollback(model_dir: Path | None) -> None:
-    """Make the version created before the current champion the champion again.
+    """Make the version created before the current champion the champion again, passing over
+    challengers of ``delaycast retrain`` that were never champion.
 
     \b
     Example:
       delaycast model rollback
     """
-    from connectors.model_store import champion_version, list_versions
+    from connectors.model_store import champion_version, list_versions, read_audit
 
     directory = _model_dir(model_dir)
     champion = champion_version(directory)
     versions = list_versions(directory)
     if champion not in versions:
         raise click.ClickException(f"no champion in {directory} to roll back from")
-    index = versions.index(champion)
-    if index == 0:
-        raise click.ClickException(f"{champion} is the oldest version: nothing to roll back to")
-    _promote(directory, versions[index - 1], "rollback")
+    audit = read_audit(directory)
+    served = {e.get("version") for e in audit if e.get("action") != "challenger"}
+    untried = {e.get("version") for e in audit if e.get("action") == "challenger"} - served
+    earlier = [v for v in versions[: versions.index(champion)] if v not in untried]
+    if not earlier:
+        raise click.ClickException(
+            f"no version older than {champion} that was not only a challenger: nothing to roll "
+            "back to (`delaycast model promote VERSION` names one)"
+        )
+    _promote(directory, earlier[-1], "rollback")

@@ -92,3 +92,10 @@ def retrain(
             f"p = {against['p_value']:.2g}",
             err=True,
         )
+        if against["champion_saw_the_holdout"]:
+            click.echo(
+                f"  the champion was trained on bookings from {against['champion_trained_from']} "
+                f"to {against['champion_trained_until']}, some of them in this holdout: it looks "
+                "better here than it is",
+                err=True,
+            )
