@@ -133,14 +133,7 @@ def _against_champion(
     # A champion trained on these very bookings looks better on them than it is.
     window = champion.metadata.get("training_window") or {}
     trained_from, trained_until = window.get("start"), window.get("end")
-    holdout_from = datetime.fromtimestamp(float(split.pickup_s[split.split]), UTC)
-    holdout_until = datetime.fromtimestamp(float(split.pickup_s[-1]), UTC)
-    overlaps = (
-        trained_from is not None
-        and trained_until is not None
-        and datetime.fromisoformat(trained_from) <= holdout_until
-        and datetime.fromisoformat(trained_until) >= holdout_from
-    )
+    overlaps = trained_on_holdout(trained_from, trained_until, split)
     return {
         "champion": version,
         "champion_trained_from": trained_from,
@@ -148,3 +141,26 @@ def _against_champion(
         "champion_saw_the_holdout": overlaps,
         **comparison.as_dict(),
     }
+
+
+def trained_on_holdout(trained_from: str | None, trained_until: str | None, split: Split) -> bool:
+    """Whether a model trained on pickups from ``trained_from`` to ``trained_until`` (ISO 8601;
+    None when its metadata does not say) saw any of the holdout's pickups.
+
+    >>> hold = Split(X=np.zeros((4, 1)), y=np.zeros(4), split=2,
+    ...              pickup_s=np.array([0.0, 3600.0, 7200.0, 10800.0]))  # 00:00 to 03:00 UTC
+    >>> trained_on_holdout("1970-01-01T00:00:00+00:00", "1970-01-01T02:30:00+00:00", hold)
+    True
+    >>> trained_on_holdout("1970-01-01T00:00:00+00:00", "1970-01-01T01:30:00+00:00", hold)
+    False
+    >>> trained_on_holdout(None, "1970-01-01T02:30:00+00:00", hold)
+    False
+    """
+    if trained_from is None or trained_until is None or len(split.y) == split.split:
+        return False
+    holdout_from = datetime.fromtimestamp(float(split.pickup_s[split.split]), UTC)
+    holdout_until = datetime.fromtimestamp(float(split.pickup_s[-1]), UTC)
+    return (
+        datetime.fromisoformat(trained_from) <= holdout_until
+        and datetime.fromisoformat(trained_until) >= holdout_from
+    )

@@ -70,6 +70,15 @@ def test_server_errors_are_retried_then_given_up_without_leaking_the_url(hook, c
     assert "not delivered" in caplog.text and TOKEN not in caplog.text
 
 
+def test_rate_limits_and_odd_answers_are_retried_with_the_backoff_and_refusals_are_not(hook):
+    url, received, statuses = hook
+    statuses.extend([429, 302, 200])
+    sleeps: list[float] = []
+    assert WebhookNotifier(SecretStr(url), retries=3, sleep=sleeps.append).send(ALERT)
+    assert len(received) == 3
+    assert sleeps == [0.5, 1.0]  # 0.5 s, doubling: the policy's webhook schedule
+
+
 def test_a_refused_request_is_not_retried(hook):
     url, received, statuses = hook
     statuses.append(400)
