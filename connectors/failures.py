@@ -28,8 +28,6 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
     stop_never,
     wait_exponential,
     wait_fixed,
@@ -138,14 +136,6 @@ def note_wait(log: logging.Logger, what: str) -> Callable[[RetryCallState], None
         )
 
     return before_sleep
-
-
-def attempts(n: int) -> stop_base:
-    return stop_after_attempt(n)
-
-
-def within(seconds: float) -> stop_base:
-    return stop_after_delay(seconds)
 
 
 POLICY: tuple[Rule, ...] = (

@@ -13,8 +13,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+from tenacity import stop_after_delay
 
-from connectors.failures import TOPIC_METADATA_WAIT, retrying, within
+from connectors.failures import TOPIC_METADATA_WAIT, retrying
 
 # librdkafka's own log lines go to Python logging instead of straight to stderr.
 _log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def _wait_for(
         return retrying(
             retry_on=lambda exc: isinstance(exc, _NotYet),
             wait=TOPIC_METADATA_WAIT,
-            stop=within(timeout_s),
+            stop=stop_after_delay(timeout_s),
         )(served)
     except _NotYet:
         raise KafkaAdminError(f"Kafka at {bootstrap}: waited {timeout_s} s for {what}") from None

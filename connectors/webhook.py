@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 import requests
 from pydantic import SecretStr
-from tenacity import wait_exponential
+from tenacity import stop_after_attempt, wait_exponential
 
-from connectors.failures import attempts, retrying
+from connectors.failures import retrying
 from schemas import Alert
 
 log = logging.getLogger("delaycast.alerts")
@@ -64,7 +64,7 @@ class WebhookNotifier:
             retrying(
                 retry_on=lambda exc: isinstance(exc, _Failed) and exc.passes,
                 wait=wait_exponential(multiplier=self._backoff_s),
-                stop=attempts(self._retries + 1),
+                stop=stop_after_attempt(self._retries + 1),
                 sleep=self._sleep,
             )(post)
         except _Failed as failed:

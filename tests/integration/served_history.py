@@ -17,6 +17,7 @@ from tests.factories import prediction
 
 END = datetime(2025, 3, 8, tzinfo=UTC)
 SINCE = END - timedelta(days=2)
+WINDOW = ("--since", SINCE.isoformat(), "--until", END.isoformat())  # the CLI's options
 LEFT_OUT = 5  # the latest bookings, stored without one of their features
 
 

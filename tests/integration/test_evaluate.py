@@ -12,7 +12,7 @@ from scipy import stats
 from connectors.model_store import champion_version, load_heuristic, load_version
 from models import heuristic
 from models.features import FEATURE_NAMES
-from tests.integration.served_history import END, LEFT_OUT, SINCE, store
+from tests.integration.served_history import END, LEFT_OUT, SINCE, WINDOW, store
 from tests.integration.served_history import seeded as served_history
 from tests.integration.test_cli import cli
 
@@ -41,10 +41,7 @@ def test_evaluate_equals_the_offline_computation_on_identical_rows(
         tmp_path,
         own_database,
         trained_model_dir,
-        "--since",
-        SINCE.isoformat(),
-        "--until",
-        END.isoformat(),
+        *WINDOW,
         "--models",
         "served,heuristic,champion",
         "--json",
@@ -55,10 +52,7 @@ def test_evaluate_equals_the_offline_computation_on_identical_rows(
         tmp_path,
         own_database,
         trained_model_dir,
-        "--since",
-        SINCE.isoformat(),
-        "--until",
-        END.isoformat(),
+        *WINDOW,
     ).stdout.splitlines()
     assert text[0].startswith(f"{report['rows']} bookings scheduled from ")
     assert f"({LEFT_OUT} left out: features missing)" in text[0]
@@ -127,10 +121,7 @@ def test_too_few_bookings_and_bad_models_are_refused_with_what_was_expected(
         tmp_path,
         own_database,
         trained_model_dir,
-        "--since",
-        SINCE.isoformat(),
-        "--until",
-        END.isoformat(),
+        *WINDOW,
         "--models",
         "heuristic,gb-nosuchversion",
         check=False,

@@ -15,7 +15,7 @@ from connectors.model_store import (
     load_version,
     read_audit,
 )
-from tests.integration.served_history import END, LEFT_OUT, SINCE, seeded, store
+from tests.integration.served_history import END, LEFT_OUT, SINCE, WINDOW, seeded, store
 from tests.integration.test_cli import cli
 
 
@@ -42,10 +42,7 @@ def test_retrain_registers_a_challenger_trained_on_the_served_features_and_keeps
     shutil.copytree(trained_model_dir, models)
     champion = champion_version(models)
     args = (
-        "--since",
-        SINCE.isoformat(),
-        "--until",
-        END.isoformat(),
+        *WINDOW,
         "--out",
         str(models),
         "--min-outcomes",
@@ -107,10 +104,7 @@ def test_too_few_outcomes_are_refused_with_the_count_and_what_to_do(stack, own_d
         stack,
         tmp_path,
         own_database,
-        "--since",
-        SINCE.isoformat(),
-        "--until",
-        END.isoformat(),
+        *WINDOW,
         "--out",
         str(tmp_path / "models"),
         check=False,

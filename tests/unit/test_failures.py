@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tenacity import wait_fixed
+from tenacity import stop_after_attempt, wait_fixed
 
-from connectors.failures import POLICY, Decision, attempts, markdown_table, retrying
+from connectors.failures import POLICY, Decision, markdown_table, retrying
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -35,7 +35,7 @@ def test_a_retry_that_runs_out_raises_the_last_error_itself_after_the_scheduled_
     loop = retrying(
         retry_on=lambda exc: isinstance(exc, TimeoutError),
         wait=wait_fixed(0.25),
-        stop=attempts(3),
+        stop=stop_after_attempt(3),
         sleep=sleeps.append,
     )
     with pytest.raises(TimeoutError, match="attempt 3"):

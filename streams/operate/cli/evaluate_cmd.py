@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import click
 
-from streams.operate.cli.ab_cmd import _parse_time
+from streams.operate.cli.params import ISO_TIME
 
 
 @click.command()
 @click.option(
-    "--since", required=True, help="Start of the window of scheduled pickups, ISO 8601 with offset."
+    "--since",
+    type=ISO_TIME,
+    required=True,
+    help="Start of the window of scheduled pickups, ISO 8601 with offset.",
 )
-@click.option("--until", required=True, help="End of that window (excluded), ISO 8601 with offset.")
+@click.option(
+    "--until",
+    type=ISO_TIME,
+    required=True,
+    help="End of that window (excluded), ISO 8601 with offset.",
+)
 @click.option(
     "--models",
     default="heuristic,champion",
@@ -22,7 +31,7 @@ from streams.operate.cli.ab_cmd import _parse_time
     "the bookings were served), or a model version (`delaycast model list`).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def evaluate(since: str, until: str, models: str, as_json: bool) -> None:
+def evaluate(since: datetime, until: datetime, models: str, as_json: bool) -> None:
     """Score stored bookings with each model, from the features they were served with, against
     their actual delays: the MAE of each model on identical rows, and for each pair the
     difference with its 95 % interval and p-value. Live traffic is not touched.
@@ -39,7 +48,6 @@ def evaluate(since: str, until: str, models: str, as_json: bool) -> None:
     from streams.outcomes.counterfactual import evaluate as run
     from streams.settings import get_settings
 
-    start, end = _parse_time(since), _parse_time(until)
     try:
         names = parse_models(models)
     except EvaluationError as exc:
@@ -53,8 +61,8 @@ def evaluate(since: str, until: str, models: str, as_json: bool) -> None:
                 model_dir=settings.model_dir,
                 area=settings.service_area,
                 models=names,
-                since=start,
-                until=end,
+                since=since,
+                until=until,
             )
     except EvaluationError as exc:
         raise click.ClickException(str(exc)) from None

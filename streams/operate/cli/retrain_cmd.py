@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import click
 
-from streams.operate.cli.ab_cmd import _parse_time
+from streams.operate.cli.params import ISO_TIME
 from streams.operate.cli.train_cmd import training_config, training_options
 
 
 @click.command()
-@click.option("--since", required=True, help="Start of the window of scheduled pickups, ISO 8601.")
-@click.option("--until", required=True, help="End of that window (excluded), ISO 8601.")
+@click.option(
+    "--since",
+    type=ISO_TIME,
+    required=True,
+    help="Start of the window of scheduled pickups, ISO 8601.",
+)
+@click.option(
+    "--until", type=ISO_TIME, required=True, help="End of that window (excluded), ISO 8601."
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -28,8 +36,8 @@ from streams.operate.cli.train_cmd import training_config, training_options
 )
 @training_options
 def retrain(
-    since: str,
-    until: str,
+    since: datetime,
+    until: datetime,
     out: Path | None,
     min_outcomes: int,
     holdout_fraction: float,
@@ -59,7 +67,6 @@ def retrain(
     from streams.outcomes.retrain import retrain as run
     from streams.settings import get_settings
 
-    start, end = _parse_time(since), _parse_time(until)
     config = training_config(holdout_fraction, candidates, zone_cell_km, trees, seed)
     settings = get_settings()
     step = Stages()
@@ -69,8 +76,8 @@ def retrain(
             summary = run(
                 engine,
                 out=out if out is not None else settings.model_dir,
-                since=start,
-                until=end,
+                since=since,
+                until=until,
                 config=config,
                 min_outcomes=min_outcomes,
                 area=settings.service_area,
