@@ -113,6 +113,7 @@ def note_wait(log: logging.Logger, what: str) -> Callable[[RetryCallState], None
     """A ``before_sleep`` that says, at warning level, what waits, why and for how long.
 
     >>> import io
+    >>> from tenacity import stop_after_attempt
     >>> stream = io.StringIO()
     >>> log = logging.getLogger("doctest.failures")
     >>> log.addHandler(logging.StreamHandler(stream))
