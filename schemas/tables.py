@@ -20,6 +20,11 @@
 - ``pipeline_counters``: named running totals, e.g. predictions that expired unmatched.
 - ``quarantined_events``: events the recorder could not store (out of bounds, or refused by
   PostgreSQL as data), with the reason and the original bytes, once per source record.
+- ``ramps``: each guarded ramp with its configuration and where it stands (status, step, whether
+  its last move's flag change reached Redis, the controller's last evaluation); ``move_seq``
+  numbers its moves so that a move is recorded once however often the controller restarts.
+- ``ramp_moves``: every move of a ramp (start, advance, rollback, pause, resume, stop,
+  complete), by whom, with its one-sentence reason and its evidence.
 
 Arms, risk levels, fallback reasons and alert kinds are stored as their string values. The
 partial indexes ``ix_predictions_live_assignment`` and ``ix_outcomes_live_arrivals`` cover the
@@ -217,4 +222,38 @@ quarantined_events = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("quarantined_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_quarantined_events_quarantined_at", "quarantined_at"),
+)
+
+ramps = Table(
+    "ramps",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("started_by", String(200), nullable=False),
+    Column("config", JSONB, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("percentage", Float, nullable=False),
+    Column("step_started_at", DateTime(timezone=True), nullable=False),
+    Column("move_seq", Integer, nullable=False),
+    Column("flag_applied", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("evaluated_at", DateTime(timezone=True)),
+    Column("evaluation", JSONB),
+)
+
+ramp_moves = Table(
+    "ramp_moves",
+    metadata,
+    Column("ramp_id", BigInteger, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("from_percentage", Float, nullable=False),
+    Column("to_percentage", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", JSONB, nullable=False),
+    Index("ix_ramp_moves_at", "at"),
 )

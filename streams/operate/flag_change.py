@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import redis
 import sqlalchemy as sa
 
 from connectors.flags import FlagState, FlagStore
@@ -37,6 +38,16 @@ def settings_flags(settings: Settings) -> FlagState:
         ml_traffic_percentage=settings.ml_traffic_percentage,
         salt=settings.ml_hash_salt,
     )
+
+
+def flag_store(settings: Settings, *, timeout_s: float = 2.0) -> FlagStore:
+    """The flags in the Redis of ``settings``, with short timeouts."""
+    client = redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+    )
+    return FlagStore(client, settings.flags_redis_key)
 
 
 def change_flags(

@@ -27,10 +27,7 @@ def default_actor() -> str:
 
 
 def _store(settings: Settings) -> FlagStore:
-    client = redis.Redis.from_url(
-        settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
-    )
-    return FlagStore(client, settings.flags_redis_key)
+    return flag_change.flag_store(settings)
 
 
 def change_flags(

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "model": "streams.operate.cli.model_cmd:model",
     "evaluate": "streams.operate.cli.evaluate_cmd:evaluate",
     "retrain": "streams.operate.cli.retrain_cmd:retrain",
+    "ramp": "streams.operate.cli.ramp_cmd:ramp",
 }
 
 HELP = {
@@ -56,6 +57,7 @@ HELP = {
     "model": "List model versions, promote one, roll back.",
     "evaluate": "Score models on the stored bookings, paired, from history.",
     "retrain": "Train on the served history; register the best as challenger.",
+    "ramp": "A guarded ramp of ML's share: advances and rolls back by itself.",
 }
 
 
