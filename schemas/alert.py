@@ -19,6 +19,7 @@ class AlertKind(StrEnum):
     FALLBACK_STORM = "fallback_storm"
     INTERVAL_COVERAGE = "interval_coverage"  # an arm's P90 coverage left its band
     AB_VERDICT = "ab_verdict"  # the A/B verdict changed
+    LABEL_COVERAGE = "label_coverage"  # an arm's due actual delays did not arrive
     RAMP = "ramp"  # the guarded ramp moved ML's share (advance, rollback, complete)
 
 

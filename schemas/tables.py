@@ -94,6 +94,13 @@ predictions = Table(
     Column("latency_ms", Float),
     Column("replay", Boolean, nullable=False),
     Index("ix_predictions_predicted_at", "predicted_at"),
+    # Label coverage: live predictions by scheduled pickup, their arm beside it.
+    Index(
+        "ix_predictions_live_pickup",
+        "scheduled_pickup_at",
+        postgresql_include=["arm"],
+        postgresql_where=text("NOT replay"),
+    ),
     # Assignment counts of the live experiment (SRM) read only this index: no heap access.
     Index(
         "ix_predictions_live_assignment",

@@ -206,6 +206,25 @@ class Settings(BaseSettings):
     alert_webhook_timeout_s: float = Field(default=3.0, gt=0, le=30)
     ab_min_samples: int = Field(default=200, ge=10)
     ab_interval_s: float = Field(default=60.0, gt=0)
+    label_wait_minutes: float = Field(
+        default=30.0,
+        ge=0,
+        le=7 * 24 * 60,
+        description="An actual delay is due this long after the booking's scheduled pickup.",
+    )
+    label_coverage_target: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="Alert when an arm's share of due actuals that arrived falls below it.",
+    )
+    label_coverage_hours: float = Field(
+        default=1.0,
+        gt=0,
+        le=168,
+        description="The span of due pickups the label_coverage alert looks at.",
+    )
+    label_coverage_min_due: int = Field(default=100, ge=1)
 
     # Monitoring API (``delaycast api``); without API_TOKEN its POST endpoints are disabled.
     pipeline_sample_s: float = Field(

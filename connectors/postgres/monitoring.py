@@ -109,6 +109,36 @@ def anomalies(
     return _rows(bind, query)
 
 
+def label_counts(
+    bind: Bind,
+    *,
+    due_before: datetime,
+    pickup_since: datetime | None = None,
+    predicted_since: datetime | None = None,
+) -> dict[str, tuple[int, int]]:
+    """(due, arrived) per arm of the live predictions whose actual is due: a scheduled pickup
+    before ``due_before`` (and at ``pickup_since`` or later), made at ``predicted_since`` or
+    later when given; arrived when the outcome of that very prediction is stored."""
+    p, o = tables.predictions.c, tables.outcomes.c
+    joined = tables.predictions.outerjoin(
+        tables.outcomes,
+        sa.and_(o.booking_id == p.booking_id, sa.not_(o.replay), o.predicted_at == p.predicted_at),
+    )
+    conditions = [sa.not_(p.replay), p.scheduled_pickup_at < due_before]
+    if pickup_since is not None:
+        conditions.append(p.scheduled_pickup_at >= pickup_since)
+    if predicted_since is not None:
+        conditions.append(p.predicted_at >= predicted_since)
+    query = (
+        sa.select(p.arm, sa.func.count(), sa.func.count(o.booking_id))
+        .select_from(joined)
+        .where(*conditions)
+        .group_by(p.arm)
+    )
+    with _transaction(bind) as connection:
+        return {arm: (int(due), int(arrived)) for arm, due, arrived in connection.execute(query)}
+
+
 def _alert_filter(start: datetime, kind: str | None) -> list[sa.ColumnElement[bool]]:
     a = tables.alerts.c
     conditions = [a.event_time >= start]

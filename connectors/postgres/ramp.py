@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.postgres.history import Bind, _transaction
+from connectors.postgres.monitoring import label_counts
 from models.ramp import RampConfig, StepEvidence
 from models.sequential import ArmErrors
 from schemas import Arm, FallbackReason, tables
@@ -247,17 +248,6 @@ def step_evidence(
         .where(sa.not_(o.replay), o.predicted_at >= start)
         .group_by(o.arm)
     )
-    due_before = now - timedelta(seconds=config.label_wait_s)
-    joined = tables.predictions.outerjoin(
-        tables.outcomes,
-        sa.and_(o.booking_id == p.booking_id, sa.not_(o.replay), o.predicted_at == p.predicted_at),
-    )
-    labels = (
-        sa.select(p.arm, sa.func.count(), sa.func.count(o.booking_id))
-        .select_from(joined)
-        .where(*live, p.scheduled_pickup_at <= due_before)
-        .group_by(p.arm)
-    )
     window = timedelta(seconds=config.latency_window_s)
 
     def p99_between(since: datetime, until: datetime) -> sa.Select[Any]:
@@ -277,7 +267,11 @@ def step_evidence(
     with _transaction(bind) as connection:
         by_arm = {row[0]: row[1:] for row in connection.execute(assigned)}
         err = {row[0]: row[1:] for row in connection.execute(errors)}
-        lab = {row[0]: row[1:] for row in connection.execute(labels)}
+        lab = label_counts(
+            connection,
+            due_before=now - timedelta(seconds=config.label_wait_s),
+            predicted_since=start,
+        )
         latency_n, p99 = connection.execute(p99_between(now - window, now)).one()
         before_n, before_p99 = connection.execute(p99_between(now - 2 * window, now - window)).one()
         last_drift = connection.execute(drift).scalar()

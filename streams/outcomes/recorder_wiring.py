@@ -24,6 +24,7 @@ from models.interval import tracking_deltas, tracking_limit
 from schemas import Alert, Outcome, Prediction
 from schemas.quarantine import QuarantinedEvent
 from streams.clock import utc_now
+from streams.outcomes import labels
 from streams.outcomes.ab_eval import periodic_task
 from streams.outcomes.drift import DriftWatch, restore_all, save_all
 from streams.outcomes.recorder import DataRefused, Monitor, Recorder, RecorderTopics
@@ -141,6 +142,15 @@ def build_recorder(
             )
         )
     ab_task = periodic_task(engine, clock=utc_now, publish=publish, min_samples=s.ab_min_samples)
+    label_task = labels.periodic_task(
+        engine,
+        clock=utc_now,
+        publish=publish,
+        target=s.label_coverage_target,
+        min_due=s.label_coverage_min_due,
+        wait_minutes=s.label_wait_minutes,
+        hours=s.label_coverage_hours,
+    )
     drift = DriftWatch(s.model_dir)
     checkpoint_prefix = f"{s.topic(s.consumer_group)}:drift:"
 
@@ -167,7 +177,11 @@ def build_recorder(
     return Recorder(
         on_start=start,
         on_stop=stop_,
-        periodic=[(s.ab_interval_s, ab_task), (CHECKPOINT_INTERVAL_S, checkpoint)],
+        periodic=[
+            (s.ab_interval_s, ab_task),
+            (s.ab_interval_s, label_task),
+            (CHECKPOINT_INTERVAL_S, checkpoint),
+        ],
         stop_event=stop,
         consumer=consumer,
         topics=RecorderTopics(s.topic("predictions"), s.topic("outcomes"), alerts_topic),

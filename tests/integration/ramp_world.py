@@ -10,6 +10,7 @@ import itertools
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -59,6 +60,7 @@ class World:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ramp-world", daemon=True)
         self.batches = 0
+        self.counts: Counter[str] = Counter()  # "predicted:ml", "labelled:heuristic", ...
         self.error: BaseException | None = None
 
     def __enter__(self) -> World:
@@ -133,6 +135,8 @@ class World:
             )
         write_predictions(self._engine, predictions=predictions)
         write_outcomes(self._engine, outcomes=outcomes)
+        self.counts.update(f"predicted:{p.arm.value}" for p in predictions)
+        self.counts.update(f"labelled:{o.arm.value}" for o in outcomes)
         if c.drifting:
             write_alerts(self._engine, alerts=[drift_alert()])
         self.batches += 1

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,11 @@ from connectors.flags import FlagStore
 from connectors.postgres import make_engine
 from connectors.postgres import ramp as store
 from schemas import tables
+from streams.clock import utc_now
+from streams.outcomes.labels import periodic_task as labels_task
 from tests.integration.ramp_world import World, wait_until
 from tests.integration.test_ab import MODEL_WORLD_SEED, with_late_heuristic
+from tests.integration.test_api import running_api
 from tests.integration.test_outcome_path import world_events
 from tests.integration.workers import Worker, produce, worker_env
 
@@ -370,3 +374,56 @@ def test_workers_and_controller_ramp_a_better_model_end_to_end(
         engine.dispose()
     assert set(shares) <= {10.0, 25.0, 50.0, 100.0} and 10.0 in shares
     assert shares[10.0] == pytest.approx(0.10, abs=0.03) and shares[100.0] == 1.0
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_the_api_says_what_the_cli_says_and_label_coverage_counts_every_due_actual(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    ok(cli(env, "start", *START[:-4], "--drift-quiet", "10m", "--actor", "tester"))
+    with world(env, seed=6) as w:
+        w.conditions.drifting = True  # the ramp holds at 10 % while this test looks
+        w.conditions.drop_ml_labels = 0.3
+        # Enough due ML bookings for the coverage to be judged (LABEL_COVERAGE_MIN_DUE, 100).
+        wait_until(lambda: w.counts["predicted:ml"] >= 150, 60, w, "150 ML bookings")
+    counts = w.counts
+    with running_api(env, tmp_path / "api.log") as api:
+        view = api.get("/api/ramp/status").json()
+        said = json.loads(ok(cli(env, "status", "--json")))
+        labels = api.get("/api/labels/coverage?wait_minutes=0&hours=1").json()
+        bad = api.get("/api/labels/coverage?hours=0")
+    for key in ("next_step_allowed", "decision"):
+        assert view[key] == said[key], key
+    assert [m | {"at": instant(m["at"])} for m in view["moves"]] == [
+        m | {"at": instant(m["at"])} for m in said["moves"]
+    ]
+    assert view["ramp"]["status"] == said["ramp"]["status"] == "running"
+    assert view["ramp"]["percentage"] == 10.0 and view["decision"] == "hold"
+    names = {b["name"] for b in view["blockers"]}
+    assert "feature_drift" in names and names == {b["name"] for b in said["blockers"]}
+    by_arm = {a["arm"]: a for a in labels["arms"]}
+    for arm in ("ml", "heuristic"):
+        assert by_arm[arm]["due"] == counts[f"predicted:{arm}"] > 0
+        assert by_arm[arm]["arrived"] == counts[f"labelled:{arm}"]
+    assert by_arm["ml"]["below_target"] and not by_arm["heuristic"]["below_target"]
+    assert by_arm["ml"]["missing_share"] == pytest.approx(
+        1 - counts["labelled:ml"] / counts["predicted:ml"], abs=1e-12
+    )
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("hours: ")
+    # The recorder's periodic look raises one label_coverage alert for ML, and no repeat.
+    published: list[Any] = []
+    engine = make_engine(env["DATABASE_URL"])
+    try:
+        look = labels_task(
+            engine, clock=utc_now, publish=published.extend, target=0.9, min_due=100,
+            wait_minutes=0.0, hours=1.0,
+        )  # fmt: skip
+        look()
+        look()
+    finally:
+        engine.dispose()
+    assert [(a.kind.value, a.subject) for a in published] == [("label_coverage", "ml")]
+    assert f"{counts['predicted:ml'] - counts['labelled:ml']:,} missing" in published[0].message

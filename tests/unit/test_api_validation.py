@@ -133,7 +133,8 @@ def app() -> Any:
         (
             "/api/alerts?kind=bogus",
             "kind: one of error_drift, feature_drift, prediction_drift, mae_threshold, "
-            "ml_error_rate, fallback_storm, interval_coverage, ab_verdict, ramp, got bogus",
+            "ml_error_rate, fallback_storm, interval_coverage, ab_verdict, label_coverage, "
+            "ramp, got bogus",
         ),
     ],
 )

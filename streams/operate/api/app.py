@@ -17,6 +17,7 @@ from streams.clock import utc_now
 from streams.operate.api import (
     ab,
     alerts,
+    closed_loop,
     dashboard,
     flags,
     health,
@@ -77,7 +78,13 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     reads = [Depends(require_read_token)]  # open unless API_READ_TOKEN is set
-    for router in (monitoring.router, ab.router, alerts.router, pipeline.router):
+    for router in (
+        monitoring.router,
+        ab.router,
+        alerts.router,
+        closed_loop.router,
+        pipeline.router,
+    ):
         app.include_router(router, responses=_AUTH_ERRORS, dependencies=reads)  # type: ignore[arg-type]
     app.include_router(flags.router, responses=_AUTH_ERRORS, dependencies=reads)  # type: ignore[arg-type]
     app.include_router(prometheus.router, dependencies=reads)

@@ -245,3 +245,61 @@ class Health(BaseModel):
     status: Status
     checked_at: UtcTime
     dependencies: Dependencies
+
+
+class ArmLabels(BaseModel):
+    arm: ArmName
+    due: int = Field(description="Live predictions whose actual delay is due.")
+    arrived: int = Field(description="Of those, the ones whose actual delay arrived.")
+    coverage: float | None = Field(description="arrived / due; null when none is due.")
+    missing_share: float | None = Field(description="1 - coverage: the share still missing.")
+    below_target: bool
+
+
+class LabelCoverageReport(BaseModel):
+    as_of: UtcTime
+    wait_minutes: float = Field(description="An actual is due this long after the pickup.")
+    pickups_from: UtcTime
+    pickups_until: UtcTime
+    target: float
+    arms: list[ArmLabels]
+
+
+class RampCheck(BaseModel):
+    name: str
+    kind: Literal["guardrail", "signal", "gate"]
+    ok: bool
+    detail: str
+    value: float | None
+
+
+class RampBlocker(BaseModel):
+    name: str
+    kind: Literal["guardrail", "signal", "gate"]
+    detail: str
+
+
+class RampMove(BaseModel):
+    seq: int
+    at: UtcTime
+    kind: str
+    actor: str
+    from_percentage: float
+    to_percentage: float
+    reason: str
+
+
+class RampStatus(BaseModel):
+    ramp: dict[str, Any] | None = Field(
+        description="The newest ramp (status, steps, step, percentage, configuration); null "
+        "when none was ever started."
+    )
+    flags: dict[str, Any]
+    next_step_allowed: bool
+    summary: str = Field(description="One sentence: what the next look would do, and why.")
+    decision: Literal["advance", "complete", "rollback", "hold", "wait"] | None = None
+    blockers: list[RampBlocker] = []
+    checks: list[RampCheck] = []
+    evidence: dict[str, Any] | None = None
+    controller: dict[str, Any] | None = None
+    moves: list[RampMove] = []
