@@ -32,6 +32,13 @@ class Outcome(Event):
     actual_delay_minutes: DelayMinutes
     error: float = Field(ge=-20_160, le=20_160)
     abs_error: float = Field(ge=0, le=20_160)
+    shadow_model_version: Label | None = Field(
+        default=None, description="The challenger scored in shadow on the booking, if any."
+    )
+    shadow_predicted_delay_minutes: DelayMinutes | None = None
+    shadow_abs_error: float | None = Field(
+        default=None, ge=0, le=20_160, description="The challenger's absolute error."
+    )
     scheduled_pickup_at: EventTime
     predicted_at: EventTime
     observed_at: EventTime = Field(description="The actual's event time; metrics use it.")

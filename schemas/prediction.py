@@ -66,6 +66,14 @@ class Prediction(Event):
     model_version: Label = Field(description="The ML model or heuristic version that served it.")
     fallback_reason: FallbackReason | None = None
     fallback_detail: str | None = Field(default=None, max_length=500)
+    shadow_model_version: Label | None = Field(
+        default=None,
+        description="The challenger scored in shadow on this booking: never served, joined "
+        "with the actual like the served prediction; absent when there is no challenger.",
+    )
+    shadow_delay_minutes: DelayMinutes | None = Field(
+        default=None, description="The challenger's predicted delay (shadow, not served)."
+    )
     ml_enabled: bool
     ml_traffic_percentage: float = Field(ge=0, le=100)
     flag_source: FlagSource

@@ -6,7 +6,8 @@
   unique by booking_id (``uq_predictions_live_booking``): a booking predicted again after a crash
   or a group reset keeps its first row, so it counts once in the assignment counts.
 - ``outcomes``: one row per booking and replay flag (prediction ⋈ actual), with the prediction's
-  P90 when it had one.
+  P90 when it had one, and the shadow challenger's prediction and error when one was scored
+  (predictions carry the challenger's version and prediction too).
 - ``metric_buckets``: sums over outcomes per UTC hour of event time (observed_at), arm, model
   version and replay flag; buckets merge exactly by adding their columns. ``sum_error`` is over
   predicted − actual; ``n_underestimated`` counts actual − predicted > 5 minutes; ``p90_n``
@@ -83,6 +84,8 @@ predictions = Table(
     Column("risk_level", String(16), nullable=False),
     Column("fallback_reason", String(32)),
     Column("fallback_detail", Text),
+    Column("shadow_model_version", Text),
+    Column("shadow_delay_minutes", Float),
     Column("ml_enabled", Boolean, nullable=False),
     Column("ml_traffic_percentage", Float, nullable=False),
     Column("flag_source", String(16), nullable=False),
@@ -132,6 +135,9 @@ outcomes = Table(
     Column("actual_delay_minutes", Float, nullable=False),
     Column("error", Float, nullable=False),
     Column("abs_error", Float, nullable=False),
+    Column("shadow_model_version", Text),
+    Column("shadow_predicted_delay_minutes", Float),
+    Column("shadow_abs_error", Float),
     Column("scheduled_pickup_at", DateTime(timezone=True), nullable=False),
     Column("predicted_at", DateTime(timezone=True), nullable=False),
     Column("observed_at", DateTime(timezone=True), nullable=False),

@@ -206,6 +206,10 @@ class Settings(BaseSettings):
     alert_webhook_timeout_s: float = Field(default=3.0, gt=0, le=30)
     ab_min_samples: int = Field(default=200, ge=10)
     ab_interval_s: float = Field(default=60.0, gt=0)
+    shadow_enabled: bool = Field(
+        default=True,
+        description="Score the challenger (delaycast retrain) in shadow on every booking.",
+    )
     label_wait_minutes: float = Field(
         default=30.0,
         ge=0,

@@ -139,6 +139,37 @@ def label_counts(
         return {arm: (int(due), int(arrived)) for arm, due, arrived in connection.execute(query)}
 
 
+def shadow_sums(bind: Bind, *, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Per UTC hour of observed_at, what served (ml, heuristic) and challenger version, the
+    live outcomes in
+    [start, end) that carry a shadow prediction: n, the sums of the challenger's and the served
+    absolute errors, and of their differences d = shadow - served and d²."""
+    o = tables.outcomes.c
+    d = o.shadow_abs_error - o.abs_error
+    hour = sa.func.date_trunc("hour", o.observed_at, "UTC")
+    query = (
+        sa.select(
+            hour.label("hour_start"),
+            o.served_by,
+            o.shadow_model_version,
+            sa.func.count().label("n"),
+            sa.func.sum(o.shadow_abs_error).label("sum_shadow"),
+            sa.func.sum(o.abs_error).label("sum_served"),
+            sa.func.sum(d).label("sum_d"),
+            sa.func.sum(d * d).label("sum_d2"),
+        )
+        .where(
+            o.observed_at >= start,
+            o.observed_at < end,
+            sa.not_(o.replay),
+            o.shadow_abs_error.is_not(None),
+        )
+        .group_by(hour, o.served_by, o.shadow_model_version)
+        .order_by(hour, o.served_by, o.shadow_model_version)
+    )
+    return _rows(bind, query)
+
+
 def _alert_filter(start: datetime, kind: str | None) -> list[sa.ColumnElement[bool]]:
     a = tables.alerts.c
     conditions = [a.event_time >= start]

@@ -63,7 +63,7 @@ def time_of(entry: Any, default: float) -> float:
 
 
 def prediction_entry(p: Prediction) -> dict[str, Any]:
-    return {
+    entry: dict[str, Any] = {
         "side": PREDICTION,
         # Pickup time, the clock both sides share: an actual is observed at its pickup.
         "t": p.scheduled_pickup_at.timestamp(),
@@ -78,6 +78,11 @@ def prediction_entry(p: Prediction) -> dict[str, Any]:
         "scheduled": p.scheduled_pickup_at.isoformat(),
         "predicted_at": p.predicted_at.isoformat(),
     }
+    if p.shadow_model_version is not None and p.shadow_delay_minutes is not None:
+        # Only with a challenger in shadow: the table's entries stay as small as before.
+        entry["shadow_v"] = p.shadow_model_version
+        entry["shadow"] = p.shadow_delay_minutes
+    return entry
 
 
 def actual_entry(a: ActualDelay) -> dict[str, Any]:
@@ -91,6 +96,7 @@ def actual_entry(a: ActualDelay) -> dict[str, Any]:
 
 def outcome_of(booking_id: str, p: Mapping[str, Any], a: Mapping[str, Any]) -> Outcome:
     error = p["predicted"] - a["actual"]
+    shadow = p.get("shadow")
     return Outcome(
         booking_id=booking_id,
         arm=p["arm"],
@@ -105,6 +111,9 @@ def outcome_of(booking_id: str, p: Mapping[str, Any], a: Mapping[str, Any]) -> O
         actual_delay_minutes=a["actual"],
         error=error,
         abs_error=abs(error),
+        shadow_model_version=p.get("shadow_v") if shadow is not None else None,
+        shadow_predicted_delay_minutes=shadow,
+        shadow_abs_error=None if shadow is None else abs(shadow - a["actual"]),
         scheduled_pickup_at=datetime.fromisoformat(p["scheduled"]),
         predicted_at=datetime.fromisoformat(p["predicted_at"]),
         observed_at=datetime.fromisoformat(a["observed_at"]),

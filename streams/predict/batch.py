@@ -119,6 +119,7 @@ class BatchPredictor:
         self._contract = contract
         self._tracking = tracking
         self._tracking_rate = tracking_rate
+        self._shadow_failing = False
 
     async def run(self, records: list[Inbound]) -> BatchResult:
         started = time.perf_counter()
@@ -156,10 +157,9 @@ class BatchPredictor:
         reasons: list[FallbackReason | None] = [None] * len(bookings)
         details: list[str | None] = [None] * len(bookings)
         model_version = served.model.version if served.model is not None else None
-        if on_ml.any():
-            await self._predict_ml(
-                served, features, on_ml, delays, confidences, served_ml, reasons, details
-            )
+        shadow = await self._predict_ml(
+            served, features, on_ml, delays, confidences, served_ml, reasons, details
+        )
 
         levels = self._risk_levels(served, delays, confidences, served_ml)
         uppers = self._p90(served, delays, confidences, served_ml)
@@ -193,6 +193,8 @@ class BatchPredictor:
                     flag_source=flag_source,
                     predicted_at=predicted_at,
                     processing_ms=processing_ms,
+                    shadow=None if np.isnan(shadow[i]) else float(shadow[i]),
+                    shadow_version=served.shadow.version if served.shadow is not None else None,
                 )
             )
         return result
@@ -207,35 +209,51 @@ class BatchPredictor:
         served_ml: np.ndarray,
         reasons: list[FallbackReason | None],
         details: list[str | None],
-    ) -> None:
-        """Overwrite the heuristic's answer with the model's wherever the model can serve."""
+    ) -> np.ndarray:
+        """Overwrite the heuristic's answer with the model's wherever the model can serve, and
+        score the challenger in shadow on every booking, both in one call to the executor.
+        Returns the challenger's delays (NaN where it has none); its failure only logs."""
+        shadow_delays = np.full(len(features), np.nan)
         model = served.model
-        if model is None:
+        if model is None and on_ml.any():
             reason = served.unavailable or FallbackReason.NO_MODEL
             for i in np.flatnonzero(on_ml):
                 reasons[i], details[i] = reason, served.detail
-            return
         complete = np.isfinite(features).all(axis=1)
         for i in np.flatnonzero(on_ml & ~complete):
             reasons[i], details[i] = FallbackReason.MISSING_FEATURE, "a feature is not a number"
-        rows = np.flatnonzero(on_ml & complete)
-        if rows.size == 0:
-            return
+        rows = np.flatnonzero(on_ml & complete) if model is not None else np.empty(0, np.intp)
+        shadow_rows = np.flatnonzero(complete) if served.shadow is not None else rows[:0]
+        if rows.size == 0 and shadow_rows.size == 0:
+            return shadow_delays
         loop = asyncio.get_running_loop()
+        scored, shadow_scored = await loop.run_in_executor(
+            self._model_executor,
+            _score_both,
+            model,
+            features[rows],
+            served.shadow,
+            features[shadow_rows],
+        )
+        if shadow_rows.size:
+            self._take_shadow(served, shadow_scored, shadow_rows, shadow_delays)
+        if rows.size == 0:
+            return shadow_delays
         try:
-            ml_delays, ml_confidences = await loop.run_in_executor(
-                self._model_executor, model.predict, features[rows]
-            )
+            if isinstance(scored, BaseException):
+                raise scored
+            ml_delays, ml_confidences = scored
             ml_delays = np.asarray(ml_delays, dtype=np.float64)
             ml_confidences = np.asarray(ml_confidences, dtype=np.float64)
             if ml_delays.shape != (rows.size,) or ml_confidences.shape != (rows.size,):
                 raise ValueError(f"model returned shape {ml_delays.shape} for {rows.size} rows")
         except Exception as exc:
             detail = f"{type(exc).__name__}: {exc}"[:500]
-            log.error("[ML] model %s failed on %d bookings: %s", model.version, rows.size, detail)
+            version = getattr(model, "version", "unknown")
+            log.error("[ML] model %s failed on %d bookings: %s", version, rows.size, detail)
             for i in rows:
                 reasons[i], details[i] = FallbackReason.MODEL_ERROR, detail
-            return
+            return shadow_delays
         ok = np.isfinite(ml_delays) & np.isfinite(ml_confidences)
         good = rows[ok]
         delays[good] = ml_delays[ok]
@@ -243,6 +261,31 @@ class BatchPredictor:
         served_ml[good] = True
         for i in rows[~ok]:
             reasons[i], details[i] = FallbackReason.MODEL_ERROR, "model returned a non-finite value"
+        return shadow_delays
+
+    def _take_shadow(
+        self, served: Served, scored: Any, rows: np.ndarray, shadow_delays: np.ndarray
+    ) -> None:
+        """The challenger's delays into ``shadow_delays`` at ``rows``; a failure is logged (once
+        until it scores again) and leaves them NaN: the shadow never touches what is served."""
+        try:
+            if isinstance(scored, BaseException):
+                raise scored
+            values = np.asarray(scored[0], dtype=np.float64)
+            if values.shape != (rows.size,):
+                raise ValueError(f"challenger returned shape {values.shape} for {rows.size} rows")
+        except Exception as exc:
+            if not self._shadow_failing:
+                log.warning(
+                    "[ML] challenger %s failed in shadow: %s",
+                    getattr(served.shadow, "version", "unknown"),
+                    f"{type(exc).__name__}: {exc}"[:300],
+                )
+            self._shadow_failing = True
+            return
+        self._shadow_failing = False
+        bounded = np.isfinite(values) & (np.abs(values) <= DELAY_MINUTES_BOUND)
+        shadow_delays[rows[bounded]] = values[bounded]
 
     def _risk_levels(
         self, served: Served, delays: np.ndarray, confidences: np.ndarray, served_ml: np.ndarray
@@ -309,6 +352,8 @@ class BatchPredictor:
         flag_source: FlagSource,
         predicted_at: datetime,
         processing_ms: float,
+        shadow: float | None = None,
+        shadow_version: str | None = None,
     ) -> Prediction:
         booking = item.event
         latency_ms = None
@@ -332,6 +377,8 @@ class BatchPredictor:
             model_version=version or "unknown",
             fallback_reason=reason,
             fallback_detail=detail,
+            shadow_model_version=shadow_version if shadow is not None else None,
+            shadow_delay_minutes=None if shadow is None else round(shadow, 3),
             ml_enabled=flags.ml_enabled,
             ml_traffic_percentage=flags.ml_traffic_percentage,
             flag_source=flag_source,
@@ -344,3 +391,18 @@ class BatchPredictor:
             latency_ms=None if latency_ms is None else round(latency_ms, 3),
             replay=self._replay,
         )
+
+
+def _score_both(model: Any, x: np.ndarray, shadow: Any, shadow_x: np.ndarray) -> tuple[Any, Any]:
+    """The model's and the challenger's predictions in one executor call; each either
+    (delays, confidences) or the exception it raised, so one failing never hides the other."""
+
+    def score(predictor: Any, rows: np.ndarray) -> Any:
+        if predictor is None or rows.shape[0] == 0:
+            return None
+        try:
+            return predictor.predict(rows)
+        except Exception as exc:
+            return exc
+
+    return score(model, x), score(shadow, shadow_x)

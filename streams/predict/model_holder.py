@@ -1,4 +1,5 @@
-"""The champion model and the heuristic a worker serves, reloaded when the champion changes.
+"""The champion model and the heuristic a worker serves, reloaded when the champion changes,
+and the challenger it scores in shadow (never served), reloaded when the challenger changes.
 
 Loading never raises: a missing or bad artifact leaves ``model`` empty and records why, and the
 agent serves the heuristic with that reason as the fallback_reason.
@@ -23,6 +24,7 @@ from connectors.model_store import (
     ArtifactCorrupt,
     ArtifactFeatureMismatch,
     ArtifactMissing,
+    challenger_version,
     champion_version,
     load_heuristic,
     load_version,
@@ -52,12 +54,16 @@ class Served:
     heuristic_quantiles: tuple[float, ...] | None = None
     unavailable: FallbackReason | None = FallbackReason.NO_MODEL  # why model is None
     detail: str | None = "not loaded yet"
+    # The challenger's Predictor, scored in shadow on every booking; None when there is no
+    # challenger, it is the champion itself, shadow scoring is off, or it cannot be loaded.
+    shadow: Any | None = None
 
 
 class ModelHolder:
-    def __init__(self, model_dir: Path, area: ServiceArea = GENEVA) -> None:
+    def __init__(self, model_dir: Path, area: ServiceArea = GENEVA, *, shadow: bool = True) -> None:
         self.model_dir = model_dir
         self.area = area
+        self.shadow = shadow
         self.current = Served()
         self._signature: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
@@ -84,12 +90,18 @@ class ModelHolder:
         return self.current.detail
 
     def _current_signature(self) -> tuple[Any, ...]:
-        champion = self.model_dir / "CHAMPION"
-        try:
-            stat = champion.stat()
-            name = champion.read_text().strip()
-        except OSError:
+        champion = self._pointer_signature("CHAMPION")
+        if champion is None:
             return ("absent",)
+        return (*champion, self._pointer_signature("CHALLENGER") if self.shadow else None)
+
+    def _pointer_signature(self, pointer: str) -> tuple[Any, ...] | None:
+        path = self.model_dir / pointer
+        try:
+            stat = path.stat()
+            name = path.read_text().strip()
+        except OSError:
+            return None
         artifact = self.model_dir / name
         parts: list[Any] = [name, stat.st_mtime_ns]
         for filename in ("model.joblib", "metadata.json", "heuristic.json"):
@@ -112,6 +124,8 @@ class ModelHolder:
             self._signature = signature
             self.current = self._load()
             served = self.current
+        if served.shadow is not None:
+            log.info("[ML] scoring challenger %s in shadow (never served)", served.shadow.version)
         if served.model is not None:
             log.info("[ML] serving model %s from %s", served.model.version, self.model_dir)
         else:
@@ -165,7 +179,25 @@ class ModelHolder:
             model_quantiles=quantiles_from_metadata(metadata, "model"),
             unavailable=None,
             detail=None,
+            shadow=self._load_shadow(version),
         )
+
+    def _load_shadow(self, champion: str) -> Any | None:
+        """The challenger's predictor; None (logged) when there is none to score or it cannot
+        be loaded: a bad challenger never touches what is served."""
+        if not self.shadow:
+            return None
+        try:
+            version = challenger_version(self.model_dir)
+            if version is None or version == champion:
+                return None
+            return load_version(self.model_dir, version, self.area).predictor
+        except Exception as exc:
+            log.warning(
+                "[ML] challenger not scored in shadow: %s",
+                f"{type(exc).__name__}: {exc}"[:300],
+            )
+            return None
 
     def _load_heuristic(self, version: str) -> HeuristicParams:
         try:

@@ -101,7 +101,7 @@ async def build_prediction_path(
     await flags.refresh()
     tracking = TrackingWatcher(client, s.p90_tracking_redis_key, interval_s=TRACKING_POLL_S)
     await tracking.refresh()
-    models = ModelHolder(s.model_dir, s.service_area)
+    models = ModelHolder(s.model_dir, s.service_area, shadow=s.shadow_enabled)
     if load_model:  # a worker that never predicts need not hold the forest in memory
         await loop.run_in_executor(executor, models.reload_if_changed)
     weather = build_weather_service(s, executor=executor)

@@ -246,6 +246,7 @@ RUNS = [
     run("b", 1, 8000.0, rss=80.0),
     run("d", 1, 7000.0, rss=380.0),
     run("f", 1, 100.0),
+    run("ds", 1, 6650.0, rss=385.0),
     run("b", 2, 10000.0, rss=82.0),
     run("d", 2, 7000.0, rss=390.0),
     run("f", 2, 200.0),
@@ -315,7 +316,7 @@ def targets_by_name(runs, latency, model):
 
 def test_targets_say_met_not_met_and_by_how_much():
     t = targets_by_name(RUNS, LATENCY, MODEL)
-    assert len(t) == 11
+    assert len(t) == 12
     assert t["(d) >= 0.75 x (b)"]["met"] is True
     assert t["(d) >= 0.75 x (b)"]["measured"] == pytest.approx(0.7875)
     assert t["(d) >= 5,000 bookings/s"]["met"] is True
@@ -325,6 +326,9 @@ def test_targets_say_met_not_met_and_by_how_much():
     assert t["(e) input events >= 0.75 x (b)"]["measured"] == pytest.approx(0.5)
     assert t["(e) input events >= 0.75 x (b)"]["met"] is False
     assert t["(d) / (f) >= 10"]["met"] is True
+    # The shadow, paired by repetition with (d): 6,650 against 7,000.
+    shadow = t["(ds) >= 0.9 x (d): the shadow costs <= 10 %"]
+    assert shadow["measured"] == pytest.approx(0.95) and shadow["met"] is True
     assert t["p99 at 50 % of (b) <= 50 ms"]["met"] is True
     assert t["p99 at 70 % of (b) <= 100 ms"] | {"margin_pct": None} == {
         "target": "p99 at 70 % of (b) <= 100 ms",

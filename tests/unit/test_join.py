@@ -283,3 +283,23 @@ def test_a_done_marker_is_its_time_alone_and_an_earlier_versions_dict_marker_sti
         done_retention_s=300,
     )
     assert keys == [b"OLD"]
+
+
+def test_the_shadow_challenger_is_joined_with_the_actual_like_the_served_prediction():
+    table = {}
+    shadowed = prediction("S1", delay=6.0).model_copy(
+        update={"shadow_model_version": "gb-c", "shadow_delay_minutes": 9.0}
+    )
+    run(table, [shadowed, prediction("S2", delay=6.0)])
+    assert "shadow" not in table[b"S2"]  # no challenger: the entry is as small as before
+    first, second = run(table, [actual("S1", delay=8.5), actual("S2", delay=8.5)]).outcomes
+    assert (first.abs_error, first.shadow_model_version) == (2.5, "gb-c")
+    assert (first.shadow_predicted_delay_minutes, first.shadow_abs_error) == (9.0, 0.5)
+    assert (second.shadow_model_version, second.shadow_abs_error) == (None, None)
+    # An actual that came first finds the shadow in the prediction's entry the same way.
+    run(table, [actual("S3", delay=1.0)])
+    shadow_late = prediction("S3").model_copy(
+        update={"shadow_model_version": "gb-c", "shadow_delay_minutes": 4.0}
+    )
+    [third] = run(table, [shadow_late]).outcomes
+    assert third.shadow_abs_error == 3.0

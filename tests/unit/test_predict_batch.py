@@ -421,3 +421,52 @@ def test_the_p90_served_follows_the_tracked_sum_of_its_version(executor, tmp_pat
     tracked.sums, predictor._tracking_rate = {"rf-test": 100.0}, 0.0
     off = run(predictor, [booking_json(i) for i in range(50)])
     assert {p.delay_p90_minutes for p in off.predictions if p.served_by is Arm.ML} == {17.0}
+
+
+# --- the challenger in shadow
+
+
+class ShadowModel(ConstantModel):
+    version = "gb-challenger"
+
+
+def test_the_challenger_is_scored_on_every_booking_in_shadow_and_never_served(executor, tmp_path):
+    model, challenger = ConstantModel(value=9.5), ShadowModel(value=4.25)
+    predictor = make(executor, tmp_path, percentage=40, model=model)
+    serve(predictor, shadow=challenger)
+    values = [booking_json(i) for i in range(300)]
+    result = run(predictor, values)
+    assert len(result.predictions) == 300
+    assert challenger.calls == [300]  # every booking, both arms, in one call
+    assert {p.arm for p in result.predictions} == {Arm.ML, Arm.HEURISTIC}
+    for p in result.predictions:
+        served = 9.5 if p.arm is Arm.ML else p.predicted_delay_minutes
+        assert p.predicted_delay_minutes == served  # the shadow never changes what is served
+        assert (p.shadow_model_version, p.shadow_delay_minutes) == ("gb-challenger", 4.25)
+    without = make(executor, tmp_path, percentage=40, model=ConstantModel(value=9.5))
+    plain = run(without, values)
+    assert all(p.shadow_delay_minutes is None for p in plain.predictions)
+    assert [p.predicted_delay_minutes for p in plain.predictions] == [
+        p.predicted_delay_minutes for p in result.predictions
+    ]
+
+
+def test_a_failing_challenger_is_logged_once_and_touches_nothing_served(executor, tmp_path, caplog):
+    class BrokenChallenger(BrokenModel):
+        version = "gb-broken"
+
+    model = ConstantModel(value=9.5)
+    predictor = make(executor, tmp_path, percentage=100, model=model)
+    serve(predictor, shadow=BrokenChallenger())
+    first = run(predictor, [booking_json(i) for i in range(50)])
+    second = run(predictor, [booking_json(i) for i in range(50, 80)])
+    for p in first.predictions + second.predictions:
+        assert (p.served_by, p.predicted_delay_minutes, p.fallback_reason) == (Arm.ML, 9.5, None)
+        assert p.shadow_delay_minutes is None and p.shadow_model_version is None
+    assert caplog.text.count("challenger gb-broken failed in shadow") == 1
+    # And a served model that fails does not stop the challenger being scored.
+    predictor = make(executor, tmp_path, percentage=100, model=BrokenModel())
+    serve(predictor, shadow=ShadowModel(value=3.0))
+    result = run(predictor, [booking_json(i) for i in range(20)])
+    assert {p.fallback_reason for p in result.predictions} == {FallbackReason.MODEL_ERROR}
+    assert {p.shadow_delay_minutes for p in result.predictions} == {3.0}

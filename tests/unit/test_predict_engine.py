@@ -12,6 +12,10 @@ from streams.predict.engine import EngineDied, ProcessEngine
 
 
 def test_a_start_that_times_out_fails_the_start_and_the_next_waits_for_the_backoff():
+    # Children of this test process from before (another test's engine in the same pytest
+    # worker, still ending) are not this engine's: only those it started must be gone.
+    before = set(multiprocessing.active_children())
+
     async def scenario() -> tuple[str, str, float, bool, list[str]]:
         engine = ProcessEngine("warning", start_timeout_s=0.001, restart_backoff_s=60)
         try:
@@ -25,7 +29,7 @@ def test_a_start_that_times_out_fails_the_start_and_the_next_waits_for_the_backo
                 str(second.value),
                 time.perf_counter() - started,
                 engine.alive,
-                [p.name for p in multiprocessing.active_children()],
+                [p.name for p in multiprocessing.active_children() if p not in before],
             )
         finally:
             engine.close()

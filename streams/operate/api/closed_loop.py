@@ -1,6 +1,7 @@
 """The closed loop's endpoints: ``/api/ramp/status`` (where the guarded ramp stands and what
-blocks its next step, as ``delaycast ramp status`` says) and ``/api/labels/coverage`` (per arm,
-the share of due actual delays that arrived)."""
+blocks its next step, as ``delaycast ramp status`` says), ``/api/labels/coverage`` (per arm,
+the share of due actual delays that arrived) and ``/api/shadow/report`` (the challenger in
+shadow against what was served, paired, as ``delaycast ab report --shadow`` says)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from streams.operate import ramp
+from streams.operate.api.params import OptionalHours, WindowName
 from streams.operate.api.resources import Resources, get_resources
-from streams.operate.api.responses import ArmLabels, LabelCoverageReport, RampStatus
+from streams.operate.api.responses import (
+    ArmLabels,
+    LabelCoverageReport,
+    RampStatus,
+    ShadowReport,
+)
+from streams.operate.api.window_query import requested_window
 from streams.outcomes.labels import label_coverage
+from streams.outcomes.shadow import shadow_report
 
 router = APIRouter(prefix="/api", tags=["closed loop"])
 Res = Annotated[Resources, Depends(get_resources)]
@@ -80,3 +89,14 @@ def labels_coverage(
             for item in items
         ],
     )
+
+
+@router.get("/shadow/report", response_model=ShadowReport)
+def shadow(resources: Res, window: WindowName = None, hours: OptionalHours = None) -> ShadowReport:
+    """The challenger scored in shadow against the champion, the heuristic and all that was
+    served, paired on identical bookings: MAE difference, 95 % interval, p-value, over an
+    event-time ``window`` (or the last ``hours``) and per UTC hour."""
+    with resources.engine.connect() as connection:
+        chosen = requested_window(connection, window=window, hours=hours, now=resources.clock())
+        report = shadow_report(connection, chosen)
+    return ShadowReport.model_validate(report)

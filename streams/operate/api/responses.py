@@ -303,3 +303,31 @@ class RampStatus(BaseModel):
     evidence: dict[str, Any] | None = None
     controller: dict[str, Any] | None = None
     moves: list[RampMove] = []
+
+
+class ShadowComparison(BaseModel):
+    challenger: str
+    against: Literal["champion", "heuristic", "served"] = Field(
+        description="champion: bookings ML served; heuristic: bookings it served; served: all."
+    )
+    n: int
+    mae_challenger: float
+    mae_against: float
+    difference: float = Field(description="MAE(challenger) - MAE(against), paired (minutes).")
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+class ShadowHour(BaseModel):
+    hour_start: UtcTime
+    comparisons: list[ShadowComparison]
+
+
+class ShadowReport(BaseModel):
+    window: str
+    window_start: UtcTime
+    window_end: UtcTime
+    challengers: list[str]
+    comparisons: list[ShadowComparison]
+    hours: list[ShadowHour]

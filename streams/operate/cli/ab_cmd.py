@@ -53,6 +53,12 @@ def ab() -> None:
     "the newest outcome's minute.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--shadow",
+    is_flag=True,
+    help="The challenger in shadow against what was served, paired on identical bookings "
+    "(per hour with --json), instead of the A/B arms.",
+)
 @click.option("--min-samples", type=click.IntRange(min=2), default=None, help="Per arm.")
 @click.option(
     "--out",
@@ -64,6 +70,7 @@ def report(
     since: str | None,
     until: str | None,
     as_json: bool,
+    shadow: bool,
     min_samples: int | None,
     out: str | None,
 ) -> None:
@@ -77,6 +84,7 @@ def report(
       delaycast ab report
       delaycast ab report --window all
       delaycast ab report --since 2026-11-21T00:00:00Z --json
+      delaycast ab report --shadow --window 24h
     """
     from pathlib import Path
 
@@ -110,6 +118,12 @@ def report(
                     newest, _ = queries.live_minute_range(engine)
                     end = max(minute_start(newest or now) + MINUTE, start + MINUTE)
                 chosen = Window(start, end, closed=closed)
+            if shadow:
+                from streams.outcomes.shadow import render_text, shadow_report
+
+                paired = shadow_report(engine, chosen)
+                click.echo(json.dumps(paired, default=str) if as_json else render_text(paired))
+                return
             evaluation = evaluate(
                 engine, chosen, min_samples=min_samples or settings.ab_min_samples, now=now
             )

@@ -36,7 +36,15 @@ from streams.tools.bench.latency import Timing, run_latency
 from streams.tools.bench.model_figures import model_figures
 from streams.tools.bench.probes import machine_cpu_seconds
 from streams.tools.bench.report import document, render, result_filename
-from streams.tools.bench.runs import SCENARIOS, Bench, RunResult, loadavg, rotated, run
+from streams.tools.bench.runs import (
+    SCENARIOS,
+    Bench,
+    RunResult,
+    loadavg,
+    rotated,
+    run,
+    twin_challenger,
+)
 from streams.tools.bench.scaleout import PARTITIONS, render_scaleout, run_pauses, run_throughput
 from streams.tools.bench.soak import render_soak, run_soak
 from streams.tools.demo import delaycast, ensure_model
@@ -289,6 +297,9 @@ def measure(
         database=database,
         watermarks=watermarks,
         redis=client,
+        shadow_model_dir=twin_challenger(settings.model_dir, logs / "shadow-models")
+        if "ds" in parts
+        else None,
     )
     runs: list[RunResult] = []
     latency = None

@@ -134,6 +134,9 @@ def evaluate_targets(
             None if e_ratio is None else INPUTS_PER_OUTCOME * e_ratio
         ),
         Target("(d) / (f) >= 10", 10, True, "x").check(paired_ratio(runs, "d", "f")),
+        Target("(ds) >= 0.9 x (d): the shadow costs <= 10 %", 0.9, True, "x (d)").check(
+            paired_ratio(runs, "ds", "d")
+        ),
         Target("p99 at 50 % of (b) <= 50 ms", 50, False, "ms").check(latency_at(latency, 0.5)),
         Target("p99 at 70 % of (b) <= 100 ms", 100, False, "ms").check(latency_at(latency, 0.7)),
         Target("one booking's ML prediction <= 100 us", 100, False, "us").check(

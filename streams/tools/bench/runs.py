@@ -8,6 +8,7 @@ consumer groups and Redis keys are removed.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import redis
 import sqlalchemy as sa
 
 from connectors.flags import FlagState, FlagStore
+from connectors.model_store import champion_version, set_challenger, set_champion
 from connectors.postgres import make_engine
 from connectors.weather import MILD_WEATHER
 from streams.clock import utc_now
@@ -40,6 +42,7 @@ SCENARIOS: dict[str, str] = {
     "d": "prediction path, 100 % rollout (ML)",
     "e": "outcome path (join, history, metrics, drift)",
     "f": "old design: one event at a time, sklearn",
+    "ds": "prediction path, 100 % ML, a challenger in shadow",
 }
 
 
@@ -87,6 +90,8 @@ class Bench:
     redis: redis.Redis
     # The latest predictions of scenario (d) and the tag of their booking ids: the input of (e).
     predictions: tuple[str, list[tuple[bytes, bytes]]] | None = None
+    # A copy of the model directory with a challenger beside the champion, for (ds).
+    shadow_model_dir: Path | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -302,10 +307,17 @@ def fill_result(result: RunResult, done: WorkerRun, expect: int) -> None:
     result.extra.update(done.extra)
 
 
-def prediction_path(percentage: float) -> Callable[[Bench, str, str, RunResult], None]:
+def prediction_path(
+    percentage: float, *, shadow: bool = False
+) -> Callable[[Bench, str, str, RunResult], None]:
     def runner(bench: Bench, prefix: str, tag: str, result: RunResult) -> None:
         fill_bookings(bench, prefix, tag)
-        env = child_env(bench, prefix, **set_flags(bench, prefix, percentage))
+        scoring: dict[str, str] = {"SHADOW_ENABLED": "true" if shadow else "false"}
+        if shadow:
+            if bench.shadow_model_dir is None:
+                raise RuntimeError("no challenger to score in shadow")
+            scoring["MODEL_DIR"] = str(bench.shadow_model_dir)
+        env = child_env(bench, prefix, **set_flags(bench, prefix, percentage), **scoring)
         done = worker_run(
             bench, prefix, "predict", env, "predictions", bench.count, keep_values=percentage > 0
         )
@@ -393,4 +405,24 @@ RUNNERS: dict[str, Callable[[Bench, str, str, RunResult], None]] = {
     "d": prediction_path(100.0),
     "e": outcome_path,
     "f": old_design,
+    "ds": prediction_path(100.0, shadow=True),
 }
+
+
+def twin_challenger(model_dir: Path, out: Path) -> Path:
+    """A model directory in ``out`` holding the champion of ``model_dir`` and, as challenger,
+    its twin under another version name: a challenger of the same kind and size, so (ds)
+    measures what scoring one costs. Returns ``out``."""
+    champion = champion_version(model_dir)
+    if champion is None:
+        raise RuntimeError(f"no champion in {model_dir}")
+    twin = f"{champion}-twin"
+    shutil.copytree(model_dir / champion, out / champion, dirs_exist_ok=True)
+    shutil.copytree(model_dir / champion, out / twin, dirs_exist_ok=True)
+    metadata_path = out / twin / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["model_version"] = twin
+    metadata_path.write_text(json.dumps(metadata))
+    set_champion(out, champion)
+    set_challenger(out, twin)
+    return out
