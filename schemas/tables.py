@@ -80,6 +80,7 @@ predictions = Table(
     Column("bucket", Float, nullable=False),
     Column("model_version", Text, nullable=False),
     Column("predicted_delay_minutes", Float, nullable=False),
+    Column("delay_p90_minutes", Float),
     Column("confidence", Float, nullable=False),
     Column("risk_level", String(16), nullable=False),
     Column("fallback_reason", String(32)),

@@ -29,6 +29,21 @@ def record_flag_change(
         )
 
 
+def flag_changes_between(
+    engine: sa.Engine, *, since: datetime, until: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` flag changes with ``since <= changed_at < until``, oldest first."""
+    f = flag_changes.c
+    query = (
+        flag_changes.select()
+        .where(f.changed_at >= since, f.changed_at < until)
+        .order_by(f.changed_at.desc(), f.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)][::-1]
+
+
 def recent_flag_changes(engine: sa.Engine, *, limit: int = 20) -> list[dict[str, Any]]:
     query = flag_changes.select().order_by(flag_changes.c.id.desc()).limit(limit)
     with engine.connect() as connection:

@@ -193,6 +193,58 @@ def recent_alerts(
     return _rows(bind, query)
 
 
+def estimate_sums(
+    bind: Bind, *, since: datetime, until: datetime, factor: float
+) -> list[dict[str, Any]]:
+    """Per UTC hour of scheduled pickup in [since, until) and arm, over live predictions: how
+    many, how many have a P90 and the sum of their expected absolute errors (``factor`` times
+    P90 - delay), how many have their actual and the sum of those realized absolute errors,
+    and over the predictions with both, the two sums side by side."""
+    p, o = tables.predictions.c, tables.outcomes.c
+    joined = tables.predictions.outerjoin(
+        tables.outcomes,
+        sa.and_(o.booking_id == p.booking_id, sa.not_(o.replay), o.predicted_at == p.predicted_at),
+    )
+    hour = sa.func.date_trunc("hour", p.scheduled_pickup_at, "UTC")
+    expected = sa.func.greatest(p.delay_p90_minutes - p.predicted_delay_minutes, 0.0) * factor
+    has_p90 = p.delay_p90_minutes.is_not(None)
+    labelled = o.booking_id.is_not(None)
+    both = sa.and_(has_p90, labelled)
+    query = (
+        sa.select(
+            hour.label("hour_start"),
+            p.arm,
+            sa.func.count().label("n"),
+            sa.func.count().filter(has_p90).label("n_estimated"),
+            sa.func.coalesce(sa.func.sum(expected), 0.0).label("sum_estimated"),
+            sa.func.count(o.booking_id).label("n_realized"),
+            sa.func.coalesce(sa.func.sum(o.abs_error), 0.0).label("sum_realized"),
+            sa.func.count().filter(both).label("n_both"),
+            sa.func.coalesce(sa.func.sum(expected).filter(both), 0.0).label("sum_estimated_both"),
+            sa.func.coalesce(sa.func.sum(o.abs_error).filter(both), 0.0).label("sum_realized_both"),
+        )
+        .select_from(joined)
+        .where(sa.not_(p.replay), p.scheduled_pickup_at >= since, p.scheduled_pickup_at < until)
+        .group_by(hour, p.arm)
+        .order_by(hour, p.arm)
+    )
+    return _rows(bind, query)
+
+
+def alerts_between(
+    bind: Bind, *, since: datetime, until: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` alerts with ``since <= event_time < until``, oldest first."""
+    a = tables.alerts.c
+    query = (
+        sa.select(*(a[name] for name in ALERT_COLUMNS))
+        .where(a.event_time >= since, a.event_time < until)
+        .order_by(a.event_time.desc(), a.alert_id)
+        .limit(limit)
+    )
+    return _rows(bind, query)[::-1]
+
+
 def count_alerts(bind: Bind, *, since: datetime, kind: str | None = None) -> int:
     """How many alerts have an event time of ``since`` or later."""
     query = sa.select(sa.func.count()).select_from(tables.alerts).where(*_alert_filter(since, kind))

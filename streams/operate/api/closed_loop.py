@@ -1,7 +1,9 @@
 """The closed loop's endpoints: ``/api/ramp/status`` (where the guarded ramp stands and what
 blocks its next step, as ``delaycast ramp status`` says), ``/api/labels/coverage`` (per arm,
-the share of due actual delays that arrived) and ``/api/shadow/report`` (the challenger in
-shadow against what was served, paired, as ``delaycast ab report --shadow`` says)."""
+the share of due actual delays that arrived), ``/api/shadow/report`` (the challenger in
+shadow against what was served, paired, as ``delaycast ab report --shadow`` says) and
+``/api/timeline`` (flag changes, model changes, ramp moves and alerts in time order) and
+``/api/ml-monitoring/estimated`` (each pickup hour's estimated MAE beside the realized one)."""
 
 from __future__ import annotations
 
@@ -11,15 +13,20 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from streams.operate import ramp
-from streams.operate.api.params import OptionalHours, WindowName
+from streams.operate.api.params import Hours, Limit, OptionalHours, WindowName
 from streams.operate.api.resources import Resources, get_resources
 from streams.operate.api.responses import (
     ArmLabels,
+    EstimatedMae,
     LabelCoverageReport,
     RampStatus,
     ShadowReport,
+    Timeline,
+    TimelineEntry,
 )
 from streams.operate.api.window_query import requested_window
+from streams.operate.timeline import timeline as incident_timeline
+from streams.outcomes.estimate import estimated_then_realized
 from streams.outcomes.labels import label_coverage
 from streams.outcomes.shadow import shadow_report
 
@@ -100,3 +107,44 @@ def shadow(resources: Res, window: WindowName = None, hours: OptionalHours = Non
         chosen = requested_window(connection, window=window, hours=hours, now=resources.clock())
         report = shadow_report(connection, chosen)
     return ShadowReport.model_validate(report)
+
+
+@router.get("/timeline", response_model=Timeline)
+def timeline(resources: Res, hours: Hours = 24, limit: Limit = 200) -> Timeline:
+    """Flag changes, promotions and rollbacks, ramp moves with their reasons, drift alarms,
+    alerts and A/B verdict shifts of the last ``hours`` (wall clock), oldest first, at most the
+    newest ``limit``; each entry links to its evidence."""
+    until = resources.clock()
+    since = until - timedelta(hours=hours)
+    items = incident_timeline(
+        resources.engine,
+        model_dir=resources.settings.model_dir,
+        since=since,
+        until=until + timedelta(seconds=1),
+        limit=limit,
+    )
+    return Timeline(
+        since=since, until=until, items=[TimelineEntry.model_validate(e) for e in items]
+    )
+
+
+AheadHours = Annotated[
+    int,
+    Query(ge=0, le=168, description="a whole number of hours from 0 to 168 after now"),
+]
+
+
+@router.get("/ml-monitoring/estimated", response_model=EstimatedMae)
+def estimated(resources: Res, hours: Hours = 24, ahead_hours: AheadHours = 6) -> EstimatedMae:
+    """Per hour of scheduled pickup, from ``hours`` before now to ``ahead_hours`` after, and
+    per arm: the MAE estimated from the predictions' P90s as soon as they are made, the
+    realized MAE as the actuals arrive (it stands once LABEL_COVERAGE_TARGET of the hour's
+    predictions have theirs), and the estimate's error on the predictions that have both."""
+    now = resources.clock()
+    report = estimated_then_realized(
+        resources.engine,
+        since=now - timedelta(hours=hours),
+        until=now + timedelta(hours=ahead_hours),
+        realized_share=resources.settings.label_coverage_target,
+    )
+    return EstimatedMae.model_validate(report)

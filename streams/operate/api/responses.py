@@ -331,3 +331,51 @@ class ShadowReport(BaseModel):
     challengers: list[str]
     comparisons: list[ShadowComparison]
     hours: list[ShadowHour]
+
+
+class TimelineEntry(BaseModel):
+    at: UtcTime
+    source: Literal["flags", "models", "ramp", "alerts"]
+    kind: str
+    title: str
+    detail: str
+    actor: str | None
+    link: str = Field(description="The API path that shows this entry's evidence in full.")
+    evidence: dict[str, Any]
+
+
+class Timeline(BaseModel):
+    since: UtcTime
+    until: UtcTime
+    items: list[TimelineEntry] = Field(description="Oldest first.")
+
+
+class EstimatedHour(BaseModel):
+    hour_start: UtcTime = Field(description="The hour of the bookings' scheduled pickups.")
+    arm: ArmName
+    n: int = Field(description="Live predictions of the hour and arm.")
+    estimated_mae: float | None = Field(
+        description="Mean expected absolute error from each prediction's P90 (normal reading)."
+    )
+    n_estimated: int
+    realized_mae: float | None = Field(description="MAE of those whose actual arrived.")
+    n_realized: int
+    mae: float | None = Field(description="The realized MAE once settled, else the estimate.")
+    status: Literal["estimated", "realized"]
+    estimate_error: float | None = Field(
+        description="Estimated minus realized MAE over the predictions that have both."
+    )
+    n_both: int
+
+
+class EstimateError(BaseModel):
+    hours: int = Field(description="Hours with at least 30 predictions having both.")
+    mean_abs: float | None
+    bias: float | None
+
+
+class EstimatedMae(BaseModel):
+    since: UtcTime
+    until: UtcTime
+    hours: list[EstimatedHour]
+    estimate_error: EstimateError
