@@ -483,13 +483,18 @@ def test_the_dashboard_shows_what_the_api_returns(
         assert shown(page, "flags-enabled") == "true" == str(flags["ml_enabled"]).lower()
         assert shown_number(page, "flags-percentage") == flags["ml_traffic_percentage"] == 50
 
-        # Only bounded calls: every API request of the page has a limit, a window, days or minutes.
+        # Only bounded calls: every API request of the page has a limit, a window, days, minutes
+        # or hours.
         calls = page.evaluate("window.__dashboard.calls.map(c => c.path)")
+        # One object each: the health, the flags, the ramp (one ramp and its moves), and the
+        # label coverage (two counts per arm over the configured span of pickups).
+        single = ("/api/health", "/api/feature-flags/status", "/api/ramp/status")
+        single += ("/api/labels/coverage",)
         unbounded = [
             c
             for c in calls
-            if c.split("?")[0] not in ("/api/health", "/api/feature-flags/status")
-            and not any(p in c for p in ("limit=", "window=", "days=", "minutes="))
+            if c.split("?")[0] not in single
+            and not any(p in c for p in ("limit=", "window=", "days=", "minutes=", "hours="))
         ]
         assert unbounded == []
 
@@ -607,14 +612,14 @@ def test_a_failing_endpoint_fails_only_its_own_panels(
         refused = requests.get(api.base_url + "/api/ml-monitoring/metrics?window=90d", timeout=10)
         assert refused.status_code == 400
         assert text(page, "hourly-error") == f"HTTP 400: {refused.json()['detail']}"
-        for failed in ("hourly", "alerts", "summary", "split"):
+        for failed in ("hourly", "alerts", "summary", "split", "shadow"):
             assert page.get_attribute(f"[data-panel={failed}]", "data-status") == "error"
         # The A/B panel falls back to /api/ab/report, which fails the same way.
         assert page.get_attribute("[data-panel=ab]", "data-status") == "error"
-        for fine in ("health", "daily", "predictions", "flags"):
+        for fine in ("health", "daily", "predictions", "flags", "ramp", "labels", "timeline"):
             assert page.get_attribute(f"[data-panel={fine}]", "data-status") == "ok", fine
         assert page.locator("[data-testid=prediction-row]").count() == 50
-        assert text(page, "updated-at").endswith("· 5 panels failed")
+        assert text(page, "updated-at").endswith("· 6 panels failed")
         page.close()
 
 
@@ -672,4 +677,73 @@ def test_with_a_read_token_the_panels_wait_for_it_and_then_show_the_data(
         page.wait_for_selector("[data-testid=flag-message][data-status='401']")
         assert api.flags() == before
         assert not [e for e in console.errors if "401" not in e]
+        page.close()
+
+
+def test_the_closed_loop_panels_show_what_the_api_returns(
+    stack: Any, own_database: str, browser: Browser, session_dir: Path
+) -> None:
+    """The ramp, the challenger in shadow, the label coverage, the estimated-then-realized MAE
+    and the timeline, each as its endpoint answers."""
+    now = datetime.now(UTC)
+    seed(own_database, now=now)
+    shadowed = [
+        outcome(f"SH-{i}", abs_error=1.0 + (i % 5) / 10, at=now - timedelta(hours=1)).model_copy(
+            update={
+                "shadow_model_version": "gb-ch",
+                "shadow_predicted_delay_minutes": 5.0,
+                "shadow_abs_error": 0.5 + (i % 3) / 10,
+            }
+        )
+        for i in range(40)
+    ]
+    engine = make_engine(own_database)
+    try:
+        write_outcomes(engine, outcomes=shadowed)
+    finally:
+        engine.dispose()
+    home = session_dir / f"dashboard-{uuid.uuid4().hex[:6]}"
+    with running_api(stack, own_database, home) as api:
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
+            "DATABASE_URL": own_database,
+            "REDIS_URL": stack.redis_url,
+            "FLAGS_REDIS_KEY": api.flags_key,
+            "DELAYCAST_HOME": str(home),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "streams", "ramp", "start", "--steps", "10,50,100",
+             "--min-outcomes", "30", "--actor", "tester"],
+            env=env, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        page, console = open_dashboard(browser, api)
+        ramp = api.get("/api/ramp/status")
+        shadow = api.get("/api/shadow/report?window=24h")
+        labels = api.get("/api/labels/coverage")
+        estimated = api.get("/api/ml-monitoring/estimated?hours=24&ahead_hours=6")
+        timeline = api.get("/api/timeline?hours=24&limit=200")
+        assert console.errors == []
+        for panel in ("ramp", "shadow", "labels", "estimated", "timeline"):
+            assert page.get_attribute(f"[data-panel={panel}]", "data-status") == "ok", panel
+        assert shown(page, "ramp-percentage") == "10" and ramp["ramp"]["percentage"] == 10
+        assert text(page, "ramp-status") == "running"
+        assert text(page, "ramp-summary") == ramp["summary"]
+        assert page.locator("[data-testid=ramp-check]").count() == len(ramp["checks"])
+        assert page.locator("[data-testid=ramp-move]").count() == len(ramp["moves"]) == 1
+        served = next(c for c in shadow["comparisons"] if c["against"] == "served")
+        assert served["n"] == 40
+        row = page.locator("[data-testid=shadow-row][data-against=served]")
+        assert row.locator("[data-testid=shadow-difference]").get_attribute("data-value") == str(
+            served["difference"]
+        )
+        assert page.locator("[data-testid=shadow-row]").count() == len(shadow["comparisons"])
+        assert page.get_attribute("[data-testid=shadow-window]", "data-n") == "40"
+        arms = {a["arm"]: a for a in labels["arms"]}
+        if any(a["due"] for a in arms.values()):
+            assert page.locator("[data-testid=labels-row]").count() == 2
+        assert page.locator("[data-testid=estimated-row]").count() == min(
+            48, len(estimated["hours"])
+        )
+        assert page.locator("[data-testid=timeline-row]").count() == len(timeline["items"]) >= 2
+        assert {e["kind"] for e in timeline["items"]} >= {"ramp_start", "flag_change"}
         page.close()

@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from streams.operate.api import dashboard
 
-OWN_ASSETS = {"dashboard.js", "charts.js", "dom.js", "dashboard.css"}
+OWN_ASSETS = {"dashboard.js", "charts.js", "dom.js", "closed_loop.js", "dashboard.css"}
 
 
 def page(root_path: str = "") -> tuple[str, dict[str, str]]:
@@ -60,6 +60,7 @@ def test_each_asset_is_served_with_its_type() -> None:
         "dashboard.js": "text/javascript",
         "charts.js": "text/javascript",
         "dom.js": "text/javascript",
+        "closed_loop.js": "text/javascript",
         "dashboard.css": "text/css",
     }
 

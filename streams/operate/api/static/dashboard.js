@@ -4,6 +4,7 @@
 // token goes with every read, for an API that guards its reads with API_READ_TOKEN.
 
 import {DAY_MS, intervalStrip, lineChart, splitBar} from './charts.js';
+import {drawEstimated, drawLabels, drawRamp, drawShadow, drawTimeline} from './closed_loop.js';
 import {el, fmtInt, fmtNumber, fmtShare, fmtTime, numberCell, replaceChildren} from './dom.js';
 
 const REFRESH_MS = 30_000;
@@ -678,6 +679,11 @@ async function refreshOnce() {
     predictions: settle(getJson('/api/ml-monitoring/predictions?limit=50')),
     pipeline: settle(getJson(`/api/pipeline?minutes=${PIPELINE_MINUTES}`)),
     flags: settle(getJson('/api/feature-flags/status')),
+    ramp: settle(getJson('/api/ramp/status')),
+    shadow: settle(getJson(`/api/shadow/report?window=${windowName}`)),
+    labels: settle(getJson('/api/labels/coverage')),
+    estimated: settle(getJson('/api/ml-monitoring/estimated?hours=24&ahead_hours=6')),
+    timeline: settle(getJson('/api/timeline?hours=24&limit=200')),
   };
   const outcomes = await Promise.all([
     calls.health.then((r) => render('health', r, drawHealth)),
@@ -694,6 +700,15 @@ async function refreshOnce() {
     calls.predictions.then((r) => render('predictions', r, drawPredictions)),
     calls.pipeline.then((r) => render('pipeline', r, drawPipeline)),
     calls.flags.then((r) => render('flags', r, drawFlags)),
+    calls.ramp.then((r) => render('ramp', r, drawRamp)),
+    calls.shadow.then((r) => render('shadow', r, (data) => {
+      setWindowTag('shadow', label, (data.comparisons || []).reduce(
+        (n, c) => (c.against === 'served' ? n + c.n : n), 0), 'paired bookings');
+      return drawShadow(data);
+    })),
+    calls.labels.then((r) => render('labels', r, drawLabels)),
+    calls.estimated.then((r) => render('estimated', r, drawEstimated)),
+    calls.timeline.then((r) => render('timeline', r, drawTimeline)),
   ]);
   return outcomes.flat().filter((ok) => !ok).length;
 }
