@@ -20,6 +20,7 @@ LONG_RUNNING = {
     "worker-predict",
     "worker-outcomes",
     "api",
+    "ramp",
     "producer",
 }
 ONE_SHOT = {"migrate", "model"}
@@ -81,10 +82,11 @@ def test_every_service_is_there_with_health_checks_and_readable_topics() -> None
     assert [p["target"] for p in api["ports"]] == [8000]
     assert all(p["host_ip"] == "127.0.0.1" for s in services.values() for p in s.get("ports", []))
     assert "--actual-after-s" in services["producer"]["command"]
+    assert services["ramp"]["command"][:2] == ["ramp", "run"]
     # The password reaches the apps only through the variable, never a default.
     assert "change-me" in services["worker-outcomes"]["environment"]["DATABASE_URL"]
     # Redis wants its password from every client, and never sees it on a command line.
-    for name in ("worker-predict", "worker-outcomes", "api", "producer", "model"):
+    for name in ("worker-predict", "worker-outcomes", "api", "producer", "model", "ramp"):
         url = services[name]["environment"]["REDIS_URL"]
         assert url == "redis://:redis-pw-7c1e@redis:6379/0", name
     redis = services["redis"]

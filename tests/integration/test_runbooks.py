@@ -37,10 +37,11 @@ from confluent_kafka import Producer
 from connectors.flags import FlagState, FlagStore
 from connectors.kafka import BlockingProducer, RangeReader, read_topic
 from connectors.kafka_admin import KafkaAdminError, delete_topics, ensure_topics, list_topics
+from connectors.model_store import set_challenger
 from connectors.postgres import make_engine, upgrade
 from models.synthetic import SyntheticWorld, invalid_booking_payloads
 from schemas.tables import alerts as alerts_table
-from schemas.tables import flag_changes, outcomes, predictions
+from schemas.tables import flag_changes, outcomes, predictions, ramp_moves
 from schemas.topics import TOPICS, topic_name
 from streams.settings import Settings
 from streams.tools.stack import Endpoints, External, StackManager
@@ -773,3 +774,43 @@ def test_a_stopped_server_is_diagnosed_restarted_and_verified(runbook_stack, env
     state = flags_in_redis(runbook_stack, env)
     assert state is not None and (state.ml_enabled, state.ml_traffic_percentage) == (True, 20.0)
     assert count_rows(runbook_stack, flag_changes) == audit_rows
+
+
+def register_twin_challenger(models: Path) -> str:
+    """A challenger beside the champion, as `delaycast retrain` leaves one: here the
+    champion's twin under another version name (what the runbook does is the same)."""
+    champion = (models / "CHAMPION").read_text().strip()
+    twin = f"{champion}-twin"
+    shutil.copytree(models / champion, models / twin)
+    metadata = json.loads((models / twin / "metadata.json").read_text())
+    (models / twin / "metadata.json").write_text(json.dumps(metadata | {"model_version": twin}))
+    set_challenger(models, twin)
+    return twin
+
+
+def test_a_guarded_rollout_promotes_the_challenger_and_ramps_under_the_controller(
+    runbook_stack, env, tmp_path
+):
+    models = Path(env["MODEL_DIR"])
+    twin = register_twin_challenger(models)
+    after = last_flag_change_id(runbook_stack)
+    with database(runbook_stack) as db:
+        first_move = db.execute(sa.select(sa.func.count()).select_from(ramp_moves)).scalar_one()
+    with api(env, tmp_path), runbook("guarded-rollout.md", env, tmp_path) as run:
+        before = run.output("Before you start")
+        watch = run.output("Watch it")
+        reason = run.output("When it holds or rolls back")
+    assert f"c {twin}" in before and "Shadow comparison" in before
+    assert (models / "CHAMPION").read_text().strip() == twin
+    me = whoami()
+    assert flag_changes_since(runbook_stack, after) == [(me, False, 0.0), ("ramp", True, 10.0)]
+    assert "running at 10 %" in watch and "next step        not allowed" in watch
+    assert "NO gate      hold_time" in watch and "true" in watch
+    assert reason.startswith("Ramp started by") and "ramp start: 0 % -> 10 %" in reason
+    with database(runbook_stack) as db:
+        moves = db.execute(
+            sa.select(ramp_moves.c.kind, ramp_moves.c.actor).order_by(ramp_moves.c.at)
+        ).all()[first_move:]
+    assert [tuple(m) for m in moves] == [
+        ("start", me), ("pause", me), ("resume", me), ("stop", me),
+    ]  # fmt: skip
