@@ -172,6 +172,13 @@ POLICY: tuple[Rule, ...] = (
         "connectors/webhook.py",
     ),
     Rule(
+        "The ramp controller cannot reach PostgreSQL or Redis at a look",
+        Decision.RETRY,
+        "at the next look (`ramp run --interval`, 15 s); a move recorded but not yet in Redis "
+        "is finished then, never decided again; the flags stay as they were meanwhile",
+        "streams/operate/ramp.py",
+    ),
+    Rule(
         "A topic created a moment ago is not served yet",
         Decision.RETRY,
         "every 0.05 s for up to 30 s, then halt with the topic named",
@@ -225,6 +232,13 @@ POLICY: tuple[Rule, ...] = (
         "connectors/weather/cache.py",
     ),
     # ---- dead-letter ----
+    Rule(
+        "The challenger scored in shadow cannot be loaded, raises or returns another shape",
+        Decision.FALL_BACK,
+        "the predictions carry no shadow fields; what is served is untouched; one warning "
+        "until the challenger scores again",
+        "streams/predict/batch.py",
+    ),
     Rule(
         "An event that is not UTF-8 JSON, too large, invalid, out of time bounds, or keyed "
         "by another booking",

@@ -11,6 +11,10 @@ observed about ten seconds later (its created_at lies its realistic lead time ea
 the producer publishes each actual once the wall clock has reached its observed_at. Event time
 therefore stays within minutes of the wall clock, and no actual is from the future.
 
+With ``DEMO_RAMP=1``, ML is not set to ``DEMO_ML_PERCENTAGE``: a guarded ramp starts at 10 %
+with compressed steps (90 s hold, 200 outcomes per arm, actuals due 5 min after the pickup), its controller runs beside the
+workers, and each of its moves is printed as it happens (runbooks/guarded-rollout.md).
+
 The world has incidents, in the history the model learns from and in the bookings it is then
 asked about: about 3 % of the pickups, clustered by area and hour, are 20–120 minutes late
 (their actuals are observed that much later), so the live figures face a heavy tail as real
@@ -46,6 +50,11 @@ RATE = float(os.environ.get("DEMO_RATE", "50"))
 WINDOW = os.environ.get("DEMO_WINDOW", DEFAULT_WINDOW)
 WINDOW_REFRESH_S = 5.0
 PERCENTAGE = os.environ.get("DEMO_ML_PERCENTAGE", "50")
+RAMP = os.environ.get("DEMO_RAMP", "") not in ("", "0", "false", "no")
+# The demo's ramp: compressed so that it runs 10 -> 100 % in minutes at the demo's rate. An
+# actual arrives its delay after the pickup (up to 5 min here, incidents aside): due after 5 min.
+RAMP_ARGS = ("--steps", "10,25,50,100", "--min-outcomes", "200", "--hold", "90s",
+             "--label-wait", "5m", "--drift-quiet", "2m", "--actor", "demo")  # fmt: skip
 API_WAIT_S = 30.0
 # Each actual is observed about this long after its booking is published (see the docstring).
 ACTUAL_AFTER_S = 10
@@ -202,6 +211,24 @@ def read_window(engine: Any, name: str, min_samples: int) -> str | None:
         return None
 
 
+def ramp_news(engine: Any, seen: set[tuple[int, int]]) -> list[str]:
+    """The newest ramp's moves not printed yet, one line each (none when PostgreSQL is away)."""
+    from connectors.postgres import ramp
+
+    try:
+        latest = ramp.latest_ramp(engine)
+        moves = [] if latest is None else ramp.ramp_moves(engine, latest.id)
+    except SQLAlchemyError:
+        return []
+    lines = []
+    for move in moves:
+        key = (move["ramp_id"], move["seq"])
+        if key not in seen:
+            seen.add(key)
+            lines.append(f"[ramp] {move['at']:%H:%M:%S} {move['kind']}: {move['reason']}")
+    return lines
+
+
 def watch(
     env: dict[str, str],
     processes: dict[str, subprocess.Popen[bytes]],
@@ -238,6 +265,7 @@ def watch(
     closers.append(engine.dispose)
     window, window_read = f"| {WINDOW_LABELS[WINDOW]}: -", 0.0
     latencies: deque[float] = deque(maxlen=2000)
+    seen_moves: set[tuple[int, int]] = set()
     last = 0.0
     try:
         while True:
@@ -263,6 +291,8 @@ def watch(
             if time.monotonic() - window_read >= WINDOW_REFRESH_S:
                 window_read = time.monotonic()
                 window = read_window(engine, WINDOW, settings.ab_min_samples) or window
+                for line in ramp_news(engine, seen_moves) if RAMP else []:
+                    sys.stdout.write(f"\n{line}\n")
             if time.monotonic() - last >= 1:
                 last = time.monotonic()
                 sys.stdout.write(live_line(stats, latencies, arms, window))
@@ -297,7 +327,15 @@ def main() -> None:
         worker_env = dict(env, AB_INTERVAL_S="15")
         if weather_csv.is_file() and "WEATHER_PROVIDER" not in env:
             worker_env |= {"WEATHER_PROVIDER": "recorded", "WEATHER_HISTORY_CSV": str(weather_csv)}
-        delaycast("flags", "enable", "--percentage", PERCENTAGE, "--actor", "demo", env=env)
+        if RAMP:
+            delaycast("ramp", "stop", "--actor", "demo", env=env, check=False)  # an old one
+            delaycast("flags", "disable", "--actor", "demo", env=env)
+            delaycast("ramp", "start", *RAMP_ARGS, env=env)
+            processes["ramp controller"] = spawn(
+                "ramp", "run", "--interval", "5s", env=env, log=logs / "ramp.log"
+            )
+        else:
+            delaycast("flags", "enable", "--percentage", PERCENTAGE, "--actor", "demo", env=env)
         # The two paths in processes of their own, as in production: joining and recording
         # history never take CPU or event-loop time from the predictions.
         for role in ("predict", "outcomes"):
