@@ -12,8 +12,9 @@ the producer publishes each actual once the wall clock has reached its observed_
 therefore stays within minutes of the wall clock, and no actual is from the future.
 
 With ``DEMO_RAMP=1``, ML is not set to ``DEMO_ML_PERCENTAGE``: a guarded ramp starts at 10 %
-with compressed steps (90 s hold, 200 outcomes per arm, actuals due 5 min after the pickup), its controller runs beside the
-workers, and each of its moves is printed as it happens (runbooks/guarded-rollout.md).
+with compressed steps (90 s hold, 200 outcomes per arm, actuals due 5 min after the pickup),
+its controller runs beside the workers, and each of its moves is printed as it happens
+(runbooks/guarded-rollout.md).
 
 The world has incidents, in the history the model learns from and in the bookings it is then
 asked about: about 3 % of the pickups, clustered by area and hour, are 20–120 minutes late
