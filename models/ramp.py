@@ -58,7 +58,9 @@ class RampConfig:
     coverage_low: float = 0.85  # as the interval_coverage alert's band by default
     coverage_high: float = 0.95
     coverage_min_n: int = 729  # models.alert_rules.min_coverage_window of that band
-    drift_quiet_s: float = 600.0  # a drift alarm holds the ramp this long after it was raised
+    # A drift alarm holds the ramp this long after it was raised: the feature-drift monitor
+    # raises one per feature at most every 30 min while the drift lasts, so no less than that.
+    drift_quiet_s: float = 1800.0
     settle_s: float = 2.0  # evidence of a step starts this long after its flag change
 
     def __post_init__(self) -> None:
@@ -175,6 +177,12 @@ def percentage_at(config: RampConfig, index: int) -> float:
     return 0.0 if index < 0 else config.steps[index]
 
 
+def _bernoulli(n: int, rate: float) -> ArmErrors:
+    """A share as the mean of n ones and zeros, with their sample variance."""
+    variance = rate * (1.0 - rate) * n / (n - 1) if n > 1 else 0.0
+    return ArmErrors(n, rate, variance)
+
+
 def _pct(x: float) -> str:
     return f"{x * 100:.1f} %"
 
@@ -197,24 +205,31 @@ def guardrails(config: RampConfig, pct: float, ev: StepEvidence) -> list[Check]:
                 value=srm.p_value,
             )
         )
-    due = ev.due_ml + ev.due_heuristic
-    labelled = ev.labelled_ml + ev.labelled_heuristic
-    if compared and ev.due_ml >= MIN_RATE_N and ev.due_heuristic >= MIN_RATE_N and labelled:
+    if compared and ev.due_ml >= MIN_RATE_N and ev.due_heuristic >= MIN_RATE_N:
+        # Two proportions, sequentially: the confidence sequence of the heuristic's arrival
+        # rate minus ML's; a breach when it lies wholly beyond the tolerated gap either way.
         rate_ml, rate_h = ev.labelled_ml / ev.due_ml, ev.labelled_heuristic / ev.due_heuristic
-        arrival = ratio_test(ev.labelled_ml, labelled, ev.due_ml / due, alpha=config.srm_alpha)
-        gap = rate_h - rate_ml
-        checks.append(
-            Check(
-                "label_arrival_ratio",
-                Kind.GUARDRAIL,
-                not (arrival.rejected and abs(gap) > config.label_gap),
-                f"actuals arrived for {_pct(rate_ml)} of ML's {ev.due_ml:,} due bookings and "
-                f"{_pct(rate_h)} of the heuristic's {ev.due_heuristic:,} (gap {gap * 100:+.1f} "
-                f"points, tolerated {config.label_gap * 100:g}; sequential sample-ratio test "
-                f"p = {arrival.p_value:.2g})",
-                value=gap,
-            )
+        arrival = difference_sequence(
+            _bernoulli(ev.due_heuristic, rate_h),
+            _bernoulli(ev.due_ml, rate_ml),
+            alpha=config.srm_alpha,
+            tau=config.label_gap,
         )
+        if arrival is not None:
+            beyond = arrival.low > config.label_gap or arrival.high < -config.label_gap
+            checks.append(
+                Check(
+                    "label_arrival_ratio",
+                    Kind.GUARDRAIL,
+                    not beyond,
+                    f"actuals arrived for {_pct(rate_ml)} of ML's {ev.due_ml:,} due bookings and "
+                    f"{_pct(rate_h)} of the heuristic's {ev.due_heuristic:,} (gap "
+                    f"{arrival.estimate * 100:+.1f} points, {100 * (1 - config.srm_alpha):g} % "
+                    f"confidence sequence [{arrival.low * 100:+.1f}, {arrival.high * 100:+.1f}], "
+                    f"tolerated {config.label_gap * 100:g})",
+                    value=arrival.estimate,
+                )
+            )
     if compared and min(ev.errors_ml.n, ev.errors_heuristic.n) >= MIN_ARM_N:
         seq = difference_sequence(
             ev.errors_ml,

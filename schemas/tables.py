@@ -251,6 +251,7 @@ ramps = Table(
     Column("step_started_at", DateTime(timezone=True), nullable=False),
     Column("move_seq", Integer, nullable=False),
     Column("flag_applied", Boolean, nullable=False),
+    Column("flag_version", BigInteger),
     Column("reason", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("evaluated_at", DateTime(timezone=True)),

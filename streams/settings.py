@@ -210,6 +210,13 @@ class Settings(BaseSettings):
         default=True,
         description="Score the challenger (delaycast retrain) in shadow on every booking.",
     )
+    shadow_wait_ms: float = Field(
+        default=50.0,
+        gt=0,
+        le=5000,
+        description="How long a batch waits for the challenger once the champion answered; "
+        "a later answer is dropped, and batches while it still scores go without a shadow.",
+    )
     label_wait_minutes: float = Field(
         default=30.0,
         ge=0,

@@ -9,6 +9,16 @@ import redis
 from connectors.flags.state import FlagState, parse_flags, render_flags
 
 
+class FlagConflict(Exception):
+    """The flags moved on since the version the writer expected; nothing was written."""
+
+    def __init__(self, current: FlagState) -> None:
+        super().__init__(
+            f"the flags changed meanwhile: {current.describe()} (version {current.version})"
+        )
+        self.current = current
+
+
 class FlagStore:
     def __init__(self, client: redis.Redis, key: str) -> None:
         self._client = client
@@ -42,13 +52,19 @@ class FlagStore:
         ml_traffic_percentage: float,
         actor: str,
         now: datetime,
+        expected_version: int | None = None,
     ) -> tuple[FlagState, FlagState]:
-        """Change the flags atomically; returns (old, new). ``initial`` is used when none exist."""
+        """Change the flags atomically; returns (old, new). ``initial`` is used when none exist.
+        With ``expected_version``, only if the flags are still at that version, else
+        :class:`FlagConflict` and nothing written."""
         with self._client.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(self._key)
                     old = parse_flags(pipe.hgetall(self._key)) or initial
+                    if expected_version is not None and old.version != expected_version:
+                        pipe.unwatch()
+                        raise FlagConflict(old)
                     new = FlagState(
                         ml_enabled=ml_enabled,
                         ml_traffic_percentage=ml_traffic_percentage,

@@ -49,6 +49,7 @@ class Ramp:
     step_started_at: datetime
     move_seq: int
     flag_applied: bool
+    flag_version: int | None  # the flags' version its pending move was decided on
     reason: str
     updated_at: datetime
     evaluated_at: datetime | None
@@ -70,7 +71,13 @@ def latest_ramp(bind: Bind) -> Ramp | None:
 
 
 def start_ramp(
-    bind: Bind, *, config: RampConfig, actor: str, now: datetime, from_percentage: float
+    bind: Bind,
+    *,
+    config: RampConfig,
+    actor: str,
+    now: datetime,
+    from_percentage: float,
+    flag_version: int,
 ) -> Ramp:
     """A new running ramp at its first step, with its start move; refused while another ramp is
     running or paused."""
@@ -99,6 +106,7 @@ def start_ramp(
                 step_started_at=now,
                 move_seq=1,
                 flag_applied=False,
+                flag_version=flag_version,
                 reason=reason,
                 updated_at=now,
             )
@@ -137,9 +145,15 @@ def record_move(
     percentage: float | None = None,
     evidence: dict[str, Any] | None = None,
     new_step: bool = False,
+    flag_version: int | None = None,
+    flag_applied: bool | None = None,
 ) -> Ramp | None:
     """Record a move of ``ramp`` as the mover saw it; None when the ramp has moved on since
-    (another move was recorded first), in which case nothing is written."""
+    (another move was recorded first), in which case nothing is written.
+
+    A move to another percentage leaves its flag change pending (``flag_applied`` false),
+    to be written while the flags are still at ``flag_version``, the version it was decided on;
+    ``flag_applied`` given says it outright (a pause or a stop cancels a pending change)."""
     r = tables.ramps
     to_index = ramp.step_index if step_index is None else step_index
     to_pct = ramp.percentage if percentage is None else percentage
@@ -151,8 +165,12 @@ def record_move(
         "move_seq": ramp.move_seq + 1,
         "reason": reason,
         "updated_at": now,
-        "flag_applied": ramp.flag_applied and not changes_flag,
+        "flag_applied": (ramp.flag_applied and not changes_flag)
+        if flag_applied is None
+        else flag_applied,
     }
+    if flag_version is not None:
+        values["flag_version"] = flag_version
     if changes_flag or new_step:
         values["step_started_at"] = now
     with _transaction(bind) as connection:
@@ -180,15 +198,18 @@ def record_move(
     return _ramp(row)
 
 
-def mark_flag_applied(bind: Bind, ramp: Ramp) -> None:
-    """The flag change of the ramp's move ``ramp.move_seq`` is in Redis."""
+def mark_flag_applied(bind: Bind, ramp: Ramp, *, flag_version: int) -> Ramp | None:
+    """The flag change of the ramp's move ``ramp.move_seq`` is in Redis, at ``flag_version``;
+    the ramp as it now stands (None when it moved on meanwhile)."""
     r = tables.ramps
     with _transaction(bind) as connection:
-        connection.execute(
+        row = connection.execute(
             r.update()
             .where(r.c.id == ramp.id, r.c.move_seq == ramp.move_seq)
-            .values(flag_applied=True)
-        )
+            .values(flag_applied=True, flag_version=flag_version)
+            .returning(*r.c)
+        ).first()
+    return None if row is None else _ramp(row)
 
 
 def save_evaluation(bind: Bind, ramp: Ramp, *, now: datetime, evaluation: dict[str, Any]) -> None:

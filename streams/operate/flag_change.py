@@ -59,13 +59,15 @@ def change_flags(
     percentage: float | None,
     actor: str,
     now: datetime,
+    expected_version: int | None = None,
 ) -> tuple[FlagState, FlagState]:
     """Write the new flags to Redis, record the change in ``flag_changes`` and log it.
 
     ``percentage`` None keeps the percentage in force (the kill switch keeps it for the next
     enable). ``initial`` stands for the flags when Redis has none yet. Returns (old, new).
-    Raises the Redis error as it comes (nothing changed), or :class:`AuditNotRecorded` when only
-    the audit failed (the change is in force).
+    Raises the Redis error as it comes (nothing changed), :class:`FlagConflict` when
+    ``expected_version`` is given and the flags moved past it (nothing changed), or
+    :class:`AuditNotRecorded` when only the audit failed (the change is in force).
     """
     if percentage is None:
         percentage = (store.read() or initial).ml_traffic_percentage
@@ -75,6 +77,7 @@ def change_flags(
         ml_traffic_percentage=percentage,
         actor=actor,
         now=now,
+        expected_version=expected_version,
     )
     try:
         record_flag_change(engine, old=old, new=new, actor=actor, changed_at=now)

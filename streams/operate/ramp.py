@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from redis.exceptions import RedisError
 
-from connectors.flags import FlagState, FlagStore
+from connectors.flags import FlagConflict, FlagState, FlagStore
 from connectors.postgres import ramp as store
 from connectors.postgres import write_alerts
 from connectors.postgres.ramp import COMPLETED, RUNNING, Ramp
@@ -65,12 +65,10 @@ class RampController:
     def tick(self) -> Decision | None:
         """One look: finish a move not yet in Redis, then decide and act. None when no ramp is
         running."""
-        ramp = store.latest_ramp(self._engine)
-        if ramp is None:
-            return None
-        if not ramp.flag_applied:
-            self.apply_flag(ramp)
-        if ramp.status != RUNNING:
+        ramp: Ramp | None = store.latest_ramp(self._engine)
+        if ramp is not None and not ramp.flag_applied:
+            ramp = self.apply_flag(ramp)
+        if ramp is None or ramp.status != RUNNING:
             return None
         flags = self._flags.read() or self._initial
         if not _flags_at(flags, ramp.percentage):
@@ -101,6 +99,7 @@ class RampController:
             percentage=decision.to_percentage,
             evidence=evidence.to_dict(),
             new_step=True,
+            flag_version=flags.version,
         )
         if moved is None:
             log.info("[Ramp] ramp %d moved on before this decision; nothing done", ramp.id)
@@ -108,44 +107,59 @@ class RampController:
         severity = _severity(decision)
         log_at = logging.INFO if severity is Severity.INFO else logging.WARNING
         log.log(log_at, "[Ramp] %s", decision.reason)
+        # The alert first: a flag write that fails now is finished at the next look, and the
+        # move must not go unannounced meanwhile.
+        self._alert(moved, decision.reason, severity, now, decision.action.value)
         if not moved.flag_applied:
             self.apply_flag(moved)
-        self._alert(moved, decision.reason, severity, now, decision.action.value)
         return decision
 
-    def apply_flag(self, ramp: Ramp) -> None:
-        """Put ramp's percentage in force, unless Redis already holds it (a controller that died
-        after writing Redis must not write the change twice), and mark it applied."""
+    def apply_flag(self, ramp: Ramp) -> Ramp | None:
+        """Finish the ramp's pending flag change: write its percentage while the flags are
+        still at the version its move was decided on. When someone changed them since, nothing
+        is written and the ramp pauses: an operator's hand wins. Returns the ramp as it now
+        stands (None when it moved on meanwhile)."""
         flags = self._flags.read() or self._initial
-        if not _flags_at(flags, ramp.percentage):
-            try:
-                change_flags(
-                    self._flags,
-                    self._engine,
-                    initial=self._initial,
-                    ml_enabled=True,
-                    percentage=ramp.percentage,
-                    actor=ACTOR,
-                    now=self._clock(),
-                )
-            except AuditNotRecorded as exc:
-                log.warning("[Ramp] %s", exc)
-        store.mark_flag_applied(self._engine, ramp)
+        if _flags_at(flags, ramp.percentage):  # written already (a look that died after it)
+            return store.mark_flag_applied(self._engine, ramp, flag_version=flags.version)
+        if ramp.flag_version is not None and flags.version != ramp.flag_version:
+            return self._pause_for_outside_change(ramp, flags)
+        try:
+            _, new = change_flags(
+                self._flags,
+                self._engine,
+                initial=self._initial,
+                ml_enabled=True,
+                percentage=ramp.percentage,
+                actor=ACTOR,
+                now=self._clock(),
+                expected_version=ramp.flag_version,
+            )
+        except FlagConflict as exc:
+            return self._pause_for_outside_change(ramp, exc.current)
+        except AuditNotRecorded as exc:
+            log.warning("[Ramp] %s", exc)
+            new = exc.new
+        return store.mark_flag_applied(self._engine, ramp, flag_version=new.version)
 
-    def _pause_for_outside_change(self, ramp: Ramp, flags: FlagState) -> None:
+    def _pause_for_outside_change(self, ramp: Ramp, flags: FlagState) -> Ramp | None:
+        """Pause ``ramp``: the flags were changed by someone else; a pending change of its own
+        is dropped."""
         now = self._clock()
         reason = (
             f"Paused the ramp at {ramp.percentage:g} %: the flags were changed outside it "
-            f"({flags.describe()} by {flags.updated_by or 'unknown'}); put them back and run "
-            "delaycast ramp resume, or delaycast ramp stop."
+            f"({flags.describe()} by {flags.updated_by or 'unknown'}); run delaycast ramp "
+            "resume to go on from this step (its share is put back), or delaycast ramp stop."
         )
         moved = store.record_move(
             self._engine, ramp, kind="pause", actor=ACTOR, now=now, reason=reason,
-            status=store.PAUSED, evidence={"flags": flags.describe()},
+            status=store.PAUSED, evidence={"flags": flags.describe()}, flag_applied=True,
+            flag_version=flags.version,
         )  # fmt: skip
         if moved is not None:
             log.warning("[Ramp] %s", reason)
             self._alert(moved, reason, Severity.WARNING, now, "pause")
+        return moved
 
     def _alert(
         self, ramp: Ramp, reason: str, severity: Severity, now: datetime, action: str
@@ -185,11 +199,17 @@ def run(
     stop: threading.Event,
 ) -> None:
     """Look every ``interval_s`` until ``stop`` is set, holding the controller lock; a look that
-    fails (PostgreSQL or Redis away) is logged and tried again at the next one."""
+    fails (PostgreSQL or Redis away, anything unexpected) is logged and tried again at the next
+    one. The lock's session is checked before each look: when PostgreSQL lost it (a restart),
+    the lock is taken again before the controller acts."""
     holder: sa.Connection | None = None
     waiting_said = False
     while not stop.is_set():
         try:
+            if holder is not None and not _still_held(holder):
+                log.warning("[Ramp] the controller lock's session was lost; taking it again")
+                _release(holder)
+                holder = None
             if holder is None:
                 holder = _take_lock(engine)
                 if holder is None:
@@ -202,9 +222,8 @@ def run(
             controller.tick()
         except (sa.exc.SQLAlchemyError, RedisError, OSError) as exc:
             log.warning("[Ramp] look failed, trying again in %g s: %s", interval_s, _brief(exc))
-            if holder is not None and isinstance(exc, sa.exc.DBAPIError):
-                _release(holder)
-                holder = None
+        except Exception:  # never end the controller on one bad look
+            log.exception("[Ramp] look failed; trying again in %g s", interval_s)
         stop.wait(interval_s)
     if holder is not None:
         _release(holder)
@@ -218,17 +237,30 @@ def _take_lock(engine: sa.Engine) -> sa.Connection | None:
         ).scalar()
         connection.commit()
     except BaseException:
-        connection.close()
+        _release(connection)
         raise
     if taken:
         return connection
-    connection.close()
+    _release(connection)
     return None
 
 
+def _still_held(connection: sa.Connection) -> bool:
+    try:
+        connection.execute(sa.select(1)).scalar()
+        connection.commit()
+    except sa.exc.SQLAlchemyError:
+        return False
+    return True
+
+
 def _release(connection: sa.Connection) -> None:
+    """End the lock's session itself: a session lock ends with its session, and a connection
+    returned to the pool would keep it."""
     with contextlib.suppress(sa.exc.SQLAlchemyError):
-        connection.close()  # a session lock ends with its session
+        connection.invalidate()
+    with contextlib.suppress(sa.exc.SQLAlchemyError):
+        connection.close()
 
 
 def _brief(exc: BaseException) -> str:
@@ -314,28 +346,32 @@ class RampRefused(Exception):
     """An operator's request the ramp's status does not allow; the message says why."""
 
 
-def pause(engine: sa.Engine, *, actor: str, now: datetime) -> Ramp:
-    """Stop the controller moving the running ramp; ML keeps its share."""
+def pause(engine: sa.Engine, *, actor: str, now: datetime, flags: FlagState) -> Ramp:
+    """Stop the controller moving the running ramp; ML keeps the share it has (a flag change
+    of the ramp's still pending is dropped)."""
     ramp = _latest(engine, (RUNNING,), "pause")
     reason = f"Paused at {ramp.percentage:g} % by {actor}."
-    return _operator_move(engine, ramp, "pause", actor, now, reason, store.PAUSED)
+    return _operator_move(engine, ramp, "pause", actor, now, reason, store.PAUSED, flags)
 
 
-def resume(engine: sa.Engine, *, actor: str, now: datetime) -> Ramp:
-    """Let the controller move a paused or rolled-back ramp again, from a fresh step (a ramp
-    rolled back to 0 % resumes at its first step)."""
+def resume(engine: sa.Engine, *, actor: str, now: datetime, flags: FlagState) -> Ramp:
+    """Let the controller move a paused or rolled-back ramp again, from a fresh step whose
+    share is put back in the flags (a ramp rolled back to 0 % resumes at its first step)."""
     ramp = _latest(engine, (store.PAUSED, store.ROLLED_BACK), "resume")
     index = max(ramp.step_index, 0)
     pct = ramp.config.steps[index]
     reason = f"Resumed at {pct:g} % by {actor}; the step's evidence starts again."
-    return _operator_move(engine, ramp, "resume", actor, now, reason, RUNNING, index, pct)
+    return _operator_move(
+        engine, ramp, "resume", actor, now, reason, RUNNING, flags, index, pct,
+        pending=not _flags_at(flags, pct),
+    )  # fmt: skip
 
 
-def stop(engine: sa.Engine, *, actor: str, now: datetime) -> Ramp:
-    """End the ramp for good; the flags stay as they are."""
+def stop(engine: sa.Engine, *, actor: str, now: datetime, flags: FlagState) -> Ramp:
+    """End the ramp for good; the flags stay as they are (a pending change is dropped)."""
     ramp = _latest(engine, (RUNNING, store.PAUSED, store.ROLLED_BACK), "stop")
     reason = f"Stopped at {ramp.percentage:g} % by {actor}; the flags stay as they are."
-    return _operator_move(engine, ramp, "stop", actor, now, reason, store.STOPPED)
+    return _operator_move(engine, ramp, "stop", actor, now, reason, store.STOPPED, flags)
 
 
 def _latest(engine: sa.Engine, allowed: tuple[str, ...], what: str) -> Ramp:
@@ -358,12 +394,16 @@ def _operator_move(
     now: datetime,
     reason: str,
     status: str,
+    flags: FlagState,
     index: int | None = None,
     pct: float | None = None,
+    *,
+    pending: bool = False,
 ) -> Ramp:
     moved = store.record_move(
         engine, ramp, kind=kind, actor=actor, now=now, reason=reason, status=status,
         step_index=index, percentage=pct, new_step=kind == "resume",
+        flag_applied=not pending, flag_version=flags.version,
     )  # fmt: skip
     if moved is None:
         raise RampRefused("the ramp moved while this request was made; look again with status")

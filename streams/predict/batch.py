@@ -13,7 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -106,6 +106,7 @@ class BatchPredictor:
         contract: Contract = DEFAULT_CONTRACT,
         tracking: TrackedSums | None = None,
         tracking_rate: float = 0.0,
+        shadow_wait_s: float = 0.05,
     ) -> None:
         self._weather = weather
         self._flags = flags
@@ -120,6 +121,15 @@ class BatchPredictor:
         self._tracking = tracking
         self._tracking_rate = tracking_rate
         self._shadow_failing = False
+        self._shadow_wait_s = shadow_wait_s
+        self._shadow_executor: ThreadPoolExecutor | None = None
+        self._shadow_inflight: Future[Any] | None = None
+        self.shadow_skipped = 0  # batches the challenger was busy or late for
+
+    def close(self) -> None:
+        """Release the challenger's thread (a scoring under way is not waited for)."""
+        if self._shadow_executor is not None:
+            self._shadow_executor.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, records: list[Inbound]) -> BatchResult:
         started = time.perf_counter()
@@ -157,9 +167,11 @@ class BatchPredictor:
         reasons: list[FallbackReason | None] = [None] * len(bookings)
         details: list[str | None] = [None] * len(bookings)
         model_version = served.model.version if served.model is not None else None
+        # The kill switch stops the challenger too: ML off means no model runs at all.
         shadow = await self._predict_ml(
-            served, features, on_ml, delays, confidences, served_ml, reasons, details
-        )
+            served, features, on_ml, delays, confidences, served_ml, reasons, details,
+            score_shadow=served.shadow is not None and flags.ml_enabled,
+        )  # fmt: skip
 
         levels = self._risk_levels(served, delays, confidences, served_ml)
         uppers = self._p90(served, delays, confidences, served_ml)
@@ -209,34 +221,34 @@ class BatchPredictor:
         served_ml: np.ndarray,
         reasons: list[FallbackReason | None],
         details: list[str | None],
+        *,
+        score_shadow: bool,
     ) -> np.ndarray:
         """Overwrite the heuristic's answer with the model's wherever the model can serve, and
-        score the challenger in shadow on every booking, both in one call to the executor.
-        Returns the challenger's delays (NaN where it has none); its failure only logs."""
+        score the challenger in shadow on the same batch, beside it (:meth:`_shadow`). Returns
+        the challenger's delays (NaN where it has none)."""
         shadow_delays = np.full(len(features), np.nan)
         model = served.model
-        if model is None and on_ml.any():
+        complete = np.isfinite(features).all(axis=1)
+        if model is None:
             reason = served.unavailable or FallbackReason.NO_MODEL
             for i in np.flatnonzero(on_ml):
                 reasons[i], details[i] = reason, served.detail
-        complete = np.isfinite(features).all(axis=1)
-        for i in np.flatnonzero(on_ml & ~complete):
-            reasons[i], details[i] = FallbackReason.MISSING_FEATURE, "a feature is not a number"
-        rows = np.flatnonzero(on_ml & complete) if model is not None else np.empty(0, np.intp)
-        shadow_rows = np.flatnonzero(complete) if served.shadow is not None else rows[:0]
-        if rows.size == 0 and shadow_rows.size == 0:
-            return shadow_delays
-        loop = asyncio.get_running_loop()
-        scored, shadow_scored = await loop.run_in_executor(
-            self._model_executor,
-            _score_both,
-            model,
-            features[rows],
-            served.shadow,
-            features[shadow_rows],
-        )
-        if shadow_rows.size:
-            self._take_shadow(served, shadow_scored, shadow_rows, shadow_delays)
+            rows = np.empty(0, np.intp)
+        else:
+            for i in np.flatnonzero(on_ml & ~complete):
+                reasons[i], details[i] = (
+                    FallbackReason.MISSING_FEATURE,
+                    "a feature is not a number",
+                )
+            rows = np.flatnonzero(on_ml & complete)
+        shadow_rows = np.flatnonzero(complete) if score_shadow else rows[:0]
+        shadow = self._start_shadow(served, features[shadow_rows]) if shadow_rows.size else None
+        if rows.size:
+            loop = asyncio.get_running_loop()
+            scored = await loop.run_in_executor(self._model_executor, _score, model, features[rows])
+        if shadow is not None:
+            await self._finish_shadow(served, shadow, shadow_rows, shadow_delays)
         if rows.size == 0:
             return shadow_delays
         try:
@@ -263,12 +275,31 @@ class BatchPredictor:
             reasons[i], details[i] = FallbackReason.MODEL_ERROR, "model returned a non-finite value"
         return shadow_delays
 
-    def _take_shadow(
-        self, served: Served, scored: Any, rows: np.ndarray, shadow_delays: np.ndarray
+    def _start_shadow(self, served: Served, x: np.ndarray) -> asyncio.Future[Any] | None:
+        """The challenger's scoring of ``x`` on a thread of its own, beside the champion's; None
+        when it still scores an earlier batch (that batch then waits for nothing: a slow
+        challenger skips batches, it never holds predictions back)."""
+        if self._shadow_inflight is not None and not self._shadow_inflight.done():
+            self.shadow_skipped += 1
+            return None
+        if self._shadow_executor is None:
+            self._shadow_executor = ThreadPoolExecutor(1, thread_name_prefix="shadow")
+        future = self._shadow_executor.submit(_score, served.shadow, x)
+        self._shadow_inflight = future
+        return asyncio.wrap_future(future)
+
+    async def _finish_shadow(
+        self, served: Served, task: asyncio.Future[Any], rows: np.ndarray, out: np.ndarray
     ) -> None:
-        """The challenger's delays into ``shadow_delays`` at ``rows``; a failure is logged (once
-        until it scores again) and leaves them NaN: the shadow never touches what is served."""
+        """The challenger's delays into ``out`` at ``rows`` if it answers within
+        SHADOW_WAIT_S of the champion; a late, failed or misshapen answer leaves them NaN, with
+        one warning until it scores again: the shadow never touches what is served."""
+        done, _ = await asyncio.wait({task}, timeout=self._shadow_wait_s)
         try:
+            if not done:
+                self.shadow_skipped += 1
+                raise TimeoutError(f"no answer within {self._shadow_wait_s:g} s")
+            scored = task.result()
             if isinstance(scored, BaseException):
                 raise scored
             values = np.asarray(scored[0], dtype=np.float64)
@@ -277,7 +308,7 @@ class BatchPredictor:
         except Exception as exc:
             if not self._shadow_failing:
                 log.warning(
-                    "[ML] challenger %s failed in shadow: %s",
+                    "[ML] challenger %s not scored in shadow: %s",
                     getattr(served.shadow, "version", "unknown"),
                     f"{type(exc).__name__}: {exc}"[:300],
                 )
@@ -285,7 +316,7 @@ class BatchPredictor:
             return
         self._shadow_failing = False
         bounded = np.isfinite(values) & (np.abs(values) <= DELAY_MINUTES_BOUND)
-        shadow_delays[rows[bounded]] = values[bounded]
+        out[rows[bounded]] = values[bounded]
 
     def _risk_levels(
         self, served: Served, delays: np.ndarray, confidences: np.ndarray, served_ml: np.ndarray
@@ -393,16 +424,10 @@ class BatchPredictor:
         )
 
 
-def _score_both(model: Any, x: np.ndarray, shadow: Any, shadow_x: np.ndarray) -> tuple[Any, Any]:
-    """The model's and the challenger's predictions in one executor call; each either
-    (delays, confidences) or the exception it raised, so one failing never hides the other."""
-
-    def score(predictor: Any, rows: np.ndarray) -> Any:
-        if predictor is None or rows.shape[0] == 0:
-            return None
-        try:
-            return predictor.predict(rows)
-        except Exception as exc:
-            return exc
-
-    return score(model, x), score(shadow, shadow_x)
+def _score(predictor: Any, rows: np.ndarray) -> Any:
+    """``predictor.predict(rows)``, or the exception it raised (returned, not raised: the
+    caller decides what a failure means for its rows)."""
+    try:
+        return predictor.predict(rows)
+    except Exception as exc:
+        return exc

@@ -70,6 +70,7 @@ class PredictionPath:
             await self.redis.aclose()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.model_executor.shutdown(wait=False, cancel_futures=True)
+        self.predictor.close()
 
 
 async def build_prediction_path(
@@ -118,6 +119,7 @@ async def build_prediction_path(
         contract=s.contract,
         tracking=tracking if s.p90_tracking_rate > 0 else None,
         tracking_rate=s.p90_tracking_rate,
+        shadow_wait_s=s.shadow_wait_ms / 1000.0,
     )
     return PredictionPath(
         executor, model_executor, client, flags, tracking, models, weather, predictor

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -463,10 +464,55 @@ def test_a_failing_challenger_is_logged_once_and_touches_nothing_served(executor
     for p in first.predictions + second.predictions:
         assert (p.served_by, p.predicted_delay_minutes, p.fallback_reason) == (Arm.ML, 9.5, None)
         assert p.shadow_delay_minutes is None and p.shadow_model_version is None
-    assert caplog.text.count("challenger gb-broken failed in shadow") == 1
+    assert caplog.text.count("challenger gb-broken not scored in shadow") == 1
     # And a served model that fails does not stop the challenger being scored.
     predictor = make(executor, tmp_path, percentage=100, model=BrokenModel())
     serve(predictor, shadow=ShadowModel(value=3.0))
     result = run(predictor, [booking_json(i) for i in range(20)])
     assert {p.fallback_reason for p in result.predictions} == {FallbackReason.MODEL_ERROR}
     assert {p.shadow_delay_minutes for p in result.predictions} == {3.0}
+
+
+def test_a_slow_challenger_never_holds_predictions_back(executor, tmp_path, caplog):
+    class SlowChallenger(ShadowModel):
+        def predict(self, X):
+            time.sleep(1.0)
+            return super().predict(X)
+
+    predictor = make(executor, tmp_path, percentage=100, model=ConstantModel(value=9.5))
+    serve(predictor, shadow=SlowChallenger(value=1.0))
+    started = time.perf_counter()
+    first = run(predictor, [booking_json(i) for i in range(20)])
+    second = run(predictor, [booking_json(i) for i in range(20, 40)])  # it still scores the 1st
+    assert time.perf_counter() - started < 0.8  # neither batch waited for it (1 s)
+    for p in first.predictions + second.predictions:
+        assert (p.predicted_delay_minutes, p.shadow_delay_minutes) == (9.5, None)
+    assert predictor.shadow_skipped == 2  # late for the first, busy for the second
+    assert "not scored in shadow: TimeoutError" in caplog.text
+    time.sleep(1.1)  # it answered meanwhile: the next batch is scored again
+    predictor._shadow_wait_s = 1.0
+    third = run(predictor, [booking_json(i) for i in range(40, 45)])
+    assert {p.shadow_delay_minutes for p in third.predictions} == {1.0}
+
+
+def test_the_kill_switch_stops_the_challenger_too(executor, tmp_path):
+    challenger = ShadowModel(value=1.0)
+    predictor = make(executor, tmp_path, percentage=50, model=ConstantModel(), enabled=False)
+    serve(predictor, shadow=challenger)
+    result = run(predictor, [booking_json(i) for i in range(30)])
+    assert challenger.calls == []
+    assert all(p.shadow_delay_minutes is None for p in result.predictions)
+
+
+def test_without_a_model_a_booking_missing_a_feature_says_no_model(executor, tmp_path):
+    predictor = make(executor, tmp_path, percentage=100)
+    features = np.ones((3, 4))
+    features[1, 2] = np.nan
+    reasons, details = [None] * 3, [None] * 3
+    asyncio.run(
+        predictor._predict_ml(
+            predictor._models.current, features, np.ones(3, dtype=bool), np.zeros(3),
+            np.zeros(3), np.zeros(3, dtype=bool), reasons, details, score_shadow=False,
+        )
+    )  # fmt: skip
+    assert reasons == [FallbackReason.NO_MODEL] * 3

@@ -15,6 +15,17 @@ import click
 
 from streams.operate.cli.flags_cmd import default_actor
 
+MAX_ACTOR = 200  # the audit columns' width
+
+
+def _actor(value: str) -> str:
+    if not value.strip() or len(value) > MAX_ACTOR:
+        raise click.BadParameter(
+            f"expected a name of 1 to {MAX_ACTOR} characters, got {len(value)}",
+            param_hint="--actor",
+        )
+    return value
+
 
 class Duration(click.ParamType):
     """Seconds, or a number with a unit: 90s, 30m, 2h."""
@@ -120,16 +131,17 @@ def ramp() -> None:
 @click.option(
     "--label-target",
     type=click.FloatRange(0, 1),
-    default=0.8,
-    show_default=True,
-    help="Share of due actuals each arm must have for the ramp to move on.",
+    default=None,
+    help="Share of due actuals each arm must have for the ramp to move on "
+    "[default: LABEL_COVERAGE_TARGET, the label_coverage alert's].",
 )
 @click.option(
     "--drift-quiet",
     type=DURATION,
-    default="10m",
+    default="30m",
     show_default=True,
-    help="How long a feature-drift alarm holds the ramp.",
+    help="How long a feature-drift alarm holds the ramp (the drift monitor raises one per "
+    "feature at most every 30 min while the drift lasts).",
 )
 @click.option(
     "--max-p99-ms",
@@ -152,11 +164,17 @@ def ramp() -> None:
     show_default=True,
     help="Time for every worker to see a flag change before a step's evidence counts.",
 )
-@click.option("--actor", default=default_actor, show_default="user@host", help="Who starts it.")
+@click.option(
+    "--actor",
+    default=default_actor,
+    show_default="user@host",
+    callback=lambda ctx, param, value: _actor(value),
+    help="Who starts it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the new ramp as JSON.")
 def start(
     steps: str, min_outcomes: int, hold: float, margin: float, alpha: float, label_wait: float,
-    label_target: float, drift_quiet: float, max_p99_ms: float, coverage_band: str | None,
+    label_target: float | None, drift_quiet: float, max_p99_ms: float, coverage_band: str | None,
     settle: float, actor: str, as_json: bool,
 ) -> None:  # fmt: skip
     """Start a ramp at its first step (the flags change at once); `delaycast ramp run` moves it.
@@ -190,7 +208,7 @@ def start(
             margin=margin,
             alpha=alpha,
             label_wait_s=label_wait,
-            label_target=label_target,
+            label_target=settings.label_coverage_target if label_target is None else label_target,
             drift_quiet_s=drift_quiet,
             max_p99_ms=max_p99_ms,
             severe_p99_ms=max(3 * max_p99_ms, max_p99_ms + 1),
@@ -211,15 +229,30 @@ def start(
                 actor=actor,
                 now=utc_now(),
                 from_percentage=before.ml_traffic_percentage if before.ml_enabled else 0.0,
+                flag_version=before.version,
             )
         except RampConflict as exc:
             raise click.ClickException(str(exc)) from None
-        RampController(engine, flags, initial).apply_flag(started)
-    if as_json:
-        click.echo(json.dumps({"id": started.id, "config": config.to_dict()}))
-    else:
-        click.echo(started.reason)
-        click.echo("The controller moves it: keep `delaycast ramp run` running.")
+        if as_json:
+            click.echo(json.dumps({"id": started.id, "config": config.to_dict()}))
+        else:
+            click.echo(started.reason)
+            click.echo("The controller moves it: keep `delaycast ramp run` running.")
+        _first_flag(RampController(engine, flags, initial), started)
+
+
+def _first_flag(controller: Any, ramp: Any) -> None:
+    """Put the ramp's share in force now; when Redis does not take it, the ramp stands in
+    PostgreSQL and the controller writes it at its next look: say so, and fail."""
+    import redis
+
+    try:
+        controller.apply_flag(ramp)
+    except (redis.RedisError, OSError) as exc:
+        raise click.ClickException(
+            f"the ramp is recorded, but its flag change did not reach Redis ({type(exc).__name__}:"
+            f" {exc}); the controller writes it at its next look once Redis answers"
+        ) from None
 
 
 @ramp.command()
@@ -283,16 +316,20 @@ def _operator(what: str, actor: str) -> None:
     action = {"pause": controller.pause, "resume": controller.resume, "stop": controller.stop}
     with _servers() as (engine, flags, initial):
         try:
-            moved = action[what](engine, actor=actor, now=utc_now())
+            moved = action[what](engine, actor=actor, now=utc_now(), flags=flags.read() or initial)
         except controller.RampRefused as exc:
             raise click.ClickException(str(exc)) from None
+        click.echo(moved.reason)
         if not moved.flag_applied:
-            controller.RampController(engine, flags, initial).apply_flag(moved)
-    click.echo(moved.reason)
+            _first_flag(controller.RampController(engine, flags, initial), moved)
 
 
 _ACTOR = click.option(
-    "--actor", default=default_actor, show_default="user@host", help="Who is doing it."
+    "--actor",
+    default=default_actor,
+    show_default="user@host",
+    callback=lambda ctx, param, value: _actor(value),
+    help="Who is doing it.",
 )
 
 
