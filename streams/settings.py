@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     consumer_session_timeout_s: float = Field(
         default=10.0, ge=3, le=300, description="How soon a dead worker's partitions move."
     )
+    worker_instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="A name of this worker that stays the same across its restarts (the pod's, "
+        "the host's): Kafka's static membership, so a worker back within "
+        "CONSUMER_SESSION_TIMEOUT_S gets its partitions again without a rebalance.",
+    )
 
     # Routing flags: the initial values written to Redis when it has none yet.
     ml_enabled: bool = False

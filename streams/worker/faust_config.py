@@ -361,6 +361,9 @@ def make_app(settings: Settings, app_id: str, datadir: Path) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         broker_session_timeout=settings.consumer_session_timeout_s,
+        # Static membership (KIP-345): aiokafka sends no LeaveGroup for a named member, and the
+        # group keeps its assignment while it restarts within the session timeout.
+        consumer_group_instance_id=settings.worker_instance_id,
         broker_heartbeat_interval=min(3.0, settings.consumer_session_timeout_s / 3),
         # Faust's rule: a request may not time out before the session does (90 s by default;
         # CONSUMER_SESSION_TIMEOUT_S goes up to 300).
