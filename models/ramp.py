@@ -148,6 +148,7 @@ class Check:
     detail: str
     severe: bool = False
     value: float | None = None
+    judged: bool = True  # False: too little evidence yet, or no heuristic arm to compare with
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,34 @@ def guardrails(config: RampConfig, pct: float, ev: StepEvidence) -> list[Check]:
                 value=share,
             )
         )
-    return checks
+    return checks + _not_judged(config, pct, ev, {c.name for c in checks})
+
+
+def _not_judged(config: RampConfig, pct: float, ev: StepEvidence, judged: set[str]) -> list[Check]:
+    """The guardrails the evidence cannot judge yet, each saying what it waits for: a status
+    that lists only the checks made would hide that a guardrail is not watching."""
+    compared = 0 < pct < 100
+    waits = {
+        "assignment_ratio": "no split to check" if not compared else "no bookings yet",
+        "label_arrival_ratio": f"{ev.due_ml:,} ML and {ev.due_heuristic:,} heuristic bookings "
+        f"with their actual due, {MIN_RATE_N} per arm needed",
+        "ml_worse": f"{ev.errors_ml.n:,} ML and {ev.errors_heuristic.n:,} heuristic outcomes, "
+        f"{MIN_ARM_N} per arm needed",
+        "model_error_rate": f"{ev.assigned_ml:,} bookings assigned to ML, {MIN_RATE_N} needed",
+        "fallback_storm": f"{ev.assigned_ml:,} bookings assigned to ML, {MIN_RATE_N} needed",
+        "latency_p99": f"{ev.latency_n:,} and {ev.latency_before_n:,} ML predictions in the last "
+        f"two {config.latency_window_s:g} s windows, {MIN_LATENCY_N} in each needed",
+        "interval_coverage": f"{ev.coverage_n:,} ML outcomes with a P90, "
+        f"{config.coverage_min_n:,} needed",
+    }
+    if not compared:
+        for name in ("label_arrival_ratio", "ml_worse"):
+            waits[name] = "no heuristic arm to compare with"
+    return [
+        Check(name, Kind.GUARDRAIL, True, f"not judged: {why}", judged=False)
+        for name, why in waits.items()
+        if name not in judged
+    ]
 
 
 def signals(config: RampConfig, pct: float, ev: StepEvidence) -> list[Check]:

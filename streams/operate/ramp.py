@@ -320,7 +320,14 @@ def status(
     view["blockers"] = [{"name": c.name, "kind": c.kind.value, "detail": c.detail}
                         for c in decision.blockers]  # fmt: skip
     view["checks"] = [
-        {"name": c.name, "kind": c.kind.value, "ok": c.ok, "detail": c.detail, "value": c.value}
+        {
+            "name": c.name,
+            "kind": c.kind.value,
+            "ok": c.ok,
+            "judged": c.judged,
+            "detail": c.detail,
+            "value": c.value,
+        }
         for c in decision.checks
     ]
     view["evidence"] = evidence.to_dict()

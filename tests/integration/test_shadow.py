@@ -155,3 +155,8 @@ def test_the_challenger_is_scored_in_shadow_joined_and_compared_paired(
         env=env, capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
     assert challenger in text and "champion" in text and "paired" in text
+    refused = subprocess.run(
+        [sys.executable, "-m", "streams", "ab", "report", "--shadow", "--min-samples", "5"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "takes no --out or --min-samples" in refused.stderr

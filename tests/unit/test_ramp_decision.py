@@ -127,7 +127,7 @@ def test_a_latency_spike_in_one_window_only_does_not_roll_back() -> None:
     fresh = decide(CONFIG, 1, evidence(latency_p99_ms=4_000.0, latency_before_n=0,
                                        latency_before_p99_ms=None))  # fmt: skip
     assert fresh.action is Action.ADVANCE
-    assert "latency_p99" not in {c.name for c in fresh.checks}
+    assert [c.judged for c in fresh.checks if c.name == "latency_p99"] == [False]
 
 
 def test_drift_and_low_label_coverage_hold_without_moving() -> None:
@@ -217,3 +217,23 @@ def test_the_ratio_test_rejects_a_skew_and_accepts_the_expected_share() -> None:
     assert ratio_test(2_700, 10_000, 0.25, alpha=0.001).rejected
     assert not ratio_test(5, 10, 0.25, alpha=0.001).rejected  # too few to say
     assert ratio_test(10, 10, 0.0, alpha=0.001).p_value == 1.0  # no expected share: no test
+
+
+def test_a_guardrail_without_enough_evidence_says_it_is_not_judged_and_what_it_waits_for() -> None:
+    thin = evidence(errors_ml=ArmErrors(12, 1.0, 1.0), latency_n=40, coverage_n=100,
+                    due_ml=20)  # fmt: skip
+    checks = {c.name: c for c in decide(CONFIG, 0, thin).checks}
+    assert {name for name, c in checks.items() if not c.judged} == {
+        "ml_worse", "latency_p99", "interval_coverage", "label_arrival_ratio",
+    }  # fmt: skip
+    assert checks["ml_worse"].detail == (
+        "not judged: 12 ML and 7,000 heuristic outcomes, 30 per arm needed"
+    )
+    assert (
+        checks["latency_p99"].ok and "40 and 1,000 ML predictions" in checks["latency_p99"].detail
+    )
+    assert checks["model_error_rate"].judged  # 1,000 bookings: judged
+    at_full = decide(CONFIG, 3, evidence(assigned_heuristic=0, expected_ml_share=1.0))
+    assert {c.name: c.detail for c in at_full.checks if not c.judged}["ml_worse"] == (
+        "not judged: no heuristic arm to compare with"
+    )

@@ -269,6 +269,7 @@ class RampCheck(BaseModel):
     name: str
     kind: Literal["guardrail", "signal", "gate"]
     ok: bool
+    judged: bool = Field(default=True, description="False: too little evidence yet to judge.")
     detail: str
     value: float | None
 

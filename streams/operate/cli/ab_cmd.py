@@ -98,6 +98,10 @@ def report(
 
     if window is not None and (since or until):
         raise click.UsageError("give --window or --since/--until, not both")
+    if shadow and (out or min_samples):
+        raise click.UsageError(
+            "--shadow prints the paired comparison only: it takes no --out or --min-samples"
+        )
     if until and not since:
         raise click.UsageError("--until needs --since")
     # Windows are sums of whole minutes: a bound with seconds starts its minute.

@@ -297,7 +297,7 @@ def render_status(view: dict[str, Any]) -> str:
     lines.append(f"next step        {'allowed' if view['next_step_allowed'] else 'not allowed'}")
     lines.append(view["summary"])
     for check in view.get("checks", []):
-        mark = "ok " if check["ok"] else "NO "
+        mark = "-- " if not check.get("judged", True) else "ok " if check["ok"] else "NO "
         lines.append(f"  {mark}{check['kind']:<9} {check['name']:<22} {check['detail']}")
     if ramp is not None and view.get("moves"):
         lines.append("moves:")

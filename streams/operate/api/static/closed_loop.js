@@ -40,7 +40,8 @@ export function drawRamp(view) {
   if (checks.length) {
     nodes.push(table(['', 'Kind', 'Check', 'Detail'], checks.map((c) =>
       el('tr', {testid: 'ramp-check', dataset: {name: c.name, ok: String(c.ok)}},
-        el('td', {}, c.ok ? '✓' : '✗'), el('td', {}, c.kind), el('td', {class: 'mono'}, c.name),
+        el('td', {}, c.judged === false ? '–' : (c.ok ? '✓' : '✗')), el('td', {}, c.kind),
+        el('td', {class: 'mono'}, c.name),
         el('td', {class: 'message'}, c.detail)))));
   }
   const moves = (view.moves || []).slice(-8).reverse();
