@@ -434,3 +434,38 @@ def test_the_scale_out_report_names_each_path_and_its_unit():
         "    2 outcomes worker(s): 1,508 outcomes/s, CPU 915 us/outcome (load 2 2 2)",
         "    1 outcomes worker(s): FAILED: TimeoutError: stuck",
     ]
+
+
+def test_the_scale_out_report_shows_the_pauses_of_each_path():
+    from streams.tools.bench.scaleout import render_scaleout
+
+    def period(sent: int, received: int, gap: float) -> dict:
+        return {"sent": sent, "received": received, "longest_gap_ms": gap, "p50_ms": 40.0,
+                "p99_ms": 90.0, "max_ms": 120.0}  # fmt: skip
+
+    steady, joins = period(100, 100, 50.0), period(100, 100, 3100.0)
+    lines = render_scaleout(
+        {
+            "throughput": [],
+            "pauses": {
+                "offered_per_s": 2000.0,
+                "steady": steady,
+                "a worker joins": joins,
+                "a worker leaves": steady,
+            },  # written before (h) named the path
+            "outcome_pauses": {
+                "path": "outcomes",
+                "offered_per_s": 800.0,
+                "inputs_used_up": True,
+                "steady": steady,
+                "a worker joins": joins,
+                "a worker leaves": steady,
+            },
+        }
+    )
+    assert lines[1] == "    predict rebalance pauses at 2,000 bookings/s:"
+    assert "a worker joins: 100/100 predicted" in lines[3] and "no prediction 3100 ms" in lines[3]
+    assert lines[5] == (
+        "    outcomes rebalance pauses at 800 bookings/s (inputs used up before the end):"
+    )
+    assert "a worker joins: 100/100 outcomes" in lines[7] and "no outcome 3100 ms" in lines[7]

@@ -475,8 +475,11 @@ def test_a_failing_challenger_is_logged_once_and_touches_nothing_served(executor
 
 def test_a_slow_challenger_never_holds_predictions_back(executor, tmp_path, caplog):
     class SlowChallenger(ShadowModel):
+        """Slow on its first batch only."""
+
         def predict(self, X):
-            time.sleep(1.0)
+            if not self.calls:
+                time.sleep(1.0)
             return super().predict(X)
 
     predictor = make(executor, tmp_path, percentage=100, model=ConstantModel(value=9.5))
@@ -489,8 +492,10 @@ def test_a_slow_challenger_never_holds_predictions_back(executor, tmp_path, capl
         assert (p.predicted_delay_minutes, p.shadow_delay_minutes) == (9.5, None)
     assert predictor.shadow_skipped == 2  # late for the first, busy for the second
     assert "not scored in shadow: TimeoutError" in caplog.text
-    time.sleep(1.1)  # it answered meanwhile: the next batch is scored again
-    predictor._shadow_wait_s = 1.0
+    deadline = time.monotonic() + 30
+    while not predictor._shadow_inflight.done() and time.monotonic() < deadline:
+        time.sleep(0.05)  # it answers meanwhile: the next batch is scored again
+    predictor._shadow_wait_s = 5.0  # a loaded machine may take more than 50 ms to hand over
     third = run(predictor, [booking_json(i) for i in range(40, 45)])
     assert {p.shadow_delay_minutes for p in third.predictions} == {1.0}
 

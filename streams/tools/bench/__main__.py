@@ -342,6 +342,10 @@ def measure(
             if base is not None:
                 clock.say("(h) rebalance pauses: a second worker joins, then leaves")
                 scaleout["pauses"] = run_pauses(bench, base)
+            one_outcome_worker = scaleout["throughput"][2].get("throughput_per_s")
+            if one_outcome_worker:
+                clock.say("(h) the same for outcome workers")
+                scaleout["outcome_pauses"] = run_pauses(bench, one_outcome_worker, "outcomes")
             for line in render_scaleout(scaleout):
                 clock.say(line)
         if "s" in parts:

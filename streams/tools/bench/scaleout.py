@@ -11,7 +11,10 @@
   (its group rebalances: aiokafka has no cooperative protocol, so every member stops), then
   leaves (SIGTERM: it leaves the group, which rebalances again). For the steady period before,
   the period after the join and the one after the leave: the latency p50, p99 and maximum of the
-  bookings sent in it, and the longest time no prediction arrived at all (the pause).
+  bookings sent in it, and the longest time no prediction arrived at all (the pause). The same
+  for outcome workers: each booking's prediction and actual sent at half of one outcome
+  worker's throughput, the latency from the actual to its outcome (the joining worker first
+  recovers the join table of the partitions it gains).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from connectors.kafka import BlockingProducer
 from connectors.kafka_admin import ensure_topics
 from streams.tools.bench import kafka_io
 from streams.tools.bench.children import Child
+from streams.tools.bench.dataset import retag, retag_key
 from streams.tools.bench.latency import Receiver, bookings, send_paced
 from streams.tools.bench.probes import CpuSampler
 from streams.tools.bench.runs import (
@@ -34,6 +38,7 @@ from streams.tools.bench.runs import (
     clean_up_noting,
     loadavg,
     prefill_outcome_inputs,
+    prepare_predictions,
     run_names,
     set_flags,
 )
@@ -42,6 +47,7 @@ from streams.tools.bench.stats import cpu_at, latency_summary, rate_from_timesta
 PARTITIONS = 4
 READY_LIMIT_S = 120.0
 PAUSE_SHARE = 0.2  # of (b): a load one worker carries with room to spare
+OUTCOME_PAUSE_SHARE = 0.5  # of one outcome worker's throughput, for the same reason
 STEADY_S = 15.0  # each period of the pause run
 
 
@@ -142,35 +148,80 @@ class PacedBookings(threading.Thread):
     def run(self) -> None:
         try:
             while not self._halt.is_set():
-                send_paced(self._producer, self._topic, self._source, self._rate, 0.5, self.sent)
+                self.send(0.5)
             self._producer.flush()
         except BaseException as exc:  # reported by the run, which then fails
             self.error = exc
+
+    def send(self, seconds: float) -> None:
+        send_paced(self._producer, self._topic, self._source, self._rate, seconds, self.sent)
 
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=30)
 
 
-def run_pauses(bench: Bench, reference_per_s: float) -> dict[str, Any]:
-    prefix, tag = run_names(bench, "hp", 0)
-    rate = PAUSE_SHARE * reference_per_s
-    out: dict[str, Any] = {"offered_per_s": round(rate, 1), "loadavg": loadavg()}
+class PacedOutcomeInputs(PacedBookings):
+    """Each booking's prediction, then its actual delay, paced; ``sent`` notes the actual's
+    time. Stops sending when the run's predictions are used up (a second pass would only make
+    duplicates, joined once)."""
+
+    def __init__(self, bench: Bench, prefix: str, tag: str, rate: float) -> None:
+        super().__init__(bench, f"{prefix}predictions", tag, rate)
+        assert bench.predictions is not None
+        source_tag, predictions = bench.predictions
+        actuals = dict(bench.data.tagged(bench.data.actuals, tag))
+        self._pairs = (
+            (retag_key(k, tag, source_tag), retag(v, tag, source_tag)) for k, v in predictions
+        )
+        self._actuals, self._actuals_topic = actuals, f"{prefix}actual-delays"
+
+    def send(self, seconds: float) -> None:
+        total, started, n = max(1, round(self._rate * seconds)), time.perf_counter(), 0
+        while n < total:
+            due = min(total, int((time.perf_counter() - started) * self._rate) + 1)
+            while n < due:
+                key, value = next(self._pairs)  # StopIteration: the inputs are used up
+                self._producer.send(self._topic, key, value)
+                actual = self._actuals.get(key)
+                if actual is not None:
+                    self.sent[key] = time.perf_counter()
+                    self._producer.send(self._actuals_topic, key, actual)
+                n += 1
+            time.sleep(0.0005)
+
+
+def run_pauses(bench: Bench, reference_per_s: float, path: str = "predict") -> dict[str, Any]:
+    """``reference_per_s``: (b) for the prediction path (its share PAUSE_SHARE is sent), one
+    outcome worker's throughput for the outcome path (half of it is sent)."""
+    outcomes = path == "outcomes"
+    prefix, tag = run_names(bench, "hpo" if outcomes else "hp", 0)
+    rate = (OUTCOME_PAUSE_SHARE if outcomes else PAUSE_SHARE) * reference_per_s
+    out: dict[str, Any] = {"path": path, "offered_per_s": round(rate, 1), "loadavg": loadavg()}
     first = second = None
-    load = arrivals = None
+    load: PacedBookings | None = None
+    arrivals: Receiver | None = None
     try:
         create_topics(bench, prefix)
+        extra = {"DATABASE_URL": bench.database.url, "JOIN_HORIZON_DAYS": "60"} if outcomes else {}
         env = child_env(
-            bench, prefix, TOPIC_PARTITIONS=str(PARTITIONS), **set_flags(bench, prefix, 100.0)
-        )
-        first = Child.worker("predict", env, bench.logs / f"{prefix}first.log")
+            bench, prefix, TOPIC_PARTITIONS=str(PARTITIONS), **set_flags(bench, prefix, 100.0),
+            **extra,
+        )  # fmt: skip
+        first = Child.worker(path, env, bench.logs / f"{prefix}first.log")
         first.wait_for_log("Worker ready", READY_LIMIT_S)
-        arrivals = Receiver(bench.bootstrap, f"{prefix}predictions", PARTITIONS)
-        load = PacedBookings(bench, f"{prefix}bookings", tag, rate)
+        output = "outcomes" if outcomes else "predictions"
+        arrivals = Receiver(bench.bootstrap, f"{prefix}{output}", PARTITIONS)
+        if outcomes:
+            if bench.predictions is None:
+                prepare_predictions(bench)
+            load = PacedOutcomeInputs(bench, prefix, tag, rate)
+        else:
+            load = PacedBookings(bench, f"{prefix}bookings", tag, rate)
         load.start()
         time.sleep(STEADY_S)
         joined_at = time.perf_counter()
-        second = Child.worker("predict", env, bench.logs / f"{prefix}second.log")
+        second = Child.worker(path, env, bench.logs / f"{prefix}second.log")
         second.wait_for_log("Worker ready", READY_LIMIT_S)
         out["second_ready_after_s"] = round(time.perf_counter() - joined_at, 1)
         time.sleep(STEADY_S)
@@ -180,9 +231,10 @@ def run_pauses(bench: Bench, reference_per_s: float) -> dict[str, Any]:
         time.sleep(STEADY_S)
         ended_at = time.perf_counter()
         load.stop()
-        if load.error is not None:
+        if load.error is not None and not isinstance(load.error, StopIteration):
             raise RuntimeError(f"the load generator failed: {load.error!r}")
-        time.sleep(5.0)  # the last bookings' predictions
+        out["inputs_used_up"] = isinstance(load.error, StopIteration)
+        time.sleep(5.0)  # the last bookings' outputs
         periods = {
             "steady": (joined_at - STEADY_S + 3.0, joined_at),
             "a worker joins": (joined_at, left_at),
@@ -230,17 +282,26 @@ def render_scaleout(scaleout: dict[str, Any]) -> list[str]:
             f"{who}: {run['throughput_per_s']:,.0f} {unit}s/s, "
             f"CPU {run['cpu_us_per_event']:.0f} us/{unit} (load {run['loadavg']})"
         )
-    pauses = scaleout.get("pauses") or {}
-    if pauses.get("error"):
-        lines.append(f"    rebalance pauses: FAILED: {pauses['error']}")
-    elif pauses:
-        lines.append(f"    rebalance pauses at {pauses['offered_per_s']:,.0f} bookings/s:")
+    for key in ("pauses", "outcome_pauses"):
+        pauses = scaleout.get(key) or {}
+        path = pauses.get("path", "predict")
+        made, what = ("outcomes", "outcome") if path == "outcomes" else ("predicted", "prediction")
+        if pauses.get("error"):
+            lines.append(f"    {path} rebalance pauses: FAILED: {pauses['error']}")
+            continue
+        if not pauses:
+            continue
+        lines.append(
+            f"    {path} rebalance pauses at {pauses['offered_per_s']:,.0f} bookings/s"
+            + (" (inputs used up before the end)" if pauses.get("inputs_used_up") else "")
+            + ":"
+        )
         for name in ("steady", "a worker joins", "a worker leaves"):
             p = pauses[name]
             lines.append(
-                f"      {name}: {p['received']}/{p['sent']} predicted, p50 "
+                f"      {name}: {p['received']}/{p['sent']} {made}, p50 "
                 f"{p.get('p50_ms', float('nan')):.0f} ms, p99 {p.get('p99_ms', float('nan')):.0f}"
-                f" ms, max {p.get('max_ms', float('nan')):.0f} ms, longest with no prediction "
+                f" ms, max {p.get('max_ms', float('nan')):.0f} ms, longest with no {what} "
                 f"{p['longest_gap_ms']:.0f} ms"
             )
     return lines
