@@ -240,7 +240,11 @@ def run_pauses(bench: Bench, reference_per_s: float, path: str = "predict") -> d
             "a worker joins": (joined_at, left_at),
             "a worker leaves": (left_at, ended_at),
         }
+        # Inputs used up: nothing was sent after the last input, so no output is due after it.
+        last_sent = max(load.sent.values(), default=ended_at) if out["inputs_used_up"] else None
         for name, (start, end) in periods.items():
+            if last_sent is not None:
+                end = max(start, min(end, last_sent))
             sent = {k: t for k, t in load.sent.items() if start <= t < end}
             latencies = [
                 (arrivals.received[k] - t) * 1000 for k, t in sent.items() if k in arrivals.received
