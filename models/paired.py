@@ -83,13 +83,9 @@ def paired_from_sums(
     mean = sum_d / n
     variance = max(0.0, (sum_d2 - n * mean * mean) / (n - 1))
     se = math.sqrt(variance / n)
-    if se <= 1e-12 * max(1.0, abs(mean)):
-        low = high = mean
-        p_value = 1.0 if mean == 0.0 else 0.0
-    else:
-        q = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
-        low, high = mean - q * se, mean + q * se
-        p_value = float(2 * stats.t.sf(abs(mean) / se, n - 1))
+    # Sums lose precision: a spread at rounding level is no spread.
+    low, high, p_value = _t_interval(mean, 0.0 if se <= 1e-12 * max(1.0, abs(mean)) else se, n,
+                                     confidence)  # fmt: skip
     return PairedDifference(
         a=a,
         b=b,
@@ -132,13 +128,7 @@ def paired_difference(
     diff = ea - eb
     mean = float(diff.mean())
     se = float(diff.std(ddof=1)) / math.sqrt(n)
-    if se == 0.0:
-        low = high = mean
-        p_value = 1.0 if mean == 0.0 else 0.0
-    else:
-        q = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
-        low, high = mean - q * se, mean + q * se
-        p_value = float(2 * stats.t.sf(abs(mean) / se, n - 1))
+    low, high, p_value = _t_interval(mean, se, n, confidence)
     return PairedDifference(
         a=a,
         b=b,
@@ -151,3 +141,12 @@ def paired_difference(
         p_value=p_value,
         confidence=confidence,
     )
+
+
+def _t_interval(mean: float, se: float, n: int, confidence: float) -> tuple[float, float, float]:
+    """Student's t interval of a mean with standard error ``se`` over ``n`` rows, and the
+    p-value of a zero mean; with no spread, the mean alone (p 1 when it is 0, else 0)."""
+    if se == 0.0:
+        return mean, mean, 1.0 if mean == 0.0 else 0.0
+    q = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+    return mean - q * se, mean + q * se, float(2 * stats.t.sf(abs(mean) / se, n - 1))
